@@ -1,0 +1,1 @@
+"""Benchmarks: figures taken as ratios against standard tools, in one run on one machine."""

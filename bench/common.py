@@ -1,0 +1,277 @@
+"""Shared benchmark helpers: timed subprocesses, alternating runs, a tree cache, tables.
+
+A timed run is one child process: wall time from just before the spawn to its reaping,
+and peak RSS from `os.wait4`'s rusage (for a shell pipeline, the largest process in it,
+since a parent's rusage carries the maximum of its waited-for children). Two commands
+are compared by running them alternately (A B A B ...) after one untimed warm-up each,
+so that drift in the machine's load hits both alike, and by taking medians.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+DEFAULT_WORKDIR = Path("/tmp/syncd-bench")
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command to time; `prepare` runs untimed just before each run."""
+
+    name: str
+    argv: Sequence[str]
+    env: dict[str, str] | None = None
+    prepare: Callable[[], None] | None = None
+    stdout: Path | None = None  # where stdout goes (default: /dev/null)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    seconds: float
+    peak_rss: int  # bytes
+    user: float
+    system: float
+
+
+@dataclass(slots=True)
+class Series:
+    name: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(r.seconds for r in self.runs)
+
+    @property
+    def peak_rss(self) -> int:
+        return round(statistics.median(r.peak_rss for r in self.runs))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "median_seconds": round(self.seconds, 4),
+            "median_peak_rss": self.peak_rss,
+            "seconds": [round(r.seconds, 4) for r in self.runs],
+            "peak_rss": [r.peak_rss for r in self.runs],
+            "user": [round(r.user, 3) for r in self.runs],
+            "system": [round(r.system, 3) for r in self.runs],
+        }
+
+
+class CommandFailed(RuntimeError):
+    pass
+
+
+def run_timed(command: Command) -> Run:
+    """Run `command` once (after its untimed `prepare`) and measure it."""
+    if command.prepare is not None:
+        command.prepare()
+    out: IO[bytes] | int
+    out = command.stdout.open("wb") if command.stdout else subprocess.DEVNULL
+    try:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            list(command.argv), stdout=out, stderr=subprocess.PIPE, env=command.env
+        )
+        # Read stderr before reaping: a chatty child must not block on a full pipe.
+        assert proc.stderr is not None
+        errors = proc.stderr.read()
+        proc.stderr.close()
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+    finally:
+        if not isinstance(out, int):
+            out.close()
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        text = errors.decode(errors="replace")[-2000:]
+        raise CommandFailed(f"{command.name}: exit {code}: {' '.join(command.argv)}\n{text}")
+    return Run(seconds, usage.ru_maxrss * 1024, usage.ru_utime, usage.ru_stime)
+
+
+def alternate(a: Command, b: Command, runs: int, *, log: Callable[[str], None]) -> tuple[
+    Series, Series
+]:
+    """One untimed warm-up of each, then `runs` timed runs of each, alternating A B A B."""
+    run_timed(a)
+    run_timed(b)
+    series_a, series_b = Series(a.name), Series(b.name)
+    for i in range(runs):
+        for command, series in ((a, series_a), (b, series_b)):
+            result = run_timed(command)
+            series.runs.append(result)
+            log(
+                f"  [{i + 1}/{runs}] {command.name}: {result.seconds:.3f} s, "
+                f"peak RSS {result.peak_rss / 2**20:.1f} MiB"
+            )
+    return series_a, series_b
+
+
+def repeat(command: Command, runs: int) -> Series:
+    series = Series(command.name)
+    for _ in range(runs):
+        series.runs.append(run_timed(command))
+    return series
+
+
+# -- trees generated once and reused -------------------------------------------------
+
+
+def cached_tree(workdir: Path, name: str, params: dict[str, Any], build: Callable[[Path], None],
+                *, log: Callable[[str], None]) -> Path:
+    """`workdir/trees/name`, built by `build(path)` unless a marker says it already is.
+
+    The marker lives beside the tree (not in it, so it is not scanned) and records the
+    parameters; a tree built with other parameters, or left half-built, is rebuilt.
+    """
+    trees = workdir / "trees"
+    root, marker = trees / name, trees / f"{name}.ready"
+    want = json.dumps(params, sort_keys=True)
+    if root.is_dir() and marker.is_file() and marker.read_text() == want:
+        return root
+    log(f"building tree {root} (once; reused by later runs)")
+    trees.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
+    tmp = trees / f"{name}.tmp"
+    for old in (root, tmp):
+        if old.exists():
+            shutil.rmtree(old)
+    started = time.monotonic()
+    build(tmp)
+    tmp.rename(root)
+    marker.write_text(want)
+    log(f"built {root} in {time.monotonic() - started:.1f} s")
+    return root
+
+
+def remove_state(root: Path) -> Callable[[], None]:
+    """A `prepare` that deletes the tree's syncd state folder: the next scan is cold."""
+
+    def prepare() -> None:
+        shutil.rmtree(root / ".syncd", ignore_errors=True)
+
+    return prepare
+
+
+def tree_counts(root: Path, exclude: str = ".syncd") -> tuple[int, int, int]:
+    """(files, directories, bytes) of the tree, leaving out `exclude` at the top."""
+    files = dirs = size = 0
+    for top, dirnames, filenames in os.walk(root):
+        if top == str(root) and exclude in dirnames:
+            dirnames.remove(exclude)
+        dirs += len(dirnames)
+        for name in filenames:
+            files += 1
+            size += os.lstat(os.path.join(top, name)).st_size
+    return files, dirs, size
+
+
+# -- the machine ---------------------------------------------------------------------
+
+
+def machine(directory: Path) -> dict[str, Any]:
+    def tool(argv: list[str]) -> str:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        except OSError:
+            return "?"
+        return done.stdout.strip() or "?"
+
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return {
+        "nproc": os.cpu_count(),
+        "ram_bytes": pages,
+        "kernel": platform.release(),
+        "cpu": _cpu_model(),
+        "fs_type": tool(["findmnt", "-no", "FSTYPE", "-T", str(directory)]),
+        "python": sys.version.split()[0],
+        "b3sum": tool(["b3sum", "--version"]),
+        "find": tool(["find", "--version"]).splitlines()[0] if shutil.which("find") else "?",
+        "load_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def wait_for_quiet(threshold: float, patience: float, log: Callable[[str], None]) -> float:
+    """Wait (up to `patience` seconds) for the 1-minute load average to drop below
+    `threshold`; return the load seen last."""
+    deadline = time.monotonic() + patience
+    load = os.getloadavg()[0]
+    while load >= threshold and time.monotonic() < deadline:
+        log(f"load average {load:.2f} >= {threshold}; waiting for the machine to be quiet")
+        time.sleep(15)
+        load = os.getloadavg()[0]
+    if load >= threshold:
+        log(f"warning: load average still {load:.2f}; figures may be noisy")
+    return load
+
+
+# -- output --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    figure: str
+    syncd: str
+    baseline: str
+    ratio: float
+    ratio_text: str
+    target: str
+    met: bool | None  # None: reported only
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "figure": self.figure,
+            "syncd": self.syncd,
+            "baseline": self.baseline,
+            "ratio": round(self.ratio, 4),
+            "target": self.target,
+            "met": self.met,
+        }
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    head = ["figure", "syncd", "baseline", "ratio", "target", "met?"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        met = "—" if r.met is None else ("yes" if r.met else "**no**")
+        cells = [r.figure, r.syncd, r.baseline, r.ratio_text, r.target, met]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def seconds_text(series: Series) -> str:
+    low = min(r.seconds for r in series.runs)
+    high = max(r.seconds for r in series.runs)
+    return f"{series.seconds:.2f} s ({low:.2f}–{high:.2f})"
+
+
+def mib(value: float) -> str:
+    return f"{value / 2**20:.1f} MiB"
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,324 @@
+"""How fast `syncd scan` is, as ratios to standard tools measured in the same run.
+
+Two trees, generated once under the work folder and reused:
+
+- L: an oc-mirror-like root (cache + content/, ~2.5 GB, 2,212 files) from
+  `syncd.sample.generate_month(root, 1, LARGE)`. Cold scan vs `find | xargs b3sum`
+  (both hash every byte); no-change rescan vs `find -printf '%s %T@\\n'` (both stat).
+- K: registry storage with >= 200,000 link files (bench/linktree.py). The same two
+  pairs, plus the scans' peak RSS per file.
+
+Each pair runs A B A B ... after one untimed warm-up of each (page cache warm for
+both); the figures are medians. `syncd scan` runs as a user runs it: a fresh
+`python -m syncd` process, interpreter start-up included; a cold scan first deletes
+ROOT/.syncd (untimed). Run:
+
+    PYTHONPATH=/work/main /tmp/v/bin/python -m bench.scan_bench [--quick] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import linktree
+from bench.common import (
+    DEFAULT_WORKDIR,
+    REPO,
+    RESULTS,
+    Command,
+    Row,
+    Series,
+    alternate,
+    cached_tree,
+    machine,
+    markdown_table,
+    mib,
+    remove_state,
+    repeat,
+    run_timed,
+    seconds_text,
+    wait_for_quiet,
+    write_json,
+)
+from syncd.sample import LARGE, SMALL, SampleSpec, generate_month
+
+SETTLE_SECONDS = 1.5  # > 1 s after the first scan, so that directory ctimes are old
+LOAD_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """The trees of a run: the oc-mirror spec for L and the link count for K."""
+
+    label: str
+    ocmirror: SampleSpec
+    ocmirror_name: str
+    links: int
+    runs: int
+
+
+FULL = Sizes("full", LARGE, "ocmirror-large-m1", 200_000, 5)
+QUICK = Sizes("quick", SMALL, "ocmirror-small-m1", 20_000, 3)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Bench:
+    def __init__(self, workdir: Path, python: str, runs: int) -> None:
+        self.workdir = workdir
+        self.python = python
+        self.runs = runs
+        self.out = workdir / "out"
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = os.environ.get("PYTHONPATH")
+        self.env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{path}" if path else str(REPO))
+        self.figures: dict[str, Any] = {}
+
+    # -- commands ---------------------------------------------------------------------
+
+    def scan(self, name: str, root: Path, *, cold: bool) -> Command:
+        return Command(
+            name=name,
+            argv=[self.python, "-m", "syncd", "scan", str(root), "--json"],
+            env=self.env,
+            prepare=remove_state(root) if cold else None,
+            stdout=self.out / f"{name}.json",
+        )
+
+    def scan_result(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads((self.out / f"{name}.json").read_text())
+        return result
+
+    @staticmethod
+    def hash_all(name: str, root: Path) -> Command:
+        script = (
+            'set -o pipefail; find "$1" -path "$1/.syncd" -prune -o -type f -print0 '
+            "| xargs -0 b3sum > /dev/null"
+        )
+        return Command(name, ["bash", "-c", script, "bench", str(root)])
+
+    @staticmethod
+    def stat_all(name: str, root: Path) -> Command:
+        return Command(name, ["find", str(root), "-printf", r"%s %T@\n"])
+
+    def import_only(self) -> Command:
+        return Command("import syncd.scan.api", [self.python, "-c", "import syncd.scan.api"],
+                       env=self.env)
+
+    # -- measuring --------------------------------------------------------------------
+
+    def pair(self, key: str, a: Command, b: Command) -> tuple[Series, Series]:
+        log(f"{key}: {a.name} vs {b.name}, {self.runs} runs each, alternating")
+        sa, sb = alternate(a, b, self.runs, log=log)
+        self.figures[key] = {
+            "syncd": sa.as_json(),
+            "baseline": sb.as_json(),
+            "ratio": round(sa.seconds / sb.seconds, 4),
+        }
+        log(f"{key}: {sa.seconds:.3f} s / {sb.seconds:.3f} s = {sa.seconds / sb.seconds:.2f}")
+        return sa, sb
+
+    def tree(self, tag: str, root: Path) -> tuple[Series, Series, Series, Series, dict[str, Any]]:
+        """Cold pair, then (after a settled first scan) the no-change rescan pair."""
+        cold_name, rescan_name = f"{tag}-cold-scan", f"{tag}-rescan"
+        cold, hashed = self.pair(
+            f"{tag}_cold",
+            self.scan(cold_name, root, cold=True),
+            self.hash_all(f"{tag}: find | xargs b3sum", root),
+        )
+        first = self.scan_result(cold_name)
+        run_timed(self.scan(rescan_name, root, cold=False))  # the cache the rescans use
+        time.sleep(SETTLE_SECONDS)
+        rescan, walked = self.pair(
+            f"{tag}_rescan",
+            self.scan(rescan_name, root, cold=False),
+            self.stat_all(f"{tag}: find -printf", root),
+        )
+        again = self.scan_result(rescan_name)
+        if again["snapshot"] != first["snapshot"]:
+            log(f"warning: {tag}: the rescan's snapshot differs from the cold scan's")
+        if again["hashed_bytes"]:
+            log(f"warning: {tag}: the no-change rescan hashed {again['hashed_bytes']} bytes")
+        tree = {
+            "root": str(root),
+            "files": first["files"],
+            "dirs": first["dirs"],
+            "bytes": first["bytes"],
+            "snapshot": first["snapshot"],
+            "rescan_hashed_bytes": again["hashed_bytes"],
+            "rescan_snapshot_equal": again["snapshot"] == first["snapshot"],
+        }
+        self.figures[f"{tag}_tree"] = tree
+        return cold, hashed, rescan, walked, tree
+
+
+def build_trees(workdir: Path, sizes: Sizes) -> tuple[Path, Path]:
+    spec = sizes.ocmirror
+    tree_l = cached_tree(
+        workdir,
+        sizes.ocmirror_name,
+        {"generator": "syncd.sample.generate_month", "month": 1, "spec": asdict(spec)},
+        lambda root: _month_one(root, spec),
+        log=log,
+    )
+    link_spec = linktree.LinkTreeSpec(links=sizes.links)
+    tree_k = cached_tree(
+        workdir,
+        f"linktree-{sizes.links}",
+        {"generator": "bench.linktree", "version": 1, "spec": asdict(link_spec)},
+        lambda root: log(json.dumps(linktree.generate(root, link_spec).as_json())),
+        log=log,
+    )
+    return tree_l, tree_k
+
+
+def _month_one(root: Path, spec: SampleSpec) -> None:
+    generate_month(root, 1, spec, via_registry=False)
+
+
+def ratio_row(figure: str, a: Series, b: Series, target: float | None) -> Row:
+    ratio = a.seconds / b.seconds
+    return Row(
+        figure=figure,
+        syncd=seconds_text(a),
+        baseline=seconds_text(b),
+        ratio=ratio,
+        ratio_text=f"{ratio:.2f}",
+        target="report" if target is None else f"<= {target:g}",
+        met=None if target is None else ratio <= target,
+    )
+
+
+def rss_row(figure: str, peak: int, base: int, files: int, target: float | None) -> Row:
+    per_file = (peak - base) / files
+    return Row(
+        figure=figure,
+        syncd=mib(peak),
+        baseline=f"{files:,} files" + (f"; import {mib(base)}" if base else ""),
+        ratio=per_file,
+        ratio_text=f"{per_file:.0f} B/file",
+        target="report" if target is None else f"<= {target:g} B/file",
+        met=None if target is None else per_file <= target,
+    )
+
+
+def measure(bench: Bench, tree_l: Path, tree_k: Path) -> list[Row]:
+    l_cold, l_hash, l_rescan, l_walk, l_info = bench.tree("L", tree_l)
+    k_cold, k_hash, k_rescan, k_walk, k_info = bench.tree("K", tree_k)
+    log("RSS of `python -c 'import syncd.scan.api'`")
+    imported = repeat(bench.import_only(), bench.runs)
+    bench.figures["import_rss"] = imported.as_json()
+    files, base = k_info["files"], imported.peak_rss
+    rows = [
+        ratio_row(
+            f"L cold scan / find\\|xargs b3sum ({l_info['files']:,} files, "
+            f"{l_info['bytes'] / 1e9:.2f} GB)",
+            l_cold,
+            l_hash,
+            1.0,
+        ),
+        ratio_row("L no-change rescan / find -printf", l_rescan, l_walk, None),
+        ratio_row(f"K no-change rescan / find -printf ({files:,} files)", k_rescan, k_walk, 1.5),
+        ratio_row("K cold scan / find\\|xargs b3sum", k_cold, k_hash, None),
+        rss_row("K rescan peak RSS per file", k_rescan.peak_rss, 0, files, 500),
+        rss_row("K cold scan peak RSS per file", k_cold.peak_rss, 0, files, 500),
+        rss_row("K rescan (peak RSS − import RSS) per file", k_rescan.peak_rss, base, files, None),
+        rss_row("K cold scan (peak RSS − import RSS) per file", k_cold.peak_rss, base, files,
+                None),
+    ]
+    bench.figures["L_cold_GBps"] = round(l_info["bytes"] / l_cold.seconds / 1e9, 3)
+    bench.figures["L_b3sum_GBps"] = round(l_info["bytes"] / l_hash.seconds / 1e9, 3)
+    return rows
+
+
+def report_markdown(sizes: Sizes, info: dict[str, Any], figures: dict[str, Any],
+                    rows: list[Row]) -> str:
+    lines = [
+        f"# syncd scan benchmark ({sizes.label}, {time.strftime('%Y-%m-%d %H:%M')})",
+        "",
+        f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram_bytes'] / 2**30:.1f} GiB RAM, "
+        f"kernel {info['kernel']}, {info['fs_type']} at the work folder; Python "
+        f"{info['python']}, {info['b3sum']}; load {info['load_at_start']} at start, "
+        f"{info['load_at_end']} at end.",
+        "",
+        f"Medians of {sizes.runs} alternating runs after one warm-up each (range in brackets).",
+        "",
+        markdown_table(rows),
+        "",
+    ]
+    for tag in ("L", "K"):
+        t = figures[f"{tag}_tree"]
+        lines.append(
+            f"- Tree {tag}: {t['root']}: {t['files']:,} files, {t['dirs']:,} dirs, "
+            f"{t['bytes']:,} bytes; rescan hashed {t['rescan_hashed_bytes']} bytes, "
+            f"same snapshot: {t['rescan_snapshot_equal']}."
+        )
+    lines.append(
+        f"- L cold scan {figures['L_cold_GBps']} GB/s, find | xargs b3sum "
+        f"{figures['L_b3sum_GBps']} GB/s."
+    )
+    lines.append(f"- import syncd.scan.api: peak RSS {mib(figures['import_rss']['median_peak_rss'])}.")
+    for key in ("L_cold", "L_rescan", "K_cold", "K_rescan"):
+        f = figures[key]
+        lines.append(
+            f"- {key}: syncd peak RSS {mib(f['syncd']['median_peak_rss'])}, "
+            f"baseline peak RSS {mib(f['baseline']['median_peak_rss'])}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="small trees: checks the harness")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                        help=f"where trees are generated and kept (default {DEFAULT_WORKDIR})")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the JSON here")
+    parser.add_argument("--runs", type=int, help="timed runs of each command (at least 3)")
+    parser.add_argument("--python", default=sys.executable, help="interpreter that runs syncd")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="do not wait for the load average to drop below 0.5")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    runs = max(3, args.runs or sizes.runs)
+    sizes = Sizes(sizes.label, sizes.ocmirror, sizes.ocmirror_name, sizes.links, runs)
+    workdir: Path = args.workdir.resolve()
+
+    tree_l, tree_k = build_trees(workdir, sizes)
+    info = machine(workdir)
+    if not (args.quick or args.no_wait):
+        info["load_before_measuring"] = round(wait_for_quiet(LOAD_THRESHOLD, 900, log), 2)
+    bench = Bench(workdir, args.python, runs)
+    rows = measure(bench, tree_l, tree_k)
+    info["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
+
+    text = report_markdown(sizes, info, bench.figures, rows)
+    print(text)
+    stem = f"scan-{time.strftime('%Y-%m-%d')}" + ("-quick" if args.quick else "")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.md").write_text(text)
+    data = {
+        "kind": "syncd scan benchmark",
+        "sizes": sizes.label,
+        "runs": runs,
+        "machine": info,
+        "rows": [r.as_json() for r in rows],
+        "figures": bench.figures,
+    }
+    write_json(RESULTS / f"{stem}.json", data)
+    if args.json:
+        write_json(args.json, data)
+    log(f"wrote {RESULTS / stem}.md and .json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

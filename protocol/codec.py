@@ -1,0 +1,85 @@
+"""The msgpack policy: one place decides how syncd encodes and decodes msgpack.
+
+Encoding is canonical: the smallest integer, string, binary and array headers (msgpack's
+own rule), `str` for text and `bin` for bytes, no floats, no maps inside hashed data.
+Decoding is bounded (Limits) and strict: invalid UTF-8, extension types, non-string map
+keys and trailing bytes are errors, and every failure surfaces as ProtocolError.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import msgpack
+
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.limits import DEFAULT_LIMITS, Limits
+
+_local = threading.local()
+
+
+def pack(obj: object) -> bytes:
+    """Canonical encoding of lists/tuples, ints, str, bytes, bool, None and str-keyed maps."""
+    packer = getattr(_local, "packer", None)
+    if packer is None:
+        # A Packer per thread: msgpack.packb builds a new one on every call.
+        packer = _local.packer = msgpack.Packer(use_bin_type=True, datetime=False)
+    try:
+        data: bytes = packer.pack(obj)
+    except (TypeError, ValueError, OverflowError) as exc:
+        packer.reset()
+        raise ProtocolError(ErrorCode.MALFORMED, f"cannot encode: {exc}") from exc
+    return data
+
+
+def _unpacker_args(limits: Limits, max_buffer: int) -> dict[str, Any]:
+    return {
+        "raw": False,
+        "use_list": True,
+        "strict_map_key": True,
+        "max_buffer_size": max_buffer,
+        "max_str_len": limits.max_str,
+        "max_bin_len": limits.max_bin,
+        "max_array_len": limits.max_array,
+        "max_map_len": limits.max_map,
+        "max_ext_len": 0,
+    }
+
+
+def unpack(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> object:
+    """Decode exactly one object that fills `data` completely."""
+    args = _unpacker_args(limits, max(len(data), 1))
+    del args["max_buffer_size"]
+    try:
+        return msgpack.unpackb(data, **args)
+    except msgpack.ExtraData:
+        raise ProtocolError(ErrorCode.MALFORMED, "trailing bytes after msgpack object") from None
+    except Exception as exc:
+        raise _as_protocol_error(exc) from exc
+
+
+def new_unpacker(limits: Limits = DEFAULT_LIMITS, *, max_buffer: int | None = None) -> Any:
+    """A streaming unpacker bounded by `limits`; wrap its errors with `as_protocol_error`."""
+    return msgpack.Unpacker(**_unpacker_args(limits, max_buffer or limits.max_frame))
+
+
+def as_protocol_error(exc: BaseException) -> ProtocolError:
+    """Map anything msgpack raises while decoding hostile bytes to our own error."""
+    return _as_protocol_error(exc)
+
+
+def _as_protocol_error(exc: BaseException) -> ProtocolError:
+    if isinstance(exc, ProtocolError):
+        return exc
+    if isinstance(exc, msgpack.OutOfData) or (
+        isinstance(exc, ValueError) and "incomplete" in str(exc)
+    ):
+        return ProtocolError(ErrorCode.TRUNCATED, "msgpack object ends early")
+    if isinstance(exc, ValueError) and "exceeds max" in str(exc):
+        return ProtocolError(ErrorCode.LIMIT, f"msgpack length over limit: {exc}")
+    if isinstance(exc, msgpack.exceptions.BufferFull):
+        return ProtocolError(ErrorCode.LIMIT, "msgpack object larger than the buffer limit")
+    if isinstance(exc, UnicodeDecodeError):
+        return ProtocolError(ErrorCode.MALFORMED, "string is not valid UTF-8")
+    return ProtocolError(ErrorCode.MALFORMED, f"invalid msgpack: {type(exc).__name__}: {exc}")

@@ -1,0 +1,1 @@
+"""Pure planning over snapshots: what differs, what to send, in what order."""

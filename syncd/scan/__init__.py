@@ -1,0 +1,1 @@
+"""Tree -> snapshot: walk, cut files into pieces, hash, build the Merkle tree."""

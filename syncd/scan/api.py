@@ -1,0 +1,101 @@
+"""Scan a root and keep the result in its state folder: the entry point for commands."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from syncd.errors import UsageError
+from syncd.scan.problems import Problem, Reporter
+from syncd.scan.scanner import Scanner, ScanOptions
+from syncd.scan.statcache import StatCache, StatCacheWriter
+from syncd.snapshot import SnapshotWriter, Summary
+from syncd.state import StateDir
+from syncd.store.recordfile import replace_atomically
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    summary: Summary
+    hashed_bytes: int
+    seconds: float
+    snapshot_path: Path
+    problems: list[Problem] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        s = self.summary
+        return {
+            "snapshot": s.id_hex,
+            "files": s.files,
+            "dirs": s.dirs,
+            "symlinks": s.symlinks,
+            "bytes": s.bytes,
+            "hashed_bytes": self.hashed_bytes,
+            "seconds": round(self.seconds, 3),
+            "complete": s.complete,
+            "snapshot_file": str(self.snapshot_path),
+            "problems": [p.as_json() for p in self.problems],
+        }
+
+
+def scan_root(
+    root: Path,
+    state: StateDir,
+    options: ScanOptions | None = None,
+    report: Reporter | None = None,
+) -> ScanResult:
+    """Scan `root` incrementally; on success the state folder holds the new snapshot."""
+    if not root.is_dir():
+        raise UsageError(f"{root}: not a directory")
+    options = options or ScanOptions()
+    excluded = state.excluded_relpath()
+    if excluded:
+        options = ScanOptions(options.strict, options.workers, options.exclude | {excluded})
+    problems: list[Problem] = []
+
+    def collect(problem: Problem) -> None:
+        problems.append(problem)
+        if report is not None:
+            report(problem)
+
+    _raise_open_file_limit()
+    started = time.monotonic()
+    with state.lock():
+        summary, hashed = _scan_into_state(root, state, options, collect)
+    return ScanResult(summary, hashed, time.monotonic() - started, state.snapshot, problems)
+
+
+def _scan_into_state(
+    root: Path, state: StateDir, options: ScanOptions, report: Reporter
+) -> tuple[Summary, int]:
+    snap_tmp = state.path / "snapshot.tmp"
+    cache_tmp = state.path / "statcache.tmp"
+    cache = StatCache.open(state.statcache)
+    try:
+        with snap_tmp.open("wb") as snap_out, cache_tmp.open("wb") as cache_out:
+            snapshot, statcache = SnapshotWriter(snap_out), StatCacheWriter(cache_out)
+            scanner = Scanner(root, cache, snapshot, statcache, options=options, report=report)
+            summary = scanner.run()
+            snapshot.finish(summary)
+            statcache.finish()
+    except BaseException:
+        for tmp in (snap_tmp, cache_tmp):
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        cache.close()
+    replace_atomically(snap_tmp, state.snapshot)
+    replace_atomically(cache_tmp, state.statcache)
+    return summary, scanner.hashed_bytes
+
+
+def _raise_open_file_limit() -> None:
+    # The walk holds one directory descriptor per level of depth.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, 65536), hard))

@@ -1,0 +1,429 @@
+"""Scan a tree into a snapshot: walk, reuse or compute recipes, build the Merkle tree.
+
+The walk is depth-first with children in name order and never follows a symlink: it
+dispatches on lstat, opens directories and files with O_NOFOLLOW and checks that what
+it opened is the inode it stat'ed. A directory unchanged since the last scan is not
+listed again (statcache.py says why that is safe); files whose stat matches the cache
+keep their recipe, the others are hashed in a thread pool while the walk goes on.
+
+Each directory becomes a `_Tree` queued in post-order; a tree is encoded, hashed and
+written once every file in it is hashed, so memory holds the open path and the files
+in flight, not the whole tree.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from protocol.paths import join
+from protocol.tree import DirNode, FileNode, LinkNode, Node, encode_tree
+from syncd.errors import ScanAborted
+from syncd.scan.hashing import SETTLE_NS, FileChanged, RangeJob, StatKey, run_job
+from syncd.scan.jobs import HashQueue, Part
+from syncd.scan.problems import Level, Problem, Reporter, describe_oserror, printable
+from syncd.scan.statcache import (
+    CachedDir,
+    Row,
+    StatCache,
+    StatCacheWriter,
+    dir_key,
+    dir_row,
+    file_row,
+    link_row,
+    same_dir,
+)
+from syncd.scan.tarlayout import cuts_for
+from syncd.snapshot import SnapshotWriter, Summary
+from syncd.state import STATE_NAME
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_ELOOP = 40
+MAX_PENDING_FILES = 20_000
+RETRIES = 3
+
+Listing = list[tuple[str, os.stat_result]]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    strict: bool = False
+    workers: int = max(2, (os.cpu_count() or 2))
+    exclude: frozenset[str] = frozenset()  # relative paths left out, besides ./.syncd
+
+
+@dataclass(slots=True)
+class Counters:
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    bytes: int = 0
+    errors: int = 0
+
+
+@dataclass(slots=True)
+class _Hashing:
+    """A file whose pieces are being hashed."""
+
+    name: str
+    path: str
+    st: os.stat_result
+    lengths: list[int]
+    parts: list[Part]
+    warning: str | None
+
+
+@dataclass(slots=True)
+class _Known:
+    """A child whose node is known now; `row` is its stat cache row."""
+
+    node: Node
+    row: Row
+
+
+@dataclass(slots=True)
+class _Tree:
+    rel: str
+    key: int  # stat cache key of `rel`
+    st: os.stat_result
+    trusted: bool
+    children: list[_Known | _Hashing | _SubDir] = field(default_factory=list)
+    id: bytes | None = None
+    _checked: int = 0  # children before this index are known to be ready
+
+    def ready(self) -> bool:
+        while self._checked < len(self.children):
+            child = self.children[self._checked]
+            if isinstance(child, _Hashing) and not all(p.done() for p in child.parts):
+                return False
+            self._checked += 1
+        return True
+
+
+@dataclass(slots=True)
+class _SubDir:
+    name: str
+    mode: int
+    tree: _Tree
+
+
+@dataclass(slots=True)
+class _Frame:
+    rel: str
+    path: str
+    todo: Listing  # remaining children, last in name order first
+    cached: CachedDir | None
+    tree: _Tree
+
+
+class Scanner:
+    def __init__(
+        self,
+        root: Path,
+        cache: StatCache,
+        snapshot: SnapshotWriter,
+        statcache: StatCacheWriter,
+        *,
+        options: ScanOptions,
+        report: Reporter,
+    ) -> None:
+        self._root = os.path.abspath(root)
+        self._cache = cache
+        self._snapshot = snapshot
+        self._statcache = statcache
+        self._options = options
+        self._report = report
+        self.counters = Counters()
+        self._stack: list[_Frame] = []
+        self._queue: deque[_Tree] = deque()
+        self._pending = 0
+        self._hashes: HashQueue | None = None
+
+    @property
+    def hashed_bytes(self) -> int:
+        return self._hashes.hashed_bytes if self._hashes else 0
+
+    def run(self) -> Summary:
+        with ThreadPoolExecutor(self._options.workers, "syncd-hash") as pool:
+            self._hashes = HashQueue(pool)
+            try:
+                root_tree = self._walk()
+                self._drain(block=True)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        assert root_tree.id is not None
+        c = self.counters
+        return Summary(root_tree.id, c.files, c.dirs, c.symlinks, c.bytes, c.errors == 0)
+
+    # -- walking --------------------------------------------------------------------
+
+    def _walk(self) -> _Tree:
+        root_tree = self._push("", self._root, os.stat(self._root))
+        while self._stack:
+            frame = self._stack[-1]
+            if frame.todo:
+                name, st = frame.todo.pop()
+                self._visit(frame, name, st)
+            else:
+                self._stack.pop()
+                self._queue.append(frame.tree)
+                self._drain(block=False)
+        return root_tree
+
+    def _push(self, rel: str, path: str, st: os.stat_result) -> _Tree:
+        key = dir_key(rel)
+        cached = self._cache.lookup(key, rel)
+        tree = _Tree(rel, key, st, st.st_ctime_ns + SETTLE_NS < time.time_ns())
+        listing = None
+        if cached is not None and cached.trusted and same_dir(st, cached):
+            listing = self._stat_names(path, cached.rows)
+        if listing is None:
+            listing = self._list(tree, path)
+        listing.reverse()
+        self._stack.append(_Frame(rel, path, listing, cached, tree))
+        return tree
+
+    def _stat_names(self, path: str, names: dict[str, Row]) -> Listing | None:
+        """lstat the names a trusted cache gave; None if one is gone (list it instead)."""
+        listing: Listing = []
+        for name in sorted(names):
+            try:
+                listing.append((name, os.lstat(f"{path}/{name}")))
+            except FileNotFoundError:
+                return None
+        return listing
+
+    def _list(self, tree: _Tree, path: str) -> Listing:
+        try:
+            fd = os.open(path, _DIR_FLAGS)
+        except OSError as exc:
+            self._omit(tree, "", f"cannot open directory: {describe_oserror(exc)}")
+            return []
+        try:
+            if os.fstat(fd).st_ino != tree.st.st_ino:
+                self._omit(tree, "", "replaced while being scanned")
+                return []
+            return self._read_entries(tree, fd)
+        finally:
+            os.close(fd)
+
+    def _read_entries(self, tree: _Tree, fd: int) -> Listing:
+        listing: Listing = []
+        try:
+            with os.scandir(fd) as entries:
+                names = sorted(entry.name for entry in entries)
+        except OSError as exc:
+            self._omit(tree, "", f"cannot list directory: {describe_oserror(exc)}")
+            return listing
+        for name in names:
+            if not self._wanted(tree, name):
+                continue
+            try:
+                listing.append((name, os.stat(name, dir_fd=fd, follow_symlinks=False)))
+            except FileNotFoundError:
+                continue  # deleted since it was listed: it is simply not there
+            except OSError as exc:
+                self._omit(tree, name, f"cannot stat: {describe_oserror(exc)}")
+        return listing
+
+    def _wanted(self, tree: _Tree, name: str) -> bool:
+        rel = tree.rel
+        if not rel and name == STATE_NAME:
+            return False
+        if self._options.exclude and join(rel, name) in self._options.exclude:
+            return False
+        if not name.isascii():
+            try:
+                name.encode()
+            except UnicodeEncodeError:
+                self._omit(tree, printable(name), "name is not valid UTF-8")
+                return False
+        return True
+
+    def _visit(self, frame: _Frame, name: str, st: os.stat_result) -> None:
+        rel = join(frame.rel, name)
+        path = f"{frame.path}/{name}"
+        mode = st.st_mode
+        if stat.S_ISREG(mode):
+            self._add_file(frame, name, path, st)
+        elif stat.S_ISDIR(mode):
+            self.counters.dirs += 1
+            subtree = self._push(rel, path, st)
+            frame.tree.children.append(_SubDir(name, stat.S_IMODE(mode), subtree))
+        elif stat.S_ISLNK(mode):
+            self._add_link(frame, name, rel, path, st)
+        else:
+            self._omit(frame.tree, name, f"skipped: {_special_kind(mode)}")
+
+    def _add_link(self, frame: _Frame, name: str, rel: str, path: str, st: os.stat_result) -> None:
+        known = frame.cached.unchanged_link(name, st) if frame.cached else None
+        if known is None:
+            try:
+                target = os.readlink(path)
+                target.encode()
+            except OSError as exc:
+                self._omit(frame.tree, name, f"cannot read symlink: {describe_oserror(exc)}")
+                return
+            except UnicodeEncodeError:
+                self._omit(frame.tree, name, "symlink target is not valid UTF-8")
+                return
+            known = target, _loop_warning(path)
+        target, warning = known
+        if warning:
+            self._problem(rel, Level.WARNING, warning)
+        self.counters.symlinks += 1
+        row = link_row(name, st, target, warning)
+        frame.tree.children.append(_Known(LinkNode(name, target), row))
+
+    # -- files ----------------------------------------------------------------------
+
+    def _add_file(self, frame: _Frame, name: str, path: str, st: os.stat_result) -> None:
+        rel = join(frame.rel, name)
+        known = frame.cached.unchanged_file(name, st) if frame.cached else None
+        if known is not None:
+            recipe, warning = known
+            if warning:
+                self._problem(rel, Level.WARNING, warning)
+            node = FileNode(name, stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns, recipe)
+            frame.tree.children.append(_Known(node, file_row(name, st, recipe, warning)))
+            return
+        lengths, warning = cuts_for(path, st)
+        if warning:
+            self._problem(rel, Level.WARNING, warning)
+        assert self._hashes is not None
+        parts = self._hashes.submit(path, StatKey.of(st), lengths)
+        frame.tree.children.append(_Hashing(name, path, st, lengths, parts, warning))
+        self._pending += 1
+
+    def _resolve(self, item: _Hashing, tree: _Tree) -> _Known | None:
+        """The file's node once hashed; retried if it changed, reported if it keeps changing."""
+        st, lengths, parts = item.st, item.lengths, item.parts
+        for attempt in range(RETRIES + 1):
+            try:
+                digests = [d for part in parts for d in part.result()]
+            except FileChanged:
+                if attempt == RETRIES:
+                    self._omit(tree, item.name, f"kept changing while read ({attempt + 1} tries)")
+                    return None
+            except OSError as exc:
+                self._omit(tree, item.name, f"cannot read: {describe_oserror(exc)}")
+                return None
+            else:
+                recipe = tuple(zip(digests, lengths, strict=True))
+                mode = stat.S_IMODE(st.st_mode)
+                node = FileNode(item.name, mode, st.st_size, st.st_mtime_ns, recipe)
+                return _Known(node, file_row(item.name, st, recipe, item.warning))
+            retry = self._restat(item.path)
+            if isinstance(retry, str):
+                self._omit(tree, item.name, retry)
+                return None
+            st = retry
+            lengths, item.warning = cuts_for(item.path, st)
+            assert self._hashes is not None
+            self._hashes.hashed_bytes += st.st_size
+            parts = [_Inline(RangeJob(item.path, StatKey.of(st), 0, lengths))]
+        return None
+
+    @staticmethod
+    def _restat(path: str) -> os.stat_result | str:
+        """A fresh stat of a file that changed, or why it can no longer be read."""
+        try:
+            st = os.lstat(path)
+        except OSError as exc:
+            return f"vanished while read: {describe_oserror(exc)}"
+        if not stat.S_ISREG(st.st_mode):
+            return "replaced by something that is not a file while read"
+        return st
+
+    # -- finishing trees --------------------------------------------------------------
+
+    def _drain(self, *, block: bool) -> None:
+        assert self._hashes is not None
+        while self._queue:
+            head = self._queue[0]
+            if not (block or self._pending > MAX_PENDING_FILES or head.ready()):
+                return
+            self._hashes.flush()
+            self._queue.popleft()
+            self._finish(head)
+
+    def _finish(self, tree: _Tree) -> None:
+        nodes: list[Node] = []
+        rows: list[Row] = []
+        for child in tree.children:
+            if isinstance(child, _SubDir):
+                assert child.tree.id is not None
+                nodes.append(DirNode(child.name, child.mode, child.tree.id))
+                rows.append(dir_row(child.name))
+                continue
+            if isinstance(child, _Hashing):
+                self._pending -= 1
+                known = self._resolve(child, tree)
+                if known is None:
+                    continue
+            else:
+                known = child
+            nodes.append(known.node)
+            rows.append(known.row)
+            if isinstance(known.node, FileNode):
+                self.counters.files += 1
+                self.counters.bytes += known.node.size
+        tree.id = self._snapshot.add_tree(encode_tree(nodes))
+        self._statcache.add_dir(tree.key, tree.rel, tree.st, tree.trusted, rows)
+        tree.children = []
+
+    def _omit(self, tree: _Tree, name: str, message: str) -> None:
+        """Report an entry left out of the snapshot (name '' is the directory itself).
+
+        The directory's listing is then not trusted by the next scan, which must meet
+        and report the entry again rather than skip it silently.
+        """
+        tree.trusted = False
+        self._problem(join(tree.rel, name) if name else tree.rel, Level.ERROR, message)
+
+    def _problem(self, path: str, level: Level, message: str) -> None:
+        problem = Problem(path, level, message)
+        if level is Level.ERROR:
+            self.counters.errors += 1
+        self._report(problem)
+        if self._options.strict:
+            raise ScanAborted(f"stopped at the first problem (--strict): {problem}")
+
+
+class _Inline(Part):
+    """A retry, hashed in the scanner's own thread when its result is asked for."""
+
+    def __init__(self, job: RangeJob) -> None:
+        super().__init__()
+        self._job = job
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> list[bytes]:
+        return run_job(self._job)
+
+
+def _loop_warning(path: str) -> str | None:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == _ELOOP:
+            return "symlink loop (kept as a link, not followed)"
+    return None
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "unsupported file type"

@@ -1,0 +1,1 @@
+"""On-disk containers for syncd's own state (snapshots, stat cache)."""

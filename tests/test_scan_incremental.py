@@ -1,0 +1,186 @@
+"""Rescans read only what changed, and never record bytes that changed while read."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import blake3
+import pytest
+
+from protocol.limits import CHUNK_SIZE
+from syncd.scan import hashing
+from tests.scanutil import files, scan, set_mtimes
+
+
+def make_tree(root: Path, n: int = 50) -> None:
+    for i in range(n):
+        path = root / f"d{i % 5}" / f"f{i:03}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(1000 + i))
+    (root / "big").write_bytes(os.urandom(CHUNK_SIZE + 5))
+    set_mtimes(root)
+
+
+def test_unchanged_tree_hashes_nothing(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    first = scan(tmp_path)
+    assert first.hashed_bytes == first.summary.bytes > 0
+    second = scan(tmp_path)
+    assert second.hashed_bytes == 0
+    assert second.summary == first.summary
+
+
+def test_touching_one_file_rehashes_only_that_file(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    first = scan(tmp_path)
+    target = tmp_path / "d3" / "f013"
+    target.write_bytes(b"new content")
+    result = scan(tmp_path)
+    assert result.hashed_bytes == len(b"new content")
+    assert result.summary.root != first.summary.root
+    assert scan(tmp_path).hashed_bytes == 0
+
+
+def test_restored_mtime_does_not_hide_a_change(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    scan(tmp_path)
+    target = tmp_path / "d1" / "f001"
+    before = target.stat()
+    size = before.st_size
+    target.write_bytes(b"x" * size)
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))  # only ctime tells now
+    assert target.stat().st_mtime_ns == before.st_mtime_ns
+    assert scan(tmp_path).hashed_bytes == size
+    assert files(tmp_path)["d1/f001"].recipe[0][0] == blake3.blake3(b"x" * size).digest()
+
+
+@pytest.mark.parametrize("change", ["add", "remove", "rename", "file-to-dir"])
+def test_changed_directories_are_listed_again(tmp_path: Path, change: str) -> None:
+    make_tree(tmp_path)
+    scan(tmp_path)
+    time.sleep(0.05)  # let the directories' ctimes settle so the cache trusts them
+    scan(tmp_path)
+    d = tmp_path / "d2"
+    if change == "add":
+        (d / "new").write_bytes(b"n")
+    elif change == "remove":
+        (d / "f002").unlink()
+    elif change == "rename":
+        (d / "f002").rename(d / "g002")
+    else:
+        (d / "f002").unlink()
+        (d / "f002").mkdir()
+    rescan = {p: n.recipe for p, n in files(tmp_path).items()} if scan(tmp_path) else {}
+    os.rename(tmp_path / ".syncd", tmp_path.parent / f"{tmp_path.name}-state")
+    cold = {p: n.recipe for p, n in files(tmp_path).items()} if scan(tmp_path) else {}
+    assert rescan == cold
+
+
+def test_file_changing_during_hashing_is_rehashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"a" * 100_000)
+    real = hashing._hash_fd
+    calls: list[int] = []
+
+    def hash_then_modify(fd: int, start: int, lengths: list[int]) -> list[bytes]:
+        digests = real(fd, start, lengths)
+        if not calls:
+            target.write_bytes(b"b" * 100_000)  # lands between the read and the final fstat
+        calls.append(1)
+        return digests
+
+    monkeypatch.setattr(hashing, "_hash_fd", hash_then_modify)
+    result = scan(tmp_path)
+    assert len(calls) >= 2
+    assert result.problems == []
+    assert files(tmp_path)["f"].recipe == ((blake3.blake3(b"b" * 100_000).digest(), 100_000),)
+
+
+def test_write_in_progress_is_caught_by_reading_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that began before our stat changes no ctime while it copies: the two
+    reads of a recently changed file disagree, and the file is read again."""
+    target = tmp_path / "f"
+    target.write_bytes(b"a" * 1000)
+    real = hashing._hash_fd
+    calls: list[int] = []
+
+    def torn_first_read(fd: int, start: int, lengths: list[int]) -> list[bytes]:
+        calls.append(1)
+        return [b"\0" * 32] if len(calls) == 1 else real(fd, start, lengths)
+
+    monkeypatch.setattr(hashing, "_hash_fd", torn_first_read)
+    result = scan(tmp_path)
+    assert result.problems == []
+    assert len(calls) >= 4  # torn + good, then two agreeing reads on the retry
+    assert files(tmp_path)["f"].recipe == ((blake3.blake3(b"a" * 1000).digest(), 1000),)
+
+
+def test_file_that_never_settles_is_reported_not_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"a" * 1000)
+    real = hashing._hash_fd
+
+    def always_modify(fd: int, start: int, lengths: list[int]) -> list[bytes]:
+        digests = real(fd, start, lengths)
+        target.write_bytes(os.urandom(1000))
+        return digests
+
+    monkeypatch.setattr(hashing, "_hash_fd", always_modify)
+    result = scan(tmp_path)
+    assert [p.path for p in result.problems] == ["f"]
+    assert "kept changing" in result.problems[0].message
+    assert "f" not in files(tmp_path)
+    assert not result.summary.complete
+
+
+def test_concurrent_writer_never_yields_a_torn_recipe(tmp_path: Path) -> None:
+    """A real writer rewrites a file in place, in two halves, while we scan again and again."""
+    target = tmp_path / "f"
+    size = 6 * (1 << 20)
+    half = size // 2
+    versions = [bytes([v]) * size for v in range(8)]
+    # States the file really passes through: version v, or v's first half over v-1.
+    states = versions + [versions[v][:half] + versions[v - 1][half:] for v in range(8)]
+    valid = {tuple(d for d, _ in recipe_of(state)) for state in states}
+    target.write_bytes(versions[0])
+    stop = threading.Event()
+
+    def writer() -> None:
+        v = 0
+        fd = os.open(target, os.O_WRONLY)
+        try:
+            while not stop.is_set():
+                v = (v + 1) % len(versions)
+                os.pwrite(fd, versions[v][:half], 0)
+                time.sleep(0.0005)
+                os.pwrite(fd, versions[v][half:], half)
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(20):
+            result = scan(tmp_path)
+            recorded = files(tmp_path).get("f")
+            if recorded is None:
+                assert not result.summary.complete
+            else:
+                assert tuple(d for d, _ in recorded.recipe) in valid
+    finally:
+        stop.set()
+        thread.join()
+
+
+def recipe_of(data: bytes) -> list[tuple[bytes, int]]:
+    pieces = [data[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)]
+    return [(blake3.blake3(p).digest(), len(p)) for p in pieces]
