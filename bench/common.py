@@ -1,8 +1,16 @@
 """Shared benchmark helpers: timed subprocesses, alternating runs, a tree cache, tables.
 
-A timed run is one child process: wall time from just before the spawn to its reaping,
-and peak RSS from `os.wait4`'s rusage (for a shell pipeline, the largest process in it,
-since a parent's rusage carries the maximum of its waited-for children). Two commands
+A timed run is one child process: wall time from just before the spawn to its reaping
+(`os.wait4`), and peak RSS from the rusage of the command's own wait4 (for a shell
+pipeline, the largest process in it: a parent's rusage carries the maximum of its
+waited-for children).
+
+Linux keeps a process's RSS high-water mark across exec, and a forked (or vforked)
+child starts out with its parent's pages: `ru_maxrss` of a child of this ~30 MiB Python
+process is never below ~30 MiB, whatever it execs. So the command is started through
+GNU time (`/usr/bin/time -f %M`, ~1 MiB), which forks it, reaps it with wait4 and writes
+its `ru_maxrss`; its floor is ~1 MiB instead. Without GNU time, the direct child's
+wait4 figure is used and marked as an upper bound. Two commands
 are compared by running them alternately (A B A B ...) after one untimed warm-up each,
 so that drift in the machine's load hits both alike, and by taking medians.
 """
@@ -16,6 +24,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +53,7 @@ class Run:
     peak_rss: int  # bytes
     user: float
     system: float
+    exact: bool = True  # False: peak RSS is wait4's figure, floored by the launcher's RSS
 
 
 @dataclass(slots=True)
@@ -68,6 +78,7 @@ class Series:
             "peak_rss": [r.peak_rss for r in self.runs],
             "user": [round(r.user, 3) for r in self.runs],
             "system": [round(r.system, 3) for r in self.runs],
+            "peak_rss_exact": all(r.exact for r in self.runs),
         }
 
 
@@ -75,17 +86,39 @@ class CommandFailed(RuntimeError):
     pass
 
 
+GNU_TIME = "/usr/bin/time"
+
+
+def _launcher(usage_file: Path) -> list[str]:
+    if not os.access(GNU_TIME, os.X_OK):
+        return []
+    return [GNU_TIME, "-f", "%M %U %S", "-o", str(usage_file)]
+
+
+def _read_usage(usage_file: Path) -> tuple[int, float, float] | None:
+    """(peak RSS bytes, user s, system s) as GNU time wrote them (last line)."""
+    try:
+        last = usage_file.read_text().strip().splitlines()[-1]
+        rss, user, system = last.split()
+        return int(rss) * 1024, float(user), float(system)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def run_timed(command: Command) -> Run:
-    """Run `command` once (after its untimed `prepare`) and measure it."""
+    """Run `command` once (after its untimed `prepare` and a sync) and measure it."""
     if command.prepare is not None:
         command.prepare()
+    # Write back what earlier runs left dirty, so that no run pays for another's writes.
+    os.sync()
     out: IO[bytes] | int
     out = command.stdout.open("wb") if command.stdout else subprocess.DEVNULL
+    usage_file = Path(tempfile.gettempdir()) / f"syncd-bench-usage-{os.getpid()}"
+    usage_file.unlink(missing_ok=True)
+    argv = _launcher(usage_file) + list(command.argv)
     try:
         started = time.perf_counter()
-        proc = subprocess.Popen(
-            list(command.argv), stdout=out, stderr=subprocess.PIPE, env=command.env
-        )
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=command.env)
         # Read stderr before reaping: a chatty child must not block on a full pipe.
         assert proc.stderr is not None
         errors = proc.stderr.read()
@@ -99,12 +132,16 @@ def run_timed(command: Command) -> Run:
     if code != 0:
         text = errors.decode(errors="replace")[-2000:]
         raise CommandFailed(f"{command.name}: exit {code}: {' '.join(command.argv)}\n{text}")
-    return Run(seconds, usage.ru_maxrss * 1024, usage.ru_utime, usage.ru_stime)
+    measured = _read_usage(usage_file)
+    usage_file.unlink(missing_ok=True)
+    if measured is None:  # no GNU time: an upper bound that includes this process's pages
+        return Run(seconds, usage.ru_maxrss * 1024, usage.ru_utime, usage.ru_stime, exact=False)
+    return Run(seconds, *measured)
 
 
-def alternate(a: Command, b: Command, runs: int, *, log: Callable[[str], None]) -> tuple[
-    Series, Series
-]:
+def alternate(
+    a: Command, b: Command, runs: int, *, log: Callable[[str], None]
+) -> tuple[Series, Series]:
     """One untimed warm-up of each, then `runs` timed runs of each, alternating A B A B."""
     run_timed(a)
     run_timed(b)
@@ -130,8 +167,14 @@ def repeat(command: Command, runs: int) -> Series:
 # -- trees generated once and reused -------------------------------------------------
 
 
-def cached_tree(workdir: Path, name: str, params: dict[str, Any], build: Callable[[Path], None],
-                *, log: Callable[[str], None]) -> Path:
+def cached_tree(
+    workdir: Path,
+    name: str,
+    params: dict[str, Any],
+    build: Callable[[Path], None],
+    *,
+    log: Callable[[str], None],
+) -> Path:
     """`workdir/trees/name`, built by `build(path)` unless a marker says it already is.
 
     The marker lives beside the tree (not in it, so it is not scanned) and records the
@@ -164,19 +207,6 @@ def remove_state(root: Path) -> Callable[[], None]:
         shutil.rmtree(root / ".syncd", ignore_errors=True)
 
     return prepare
-
-
-def tree_counts(root: Path, exclude: str = ".syncd") -> tuple[int, int, int]:
-    """(files, directories, bytes) of the tree, leaving out `exclude` at the top."""
-    files = dirs = size = 0
-    for top, dirnames, filenames in os.walk(root):
-        if top == str(root) and exclude in dirnames:
-            dirnames.remove(exclude)
-        dirs += len(dirnames)
-        for name in filenames:
-            files += 1
-            size += os.lstat(os.path.join(top, name)).st_size
-    return files, dirs, size
 
 
 # -- the machine ---------------------------------------------------------------------
@@ -265,7 +295,7 @@ def markdown_table(rows: Sequence[Row]) -> str:
 def seconds_text(series: Series) -> str:
     low = min(r.seconds for r in series.runs)
     high = max(r.seconds for r in series.runs)
-    return f"{series.seconds:.2f} s ({low:.2f}–{high:.2f})"
+    return f"{series.seconds:.2f} s ({low:.2f}..{high:.2f})"
 
 
 def mib(value: float) -> str:

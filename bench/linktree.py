@@ -17,6 +17,7 @@ The same spec gives the same names, contents and mtimes on any machine. Run as
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -29,6 +30,7 @@ from pathlib import Path
 V2 = "docker/registry/v2"
 FIXED_MTIME_NS = 1_704_067_200 * 1_000_000_000  # 2024-01-01T00:00:00Z
 MAX_TAGS = 400
+DEFAULT_LINKS = 200_000
 
 _ORGS = (
     "openshift-release-dev",
@@ -96,7 +98,7 @@ _ARCHES = ("amd64", "arm64", "ppc64le", "s390x")
 
 @dataclass(frozen=True, slots=True)
 class LinkTreeSpec:
-    links: int = 200_000  # at least this many link files
+    links: int = DEFAULT_LINKS  # at least this many link files
     seed: int = 1
     manifests: bool = True  # also write each manifest's bytes under blobs/
     mtime_ns: int = FIXED_MTIME_NS
@@ -160,10 +162,8 @@ class _Writer:
             missing.append(rel)
             rel = rel.rpartition("/")[0]
         for d in reversed(missing):
-            try:
-                os.mkdir(f"{self.root}/{d}", 0o755)
-            except FileExistsError:
-                pass
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(f"{self.root}/{d}", 0o755)  # noqa: PTH102 - hot path, str paths
             self.dirs.add(d)
 
     def settle_dirs(self) -> None:
@@ -200,9 +200,7 @@ def _manifest(rng: random.Random, config: str, layers: list[str]) -> bytes:
         "schemaVersion": 2,
         "mediaType": _OCI_MANIFEST,
         "config": _descriptor(_OCI_CONFIG, config, rng.randint(1_000, 20_000)),
-        "layers": [
-            _descriptor(_OCI_LAYER, d, rng.randint(10_000, 200_000_000)) for d in layers
-        ],
+        "layers": [_descriptor(_OCI_LAYER, d, rng.randint(10_000, 200_000_000)) for d in layers],
     }
     return json.dumps(doc, indent=3).encode()
 
@@ -288,7 +286,7 @@ def _tag_name(repo: str, index: int, rng: random.Random) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description="write a registry storage tree of link files")
     parser.add_argument("root", type=Path)
-    parser.add_argument("--links", type=int, default=LinkTreeSpec.links)
+    parser.add_argument("--links", type=int, default=DEFAULT_LINKS)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-manifests", action="store_true", help="write link files only")
     args = parser.parse_args()

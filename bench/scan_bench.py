@@ -111,8 +111,9 @@ class Bench:
         return Command(name, ["find", str(root), "-printf", r"%s %T@\n"])
 
     def import_only(self) -> Command:
-        return Command("import syncd.scan.api", [self.python, "-c", "import syncd.scan.api"],
-                       env=self.env)
+        return Command(
+            "import syncd.scan.api", [self.python, "-c", "import syncd.scan.api"], env=self.env
+        )
 
     # -- measuring --------------------------------------------------------------------
 
@@ -231,17 +232,17 @@ def measure(bench: Bench, tree_l: Path, tree_k: Path) -> list[Row]:
         ratio_row("K cold scan / find\\|xargs b3sum", k_cold, k_hash, None),
         rss_row("K rescan peak RSS per file", k_rescan.peak_rss, 0, files, 500),
         rss_row("K cold scan peak RSS per file", k_cold.peak_rss, 0, files, 500),
-        rss_row("K rescan (peak RSS − import RSS) per file", k_rescan.peak_rss, base, files, None),
-        rss_row("K cold scan (peak RSS − import RSS) per file", k_cold.peak_rss, base, files,
-                None),
+        rss_row("K rescan (peak RSS - import RSS) per file", k_rescan.peak_rss, base, files, None),
+        rss_row("K cold scan (peak RSS - import RSS) per file", k_cold.peak_rss, base, files, None),
     ]
     bench.figures["L_cold_GBps"] = round(l_info["bytes"] / l_cold.seconds / 1e9, 3)
     bench.figures["L_b3sum_GBps"] = round(l_info["bytes"] / l_hash.seconds / 1e9, 3)
     return rows
 
 
-def report_markdown(sizes: Sizes, info: dict[str, Any], figures: dict[str, Any],
-                    rows: list[Row]) -> str:
+def report_markdown(
+    sizes: Sizes, info: dict[str, Any], figures: dict[str, Any], rows: list[Row]
+) -> str:
     lines = [
         f"# syncd scan benchmark ({sizes.label}, {time.strftime('%Y-%m-%d %H:%M')})",
         "",
@@ -266,7 +267,9 @@ def report_markdown(sizes: Sizes, info: dict[str, Any], figures: dict[str, Any],
         f"- L cold scan {figures['L_cold_GBps']} GB/s, find | xargs b3sum "
         f"{figures['L_b3sum_GBps']} GB/s."
     )
-    lines.append(f"- import syncd.scan.api: peak RSS {mib(figures['import_rss']['median_peak_rss'])}.")
+    lines.append(
+        f"- import syncd.scan.api: peak RSS {mib(figures['import_rss']['median_peak_rss'])}."
+    )
     for key in ("L_cold", "L_rescan", "K_cold", "K_rescan"):
         f = figures[key]
         lines.append(
@@ -279,13 +282,18 @@ def report_markdown(sizes: Sizes, info: dict[str, Any], figures: dict[str, Any],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small trees: checks the harness")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
-                        help=f"where trees are generated and kept (default {DEFAULT_WORKDIR})")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help=f"where trees are generated and kept (default {DEFAULT_WORKDIR})",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the JSON here")
     parser.add_argument("--runs", type=int, help="timed runs of each command (at least 3)")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs syncd")
-    parser.add_argument("--no-wait", action="store_true",
-                        help="do not wait for the load average to drop below 0.5")
+    parser.add_argument(
+        "--no-wait", action="store_true", help="do not wait for the load average to drop below 0.5"
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     runs = max(3, args.runs or sizes.runs)

@@ -47,12 +47,25 @@ def _unpacker_args(limits: Limits, max_buffer: int) -> dict[str, Any]:
     }
 
 
+def _no_extensions(code: int, data: bytes) -> object:
+    raise ProtocolError(ErrorCode.MALFORMED, f"msgpack extension type {code} is not allowed")
+
+
 def unpack(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> object:
-    """Decode exactly one object that fills `data` completely."""
-    args = _unpacker_args(limits, max(len(data), 1))
+    """Decode exactly one object that fills `data` completely.
+
+    Declared lengths are also capped at the input's own size: no object can hold more
+    elements than it has bytes, and msgpack preallocates for declared array lengths, so
+    without the cap nested headers declaring a million items each would cost far more
+    memory than the input.
+    """
+    size = max(len(data), 1)
+    args = _unpacker_args(limits, size)
     del args["max_buffer_size"]
+    for key in ("max_str_len", "max_bin_len", "max_array_len", "max_map_len"):
+        args[key] = min(args[key], size)
     try:
-        return msgpack.unpackb(data, **args)
+        return msgpack.unpackb(data, ext_hook=_no_extensions, **args)
     except msgpack.ExtraData:
         raise ProtocolError(ErrorCode.MALFORMED, "trailing bytes after msgpack object") from None
     except Exception as exc:
@@ -61,7 +74,8 @@ def unpack(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> object:
 
 def new_unpacker(limits: Limits = DEFAULT_LIMITS, *, max_buffer: int | None = None) -> Any:
     """A streaming unpacker bounded by `limits`; wrap its errors with `as_protocol_error`."""
-    return msgpack.Unpacker(**_unpacker_args(limits, max_buffer or limits.max_frame))
+    args = _unpacker_args(limits, max_buffer or limits.max_frame)
+    return msgpack.Unpacker(ext_hook=_no_extensions, **args)
 
 
 def as_protocol_error(exc: BaseException) -> ProtocolError:

@@ -22,7 +22,7 @@ def check_name(name: object, limits: Limits = DEFAULT_LIMITS) -> str:
         raise ProtocolError(ErrorCode.BAD_PATH, f"invalid name {name!r}")
     if "/" in name or "\x00" in name:
         raise ProtocolError(ErrorCode.BAD_PATH, f"name contains '/' or NUL: {name!r}")
-    if len(name.encode()) > limits.max_name_bytes:
+    if _utf8_size(name) > limits.max_name_bytes:
         raise ProtocolError(ErrorCode.LIMIT, f"name longer than {limits.max_name_bytes} bytes")
     return name
 
@@ -33,7 +33,7 @@ def check_relpath(path: object, limits: Limits = DEFAULT_LIMITS) -> str:
         raise ProtocolError(
             ErrorCode.MALFORMED, f"path must be a string, not {type(path).__name__}"
         )
-    if len(path.encode()) > limits.max_path_bytes:
+    if _utf8_size(path) > limits.max_path_bytes:
         raise ProtocolError(ErrorCode.LIMIT, f"path longer than {limits.max_path_bytes} bytes")
     if path.startswith("/"):
         raise ProtocolError(ErrorCode.BAD_PATH, f"absolute path {path!r}")
@@ -52,6 +52,13 @@ def check_dirpath(path: object, limits: Limits = DEFAULT_LIMITS) -> str:
     return check_relpath(path, limits)
 
 
+def _utf8_size(text: str) -> int:
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError:
+        raise ProtocolError(ErrorCode.BAD_PATH, f"not valid UTF-8: {text!r}") from None
+
+
 def join(parent: str, name: str) -> str:
     """Join a validated directory path ('' is the root) and a validated name."""
     return f"{parent}/{name}" if parent else name
@@ -63,4 +70,4 @@ def sort_key(path: str) -> bytes:
     Replacing '/' by NUL (which no name contains) makes plain byte order equal to
     component-wise order: 'a/b' sorts before 'a.b', so every subtree is contiguous.
     """
-    return path.encode().replace(b"/", b"\x00")
+    return path.encode(errors="surrogateescape").replace(b"/", b"\x00")

@@ -106,6 +106,8 @@ def _decode_node(item: object, limits: Limits) -> Node:
         raise ProtocolError(ErrorCode.MALFORMED, "tree child is not an array of 3 or more")
     name = check_name(item[0], limits)
     kind = item[1]
+    if type(kind) is not int:
+        raise ProtocolError(ErrorCode.MALFORMED, f"tree child {name!r}: kind is not an integer")
     if kind == KIND_FILE and len(item) == 6:
         return _decode_file(name, item, limits)
     if kind == KIND_DIR and len(item) == 4:

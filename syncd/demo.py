@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from syncd.sample import SMALL, Registry, generate_month, list_images, pull_all, preset
+from syncd.sample import SMALL, Registry, generate_month, list_images, preset, pull_all
 from syncd.units import format_bytes
 
 CACHE = Path(".oc-mirror/.cache")
@@ -68,8 +68,10 @@ def run(workdir: Path, preset_name: str) -> int:
 
     step("Month 2: new images; oc-mirror writes a differential archive")
     report = generate_month(site, 2, spec)
-    print(f"oc-mirror's month-2 archives: {format_bytes(report.archive_bytes)} "
-          f"(new cache blobs: {format_bytes(report.new_cache_bytes)})")
+    print(
+        f"oc-mirror's month-2 archives: {format_bytes(report.archive_bytes)} "
+        f"(new cache blobs: {format_bytes(report.new_cache_bytes)})"
+    )
     syncd("scan", str(site), "--json")
 
     step("What a far side that holds month 1 lacks (syncd diff)")
@@ -81,7 +83,9 @@ def run(workdir: Path, preset_name: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m syncd.demo", description=__doc__)
-    parser.add_argument("--workdir", type=Path, help="where to put the sample (default: a temp dir)")
+    parser.add_argument(
+        "--workdir", type=Path, help="where to put the sample (default: a temp dir)"
+    )
     parser.add_argument("--preset", default="small", help="sample size: tiny, small or large")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="syncd-demo-"))

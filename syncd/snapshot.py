@@ -16,10 +16,10 @@ from protocol.limits import CHUNK_SIZE, DIGEST_SIZE
 from protocol.paths import join
 from protocol.tree import DirNode, Node, decode_tree, tree_id
 from syncd.errors import SnapshotFileError
-from syncd.store.recordfile import RecordFileReader, RecordFileWriter, key_of
+from syncd.store.recordfile import RecordFileReader, RecordFileWriter
 
 MAGIC = b"SYNCDSNP"
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class SnapshotWriter:
     def add_tree(self, record: bytes) -> bytes:
         """Store one encoded tree record and return its id."""
         key = tree_id(record)
-        self._file.add(key_of(key), record)
+        self._file.add(key, record)
         return key
 
     def finish(self, summary: Summary) -> None:
@@ -78,7 +78,7 @@ class SnapshotReader:
 
     def record(self, key: bytes) -> bytes | None:
         """The encoded tree record with id `key`, verified, or None if absent."""
-        for record in self._file.candidates(key_of(key)):
+        for record in self._file.candidates(key):
             if tree_id(record) == key:
                 return record
         return None

@@ -163,13 +163,6 @@ def test_error_message_names_the_bad_path() -> None:
     assert "a/../etc" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: check_name/check_relpath let UnicodeEncodeError escape for a str that is "
-    "not encodable as UTF-8 (a lone surrogate, as os.fsdecode gives for non-UTF-8 names) "
-    "instead of raising ProtocolError",
-    raises=UnicodeEncodeError,
-)
 @pytest.mark.parametrize("check", [check_name, check_relpath])
 def test_unencodable_str_is_refused_with_protocol_error(check: Callable[[object], str]) -> None:
     with pytest.raises(ProtocolError):

@@ -15,7 +15,7 @@ import msgpack
 import pytest
 
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.limits import CHUNK_SIZE, Limits
+from protocol.limits import CHUNK_SIZE, DEFAULT_LIMITS, Limits
 from protocol.tree import (
     KIND_DIR,
     KIND_FILE,
@@ -52,10 +52,7 @@ def file_item(
 
 def code_of(record: bytes, limits: Limits | None = None) -> ErrorCode:
     with pytest.raises(ProtocolError) as info:
-        if limits is None:
-            decode_tree(record)
-        else:
-            decode_tree(record, limits)
+        decode_tree(record, limits or DEFAULT_LIMITS)
     return info.value.code
 
 
@@ -292,13 +289,6 @@ def test_decode_rejects_with_the_right_code(record: bytes, code: ErrorCode) -> N
     assert code_of(record) is code
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: decode_tree compares the kind with == so True/False (and 1.0) are taken as "
-    "kinds 1/0; the record is then refused only by the re-encoding check, as NOT_CANONICAL "
-    "instead of MALFORMED (wrong type), unlike a bool mode/size/mtime",
-    raises=AssertionError,
-)
 @pytest.mark.parametrize(
     "record",
     [

@@ -61,14 +61,15 @@ def test_multi_piece_member_and_its_file_share_every_piece(tmp_path: Path) -> No
 
 def archive_members(root: Path) -> dict[tuple[str, int, int], tuple[int, bytes]]:
     """(name, size, mtime) -> (header bytes, content digest) over a content folder."""
-    found = {}
+    found: dict[tuple[str, int, int], tuple[int, bytes]] = {}
     for path in sorted((root / "content").glob("mirror_*.tar")):
         with tarfile.open(path) as tar:
             for member in tar:
                 reader = tar.extractfile(member)
                 data = reader.read() if reader else b""
                 header = member.offset_data - member.offset
-                found[member.name, member.size, member.mtime] = (header, blake3.blake3(data).digest())
+                key = (member.name, member.size, int(member.mtime))
+                found[key] = (header, blake3.blake3(data).digest())
     return found
 
 

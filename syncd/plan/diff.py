@@ -53,12 +53,13 @@ def diff_trees(
     """Changes that turn B into A, in path order; nothing at all if the ids are equal."""
     if root_a == root_b:
         return
-    children_b = {node.name: node for node in tree_b(root_b)}
-    for a in tree_a(root_a):
-        path = join(prefix, a.name)
-        b = children_b.pop(a.name, None)
+    for a, b in merge_children(tree_a(root_a), tree_b(root_b)):
+        path = join(prefix, (a or b).name)  # type: ignore[union-attr]
         if b is None:
+            assert a is not None
             yield _one_side(path, a, Side.ONLY_A, tree_a)
+        elif a is None:
+            yield _one_side(path, b, Side.ONLY_B, tree_b)
         elif isinstance(a, DirNode) and isinstance(b, DirNode):
             if a.mode != b.mode:
                 yield Change(path, Side.BOTH, "dir", ("mode",))
@@ -67,8 +68,24 @@ def diff_trees(
             what = _differences(a, b)
             if what:
                 yield Change(path, Side.BOTH, kind_of(a), what)
-    for b in children_b.values():
-        yield _one_side(join(prefix, b.name), b, Side.ONLY_B, tree_b)
+
+
+def merge_children(a: list[Node], b: list[Node]) -> Iterator[tuple[Node | None, Node | None]]:
+    """Pair two name-sorted child lists by name, in name order (a merge join)."""
+    i = j = 0
+    while i < len(a) or j < len(b):
+        name_a = a[i].name.encode() if i < len(a) else None
+        name_b = b[j].name.encode() if j < len(b) else None
+        if name_b is None or (name_a is not None and name_a < name_b):
+            yield a[i], None
+            i += 1
+        elif name_a is None or name_b < name_a:
+            yield None, b[j]
+            j += 1
+        else:
+            yield a[i], b[j]
+            i += 1
+            j += 1
 
 
 def _one_side(path: str, node: Node, side: Side, lookup: TreeLookup) -> Change:

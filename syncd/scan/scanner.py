@@ -89,7 +89,7 @@ class _Known:
 @dataclass(slots=True)
 class _Tree:
     rel: str
-    key: int  # stat cache key of `rel`
+    key: bytes  # stat cache key of `rel`
     st: os.stat_result
     trusted: bool
     children: list[_Known | _Hashing | _SubDir] = field(default_factory=list)

@@ -31,10 +31,10 @@ from protocol.errors import ProtocolError
 from protocol.limits import CHUNK_SIZE
 from protocol.tree import KIND_DIR, KIND_FILE, KIND_SYMLINK, Recipe
 from syncd.errors import SnapshotFileError
-from syncd.store.recordfile import RecordFileReader, RecordFileWriter, key_of
+from syncd.store.recordfile import RecordFileReader, RecordFileWriter
 
 MAGIC = b"SYNCDSTC"
-FORMAT = 3
+FORMAT = 4
 
 # A child row as stored: [name, KIND_FILE, ino, size, mtime_ns, ctime_ns, recipe, warning],
 # [name, KIND_DIR] or [name, KIND_SYMLINK, ino, mtime_ns, ctime_ns, target, warning].
@@ -43,8 +43,8 @@ FORMAT = 3
 Row = list[Any]
 
 
-def dir_key(path: str) -> int:
-    return key_of(blake3.blake3(path.encode()).digest(length=8))
+def dir_key(path: str) -> bytes:
+    return blake3.blake3(path.encode()).digest(length=16)
 
 
 def file_row(name: str, st: os.stat_result, recipe: Recipe, warning: str | None) -> Row:
@@ -95,7 +95,7 @@ class StatCacheWriter:
         self._file = RecordFileWriter(stream, MAGIC)
 
     def add_dir(
-        self, key: int, path: str, st: os.stat_result, trusted: bool, rows: list[Row]
+        self, key: bytes, path: str, st: os.stat_result, trusted: bool, rows: list[Row]
     ) -> None:
         record = [path, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, trusted, rows]
         self._file.add(key, pack(record))
@@ -121,7 +121,7 @@ class StatCache:
             return cls(None)
         return cls(reader)
 
-    def lookup(self, key: int, path: str) -> CachedDir | None:
+    def lookup(self, key: bytes, path: str) -> CachedDir | None:
         if self._reader is None:
             return None
         for record in self._reader.candidates(key):

@@ -1,19 +1,23 @@
-"""A write-once file of byte records found by 64-bit keys.
+"""A write-once file of byte records found by a 128-bit digest.
 
 Layout (integers little-endian):
 
     magic (8 bytes, chosen by the caller)
     records, each the raw bytes given to `add`
-    keys:    count x u64, ascending
+    keys:    count x u64, digest bytes 0-8 read big-endian, ascending
+    checks:  count x u64, digest bytes 8-16, in the same order
     offsets: count x u64, in the same order
     lengths: count x u32, in the same order
     meta: one msgpack map chosen by the caller
     footer: index_offset u64, count u64, meta_offset u64, b"SYNCDEND"
 
-Keys are 64 bits of a hash, so two records may share one: `candidates` returns every
-record under a key and the caller recognizes its own (a snapshot by hashing the record,
-the stat cache by the path inside it). Keeping 20 bytes per record in memory, written as
-they come and sorted only at the end, lets a scan of a million directories stay small.
+Records are named by a digest of at least 16 bytes (a tree id, a path hash). Two
+records with the same 128 bits and length are the same record written twice (equal
+subtrees) and are stored once; anything less is kept apart, and `candidates` returns
+every record under a digest's 128 bits for the caller to recognize its own (a snapshot
+by hashing the record, the stat cache by the path inside it). Keeping 28 bytes per
+record in memory, written as they come and sorted only at the end, lets a scan of a
+million directories stay small.
 Readers map the file and bisect the key column; mapped pages are dropped now and then so
 that a lookup per directory does not pin the whole file in RSS.
 """
@@ -36,14 +40,16 @@ from syncd.errors import SnapshotFileError
 
 FOOTER = struct.Struct("<QQQ8s")
 END_MAGIC = b"SYNCDEND"
-ENTRY_BYTES = 8 + 8 + 4
+ENTRY_BYTES = 8 + 8 + 8 + 4
 _RELEASE_EVERY = 8192
 _FLUSH_AT = 1 << 20
 
 
-def key_of(digest: bytes) -> int:
-    """The 64-bit record key taken from the start of a hash."""
-    return int.from_bytes(digest[:8], "big")
+def key_of(digest: bytes) -> tuple[int, int]:
+    """The two 64-bit halves of a digest's first 16 bytes: the sort key and the check."""
+    if len(digest) < 16:
+        raise ValueError("record digests are at least 16 bytes")
+    return int.from_bytes(digest[:8], "big"), int.from_bytes(digest[8:16], "big")
 
 
 def _column(values: array[int]) -> bytes:
@@ -67,17 +73,20 @@ class RecordFileWriter:
             raise ValueError("magic must be 8 bytes")
         self._out = stream
         self._keys: array[int] = array("Q")
+        self._checks: array[int] = array("Q")
         self._offsets: array[int] = array("Q")
         self._lengths: array[int] = array("I")
         self._offset = len(magic)
         self._pending = bytearray(magic)
 
-    def add(self, key: int, record: bytes) -> None:
+    def add(self, digest: bytes, record: bytes) -> None:
         self._pending += record
         if len(self._pending) >= _FLUSH_AT:
             self._out.write(self._pending)
             self._pending.clear()
+        key, check = key_of(digest)
         self._keys.append(key)
+        self._checks.append(check)
         self._offsets.append(self._offset)
         self._lengths.append(len(record))
         self._offset += len(record)
@@ -85,10 +94,12 @@ class RecordFileWriter:
     def finish(self, meta: dict[str, Any]) -> None:
         self._out.write(self._pending)
         self._pending = bytearray()
-        keys, offsets, lengths = _sorted_unique(self._keys, self._offsets, self._lengths)
-        self._keys, self._offsets, self._lengths = array("Q"), array("Q"), array("I")
+        columns = _sorted_unique(self._keys, self._checks, self._offsets, self._lengths)
+        self._keys, self._checks = array("Q"), array("Q")
+        self._offsets, self._lengths = array("Q"), array("I")
+        keys = columns[0]
         index_offset = self._offset
-        for column in (keys, offsets, lengths):
+        for column in columns:
             self._out.write(_column(column))
         meta_offset = index_offset + len(keys) * ENTRY_BYTES
         self._out.write(pack(meta))
@@ -96,24 +107,25 @@ class RecordFileWriter:
 
 
 def _sorted_unique(
-    keys: array[int], offsets: array[int], lengths: array[int]
-) -> tuple[array[int], array[int], array[int]]:
-    """Sort by key; drop repeats of a (key, length) pair, which are the same record
-    written twice (equal subtrees), so that one copy serves for all."""
+    keys: array[int], checks: array[int], offsets: array[int], lengths: array[int]
+) -> tuple[array[int], array[int], array[int], array[int]]:
+    """Sort by key; store a record once when its (key, check, length) repeats: the same
+    128-bit digest and size is the same record written twice (equal subtrees)."""
     order = sorted(range(len(keys)), key=keys.__getitem__)
-    out_keys: array[int] = array("Q")
-    out_offsets: array[int] = array("Q")
-    out_lengths: array[int] = array("I")
-    last = (-1, -1)
+    out = (array("Q"), array("Q"), array("Q"), array("I"))
+    seen: set[tuple[int, int]] = set()
+    last_key = -1
     for i in order:
-        pair = (keys[i], lengths[i])
-        if pair == last:
+        if keys[i] != last_key:
+            seen.clear()
+            last_key = keys[i]
+        identity = (checks[i], lengths[i])
+        if identity in seen:
             continue
-        last = pair
-        out_keys.append(keys[i])
-        out_offsets.append(offsets[i])
-        out_lengths.append(lengths[i])
-    return out_keys, out_offsets, out_lengths
+        seen.add(identity)
+        for column, source in zip(out, (keys, checks, offsets, lengths), strict=True):
+            column.append(source[i])
+    return out
 
 
 class RecordFileReader:
@@ -148,9 +160,9 @@ class RecordFileReader:
         self._records_end = index_offset
         at = index_offset
         self._keys = _load_column("Q", data[at : at + 8 * count])
-        at += 8 * count
-        self._offsets_at = at
-        self._lengths_at = at + 8 * count
+        self._checks_at = at + 8 * count
+        self._offsets_at = at + 16 * count
+        self._lengths_at = at + 24 * count
         try:
             meta = unpack(data[meta_offset : len(data) - FOOTER.size])
         except ProtocolError as exc:
@@ -159,14 +171,17 @@ class RecordFileReader:
             raise SnapshotFileError(f"{self.path}: corrupt metadata")
         self.meta: dict[str, Any] = meta
 
-    def candidates(self, key: int) -> Iterator[bytes]:
-        """Every record stored under `key` (usually one, at most a handful)."""
+    def candidates(self, digest: bytes) -> Iterator[bytes]:
+        """Every record stored under the digest's first 16 bytes (almost always one)."""
         self._gets += 1
         if self._gets % _RELEASE_EVERY == 0:
             self._release_pages()
+        key, check = key_of(digest)
         i = bisect.bisect_left(self._keys, key)
         while i < self.count and self._keys[i] == key:
-            yield self._record(i)
+            (stored,) = struct.unpack_from("<Q", self._map, self._checks_at + 8 * i)
+            if stored == check:
+                yield self._record(i)
             i += 1
 
     def _record(self, i: int) -> bytes:

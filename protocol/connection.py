@@ -1,0 +1,289 @@
+"""The protocol as an object: feed it bytes, read events; give it messages, send bytes.
+
+No sockets, files or event loop here (h11's design): a driver moves the bytes. The
+connection enforces the state machine in TRANSITIONS, answers in order (a TREES entry or
+a blob must be the next one asked for), BLAKE3-verifies every tree record and blob it
+receives, and validates every tree (and so every path) before handing it out. Anything
+else raises ProtocolError, after which the connection is closed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum, auto
+
+import blake3
+
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.framing import FrameDecoder, encode_frame
+from protocol.limits import CHUNK_SIZE, DEFAULT_LIMITS, Limits
+from protocol.messages import (
+    Blobs,
+    Error,
+    GetTrees,
+    Hello,
+    Message,
+    MsgType,
+    Trees,
+    Want,
+    decode_message,
+    encode_message,
+)
+from protocol.tree import Node, decode_tree, tree_id
+
+VERSION_MIN = 1
+VERSION_MAX = 1
+# A peer must accept at least one whole piece per frame.
+MIN_PEER_FRAME = CHUNK_SIZE + 4096
+
+
+class Role(Enum):
+    CLIENT = auto()  # the source side: it offers a snapshot and sends what is asked
+    SERVER = auto()  # the far side: it compares, asks, verifies and applies
+
+
+class Phase(Enum):
+    START = auto()
+    HELLO_RECEIVED = auto()
+    HELLO_SENT = auto()
+    AWAIT_OFFER = auto()
+    OFFERED = auto()
+    GREETED = auto()
+    STATED = auto()
+    DESCEND = auto()
+    TRANSFER = auto()
+    FINISHED = auto()
+    CLOSED = auto()
+
+
+class Dir(Enum):
+    SEND = auto()
+    RECV = auto()
+
+
+C, S = Role.CLIENT, Role.SERVER
+P, M = Phase, MsgType
+
+# (role, phase, direction, message type) -> next phase. ERROR from any open phase closes.
+TRANSITIONS: dict[tuple[Role, Phase, Dir, MsgType], Phase] = {
+    (C, P.START, Dir.SEND, M.HELLO): P.HELLO_SENT,
+    (C, P.HELLO_SENT, Dir.SEND, M.OFFER): P.OFFERED,
+    (C, P.OFFERED, Dir.RECV, M.HELLO): P.GREETED,
+    (C, P.GREETED, Dir.RECV, M.STATE): P.STATED,
+    (C, P.STATED, Dir.RECV, M.RESULT): P.FINISHED,
+    (C, P.STATED, Dir.RECV, M.GET_TREES): P.DESCEND,
+    (C, P.STATED, Dir.RECV, M.PLAN): P.TRANSFER,
+    (C, P.DESCEND, Dir.RECV, M.GET_TREES): P.DESCEND,
+    (C, P.DESCEND, Dir.SEND, M.TREES): P.DESCEND,
+    (C, P.DESCEND, Dir.RECV, M.PLAN): P.TRANSFER,
+    (C, P.TRANSFER, Dir.RECV, M.WANT): P.TRANSFER,
+    (C, P.TRANSFER, Dir.SEND, M.BLOBS): P.TRANSFER,
+    (C, P.TRANSFER, Dir.RECV, M.RESULT): P.FINISHED,
+    (C, P.FINISHED, Dir.SEND, M.BYE): P.CLOSED,
+    (S, P.START, Dir.RECV, M.HELLO): P.HELLO_RECEIVED,
+    (S, P.HELLO_RECEIVED, Dir.SEND, M.HELLO): P.AWAIT_OFFER,
+    (S, P.AWAIT_OFFER, Dir.RECV, M.OFFER): P.OFFERED,
+    (S, P.OFFERED, Dir.SEND, M.STATE): P.STATED,
+    (S, P.STATED, Dir.SEND, M.RESULT): P.FINISHED,
+    (S, P.STATED, Dir.SEND, M.GET_TREES): P.DESCEND,
+    (S, P.STATED, Dir.SEND, M.PLAN): P.TRANSFER,
+    (S, P.DESCEND, Dir.SEND, M.GET_TREES): P.DESCEND,
+    (S, P.DESCEND, Dir.RECV, M.TREES): P.DESCEND,
+    (S, P.DESCEND, Dir.SEND, M.PLAN): P.TRANSFER,
+    (S, P.TRANSFER, Dir.SEND, M.WANT): P.TRANSFER,
+    (S, P.TRANSFER, Dir.RECV, M.BLOBS): P.TRANSFER,
+    (S, P.TRANSFER, Dir.SEND, M.RESULT): P.FINISHED,
+    (S, P.FINISHED, Dir.RECV, M.BYE): P.CLOSED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedTree:
+    id: bytes
+    record: bytes
+    children: list[Node]
+
+
+@dataclass(frozen=True, slots=True)
+class TreesReceived:
+    """A TREES message, every record verified against its id and decoded."""
+
+    trees: tuple[ReceivedTree, ...]
+
+
+class NeedData:
+    """next_event() has nothing until more bytes are fed."""
+
+
+class Closed:
+    """The conversation is over (BYE, ERROR, or the peer closed after finishing)."""
+
+
+NEED_DATA = NeedData()
+CLOSED = Closed()
+Event = Message | TreesReceived | NeedData | Closed
+
+
+class Connection:
+    def __init__(self, role: Role, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.role = role
+        self.limits = limits
+        self.phase = Phase.START
+        self.version: int | None = None
+        self.peer_max_frame = MIN_PEER_FRAME
+        self._decoder = FrameDecoder(limits)
+        self._trees_due: deque[bytes] = deque()  # ids asked for and not yet answered
+        self._blobs_due: deque[tuple[bytes, int]] = deque()  # (digest, length) likewise
+
+    # -- outgoing ---------------------------------------------------------------------
+
+    def send(self, message: Message) -> bytes:
+        """Check that `message` may be sent now and return its frame."""
+        self._advance(Dir.SEND, message)
+        if isinstance(message, GetTrees):
+            self._trees_due.extend(message.ids)
+        elif isinstance(message, Want):
+            self._blobs_due.extend(message.blobs)
+        elif isinstance(message, Trees):
+            self._answer_trees(message)
+        elif isinstance(message, Blobs):
+            self._answer_blobs(message)
+        elif isinstance(message, Hello):
+            self._sent_hello(message)
+        frame = encode_frame(encode_message(message))
+        if len(frame) - 4 > self.peer_max_frame:
+            raise ProtocolError(ErrorCode.LIMIT, "outgoing frame exceeds the peer's limit")
+        return frame
+
+    def _answer_trees(self, message: Trees) -> None:
+        for key, _ in message.records:
+            if not self._trees_due or self._trees_due.popleft() != key:
+                raise ProtocolError(ErrorCode.UNEXPECTED, "sending a tree that was not asked for")
+
+    def _answer_blobs(self, message: Blobs) -> None:
+        for digest, data in message.blobs:
+            if not self._blobs_due or self._blobs_due.popleft() != (digest, len(data)):
+                raise ProtocolError(ErrorCode.UNEXPECTED, "sending a blob that was not asked for")
+
+    def _sent_hello(self, message: Hello) -> None:
+        if self.role is Role.SERVER and message.versions != (self.version, self.version):
+            raise ProtocolError(
+                ErrorCode.VERSION, "the server's HELLO must name the chosen version"
+            )
+
+    # -- incoming ---------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the peer; b"" means the peer closed its side."""
+        self._decoder.feed(data)
+
+    def next_event(self) -> Event:
+        if self.phase is Phase.CLOSED:
+            return CLOSED
+        try:
+            payload = self._decoder.next_payload()
+            if payload is None:
+                return self._no_frame()
+            message = decode_message(payload, self.limits)
+            self._advance(Dir.RECV, message)
+            return self._received(message)
+        except ProtocolError:
+            self.phase = Phase.CLOSED
+            raise
+
+    def _no_frame(self) -> Event:
+        if not self._decoder.eof:
+            return NEED_DATA
+        state = self.phase.name.lower()
+        self.phase = Phase.CLOSED
+        detail = "inside a frame" if self._decoder.buffered else f"in phase {state}"
+        raise ProtocolError(ErrorCode.TRUNCATED, f"the peer closed the connection {detail}")
+
+    def _received(self, message: Message) -> Event:
+        if isinstance(message, Hello):
+            self._received_hello(message)
+        elif isinstance(message, Trees):
+            return self._verify_trees(message)
+        elif isinstance(message, Blobs):
+            self._verify_blobs(message)
+        elif isinstance(message, GetTrees):
+            self._trees_due.extend(message.ids)
+        elif isinstance(message, Want):
+            self._blobs_due.extend(message.blobs)
+        return message
+
+    def _received_hello(self, message: Hello) -> None:
+        low, high = message.versions
+        if self.role is Role.SERVER:
+            chosen = min(high, VERSION_MAX)
+            if chosen < max(low, VERSION_MIN):
+                raise ProtocolError(
+                    ErrorCode.VERSION,
+                    f"no common protocol version: peer speaks {low}..{high}, "
+                    f"we speak {VERSION_MIN}..{VERSION_MAX}",
+                )
+            self.version = chosen
+        elif low != high or not VERSION_MIN <= low <= VERSION_MAX:
+            raise ProtocolError(
+                ErrorCode.VERSION, f"server chose unsupported version {low}..{high}"
+            )
+        else:
+            self.version = low
+        max_frame = message.params.get("max_frame", MIN_PEER_FRAME)
+        if type(max_frame) is not int or max_frame < MIN_PEER_FRAME:
+            raise ProtocolError(ErrorCode.LIMIT, f"peer's max_frame {max_frame!r} is too small")
+        self.peer_max_frame = max_frame
+
+    def _verify_trees(self, message: Trees) -> TreesReceived:
+        received = []
+        for key, record in message.records:
+            if not self._trees_due or self._trees_due.popleft() != key:
+                raise ProtocolError(ErrorCode.UNEXPECTED, "received a tree that was not asked for")
+            if tree_id(record) != key:
+                raise ProtocolError(
+                    ErrorCode.HASH_MISMATCH, f"tree {key.hex()} does not match its id"
+                )
+            received.append(ReceivedTree(key, record, decode_tree(record, self.limits)))
+        return TreesReceived(tuple(received))
+
+    def _verify_blobs(self, message: Blobs) -> None:
+        for digest, data in message.blobs:
+            if not self._blobs_due or self._blobs_due.popleft() != (digest, len(data)):
+                raise ProtocolError(ErrorCode.UNEXPECTED, "received a blob that was not asked for")
+            if blake3.blake3(data).digest() != digest:
+                raise ProtocolError(
+                    ErrorCode.HASH_MISMATCH, f"blob {digest.hex()} does not match its digest"
+                )
+
+    # -- state machine ------------------------------------------------------------------
+
+    def _advance(self, direction: Dir, message: Message) -> None:
+        if isinstance(message, Error):
+            if self.phase is Phase.CLOSED:
+                raise ProtocolError(ErrorCode.UNEXPECTED, "ERROR after the conversation ended")
+            self.phase = Phase.CLOSED
+            return
+        following = TRANSITIONS.get((self.role, self.phase, direction, message.TYPE))
+        if following is None:
+            verb = "send" if direction is Dir.SEND else "receive"
+            raise ProtocolError(
+                ErrorCode.UNEXPECTED,
+                f"{self.role.name.lower()} cannot {verb} {message.TYPE.name} in phase "
+                f"{self.phase.name.lower()}",
+            )
+        if following in (Phase.TRANSFER, Phase.FINISHED) and self._trees_due:
+            raise ProtocolError(
+                ErrorCode.UNEXPECTED, f"{message.TYPE.name} while trees are still due"
+            )
+        if following is Phase.FINISHED and self._blobs_due:
+            raise ProtocolError(ErrorCode.UNEXPECTED, "RESULT while blobs are still due")
+        self.phase = following
+
+    @property
+    def trees_due(self) -> int:
+        return len(self._trees_due)
+
+    @property
+    def blobs_due(self) -> int:
+        return len(self._blobs_due)

@@ -1,0 +1,1 @@
+"""Session drivers: run one protocol conversation against a tree, over a Channel."""

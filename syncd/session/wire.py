@@ -1,0 +1,112 @@
+"""Join a sans-IO Connection to a Channel: frames out through one writer, events in.
+
+All outgoing frames go through one queue and one writer task, so frames leave in the
+order `send` was called whatever the tasks calling it, and a slow peer slows every
+sender (the queue is bounded). Byte counters feed the `wire_bytes_*` figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+from protocol.connection import NEED_DATA, Closed, Connection, Event
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.messages import Error, Message
+
+QUEUED_FRAMES = 64
+READ_SIZE = 1 << 20
+
+
+class Channel(Protocol):
+    """What a session needs from a transport (syncd/transport implements it)."""
+
+    async def read(self, max_bytes: int = READ_SIZE) -> bytes: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def describe(self) -> str: ...
+
+    def diagnostics(self) -> str: ...
+
+
+class PeerError(Exception):
+    """The peer sent ERROR: the conversation is over, for the peer's stated reason."""
+
+    def __init__(self, message: Error) -> None:
+        super().__init__(f"the far side reported: {message.message}")
+        self.code = message.code
+        self.message = message.message
+
+
+class Wire:
+    def __init__(self, connection: Connection, channel: Channel) -> None:
+        self.connection = connection
+        self.channel = channel
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._frames: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUED_FRAMES)
+        self._writer: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Wire:
+        self._writer = asyncio.create_task(self._write_frames())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.flush()
+
+    async def send(self, message: Message) -> None:
+        frame = self.connection.send(message)
+        self.bytes_sent += len(frame)
+        await self._frames.put(frame)
+
+    async def flush(self) -> None:
+        """Wait until every queued frame has been written (or the writer failed)."""
+        if self._writer is None or self._writer.done():
+            return
+        await self._frames.put(None)
+        await self._writer
+
+    async def _write_frames(self) -> None:
+        while (frame := await self._frames.get()) is not None:
+            await self.channel.write(frame)
+
+    async def next_event(self) -> Event:
+        """The next event from the peer; raises PeerError on ERROR, ProtocolError on
+        anything malformed, hostile or out of order."""
+        while True:
+            self._check_writer()
+            event = self.connection.next_event()
+            if event is not NEED_DATA:
+                if isinstance(event, Error):
+                    raise PeerError(event)
+                return event
+            data = await self.channel.read(READ_SIZE)
+            self.bytes_received += len(data)
+            self.connection.receive_data(data)
+
+    def _check_writer(self) -> None:
+        if self._writer is not None and self._writer.done() and not self._writer.cancelled():
+            error = self._writer.exception()
+            if error is not None:
+                raise ProtocolError(ErrorCode.TRUNCATED, f"cannot write to the peer: {error}")
+
+    async def fail(self, code: ErrorCode, text: str) -> None:
+        """Tell the peer why we stop, if the connection still allows a word."""
+        with contextlib.suppress(Exception):
+            await self.send(Error(int(code), text[:4000]))
+            await asyncio.wait_for(self.flush(), timeout=5)
+
+    async def aclose(self) -> None:
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            with contextlib.suppress(BaseException):
+                await self._writer
+        await self.channel.close()
+
+
+def is_closed(event: Event) -> bool:
+    return isinstance(event, Closed)
