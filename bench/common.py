@@ -17,6 +17,7 @@ so that drift in the machine's load hits both alike, and by taking medians.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -200,6 +201,27 @@ def cached_tree(
     return root
 
 
+def freeze_code(workdir: Path, packages: Sequence[str] = ("syncd", "protocol")) -> tuple[Path, str]:
+    """Copy the packages' sources to `workdir/code` and return it with a digest of them.
+
+    The commands under test import from the copy, so that edits to the working tree
+    during a run cannot mix two versions (or break an import) between runs.
+    """
+    code = workdir / "code"
+    if code.exists():
+        shutil.rmtree(code)
+    code.mkdir(parents=True)
+    digest = hashlib.sha256()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in packages:
+        shutil.copytree(REPO / name, code / name, ignore=ignore)
+        for path in sorted((code / name).rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(code)).encode() + b"\0")
+                digest.update(path.read_bytes())
+    return code, digest.hexdigest()[:16]
+
+
 def remove_state(root: Path) -> Callable[[], None]:
     """A `prepare` that deletes the tree's syncd state folder: the next scan is cold."""
 
@@ -295,7 +317,8 @@ def markdown_table(rows: Sequence[Row]) -> str:
 def seconds_text(series: Series) -> str:
     low = min(r.seconds for r in series.runs)
     high = max(r.seconds for r in series.runs)
-    return f"{series.seconds:.2f} s ({low:.2f}..{high:.2f})"
+    digits = 3 if series.seconds < 1 else 2
+    return f"{series.seconds:.{digits}f} s ({low:.{digits}f}..{high:.{digits}f})"
 
 
 def mib(value: float) -> str:

@@ -11,7 +11,8 @@ Two trees, generated once under the work folder and reused:
 Each pair runs A B A B ... after one untimed warm-up of each (page cache warm for
 both); the figures are medians. `syncd scan` runs as a user runs it: a fresh
 `python -m syncd` process, interpreter start-up included; a cold scan first deletes
-ROOT/.syncd (untimed). Run:
+ROOT/.syncd (untimed). The commands import syncd from a copy of its sources taken at
+the start (work folder/code), so that edits made during a run cannot mix versions. Run:
 
     PYTHONPATH=/work/main /tmp/v/bin/python -m bench.scan_bench [--quick] [--workdir DIR]
 """
@@ -33,10 +34,12 @@ from bench.common import (
     REPO,
     RESULTS,
     Command,
+    CommandFailed,
     Row,
     Series,
     alternate,
     cached_tree,
+    freeze_code,
     machine,
     markdown_table,
     mib,
@@ -73,14 +76,13 @@ def log(message: str) -> None:
 
 
 class Bench:
-    def __init__(self, workdir: Path, python: str, runs: int) -> None:
+    def __init__(self, workdir: Path, python: str, runs: int, code: Path) -> None:
         self.workdir = workdir
         self.python = python
         self.runs = runs
         self.out = workdir / "out"
         self.out.mkdir(parents=True, exist_ok=True)
-        path = os.environ.get("PYTHONPATH")
-        self.env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{path}" if path else str(REPO))
+        self.env = dict(os.environ, PYTHONPATH=str(code))
         self.figures: dict[str, Any] = {}
 
     # -- commands ---------------------------------------------------------------------
@@ -114,6 +116,14 @@ class Bench:
         return Command(
             "import syncd.scan.api", [self.python, "-c", "import syncd.scan.api"], env=self.env
         )
+
+    def startup(self) -> Command:
+        return Command(
+            "python -m syncd --version", [self.python, "-m", "syncd", "--version"], env=self.env
+        )
+
+    def bare_python(self) -> Command:
+        return Command("python -c pass", [self.python, "-c", "pass"])
 
     # -- measuring --------------------------------------------------------------------
 
@@ -162,6 +172,29 @@ class Bench:
         return cold, hashed, rescan, walked, tree
 
 
+def frozen_working_code(workdir: Path, python: str, patience: float = 900) -> tuple[Path, str]:
+    """A copy of the sources whose `syncd --version` runs; the working tree may be caught
+    in the middle of an edit, so wait and copy again until it works (or give up)."""
+    deadline = time.monotonic() + patience
+    while True:
+        code, digest = freeze_code(workdir)
+        check = Command(
+            "syncd --version",
+            [python, "-m", "syncd", "--version"],
+            env=dict(os.environ, PYTHONPATH=str(code)),
+        )
+        try:
+            run_timed(check)
+        except CommandFailed as exc:
+            if time.monotonic() > deadline:
+                raise
+            last = str(exc).strip().splitlines()[-1]
+            log(f"the working tree's syncd does not start ({last}); copying again in 30 s")
+            time.sleep(30)
+        else:
+            return code, digest
+
+
 def build_trees(workdir: Path, sizes: Sizes) -> tuple[Path, Path]:
     spec = sizes.ocmirror
     tree_l = cached_tree(
@@ -199,12 +232,18 @@ def ratio_row(figure: str, a: Series, b: Series, target: float | None) -> Row:
     )
 
 
+def derived_row(figure: str, syncd: float, baseline: float) -> Row:
+    """A ratio of medians after subtracting another median: approximate, reported only."""
+    ratio = syncd / baseline
+    return Row(figure, f"{syncd:.3f} s", f"{baseline:.3f} s", ratio, f"{ratio:.2f}", "report", None)
+
+
 def rss_row(figure: str, peak: int, base: int, files: int, target: float | None) -> Row:
     per_file = (peak - base) / files
     return Row(
         figure=figure,
         syncd=mib(peak),
-        baseline=f"{files:,} files" + (f"; import {mib(base)}" if base else ""),
+        baseline=f"{files:,} files" + (f"; less {mib(base)}" if base else ""),
         ratio=per_file,
         ratio_text=f"{per_file:.0f} B/file",
         target="report" if target is None else f"<= {target:g} B/file",
@@ -219,6 +258,9 @@ def measure(bench: Bench, tree_l: Path, tree_k: Path) -> list[Row]:
     imported = repeat(bench.import_only(), bench.runs)
     bench.figures["import_rss"] = imported.as_json()
     files, base = k_info["files"], imported.peak_rss
+    log("start-up: `python -m syncd --version` vs `python -c pass`")
+    started, bare = alternate(bench.startup(), bench.bare_python(), bench.runs, log=log)
+    bench.figures["startup"] = {"syncd": started.as_json(), "python": bare.as_json()}
     rows = [
         ratio_row(
             f"L cold scan / find\\|xargs b3sum ({l_info['files']:,} files, "
@@ -227,13 +269,34 @@ def measure(bench: Bench, tree_l: Path, tree_k: Path) -> list[Row]:
             l_hash,
             1.0,
         ),
+        derived_row(
+            "L cold scan less syncd start-up / find\\|xargs b3sum (derived)",
+            l_cold.seconds - started.seconds,
+            l_hash.seconds,
+        ),
         ratio_row("L no-change rescan / find -printf", l_rescan, l_walk, None),
         ratio_row(f"K no-change rescan / find -printf ({files:,} files)", k_rescan, k_walk, 1.5),
         ratio_row("K cold scan / find\\|xargs b3sum", k_cold, k_hash, None),
+        Row(
+            figure="syncd start-up: python -m syncd --version (python -c pass)",
+            syncd=seconds_text(started),
+            baseline=seconds_text(bare),
+            ratio=started.seconds - bare.seconds,
+            ratio_text=f"+{(started.seconds - bare.seconds) * 1000:.0f} ms",
+            target="report",
+            met=None,
+        ),
         rss_row("K rescan peak RSS per file", k_rescan.peak_rss, 0, files, 500),
         rss_row("K cold scan peak RSS per file", k_cold.peak_rss, 0, files, 500),
         rss_row("K rescan (peak RSS - import RSS) per file", k_rescan.peak_rss, base, files, None),
         rss_row("K cold scan (peak RSS - import RSS) per file", k_cold.peak_rss, base, files, None),
+        rss_row(
+            "K rescan (peak RSS - `syncd --version` RSS) per file",
+            k_rescan.peak_rss,
+            started.peak_rss,
+            files,
+            None,
+        ),
     ]
     bench.figures["L_cold_GBps"] = round(l_info["bytes"] / l_cold.seconds / 1e9, 3)
     bench.figures["L_b3sum_GBps"] = round(l_info["bytes"] / l_hash.seconds / 1e9, 3)
@@ -248,8 +311,9 @@ def report_markdown(
         "",
         f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram_bytes'] / 2**30:.1f} GiB RAM, "
         f"kernel {info['kernel']}, {info['fs_type']} at the work folder; Python "
-        f"{info['python']}, {info['b3sum']}; load {info['load_at_start']} at start, "
-        f"{info['load_at_end']} at end.",
+        f"{info['python']}, {info['b3sum']}; load average {info['load_at_start']} at start, "
+        f"{info.get('load_before_measuring', '?')} when measuring began, "
+        f"{info['load_at_end']} at end; syncd sources sha256 {info['code_digest']}.",
         "",
         f"Medians of {sizes.runs} alternating runs after one warm-up each (range in brackets).",
         "",
@@ -292,6 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="timed runs of each command (at least 3)")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs syncd")
     parser.add_argument(
+        "--patience",
+        type=float,
+        default=1800,
+        help="seconds to wait for a quiet machine before measuring anyway (default 1800)",
+    )
+    parser.add_argument(
         "--no-wait", action="store_true", help="do not wait for the load average to drop below 0.5"
     )
     args = parser.parse_args(argv)
@@ -303,8 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     tree_l, tree_k = build_trees(workdir, sizes)
     info = machine(workdir)
     if not (args.quick or args.no_wait):
-        info["load_before_measuring"] = round(wait_for_quiet(LOAD_THRESHOLD, 900, log), 2)
-    bench = Bench(workdir, args.python, runs)
+        info["load_before_measuring"] = round(wait_for_quiet(LOAD_THRESHOLD, args.patience, log), 2)
+    code, info["code_digest"] = frozen_working_code(workdir, args.python)
+    log(f"syncd runs from a copy of {REPO} in {code} (sources sha256 {info['code_digest']})")
+    bench = Bench(workdir, args.python, runs, code)
     rows = measure(bench, tree_l, tree_k)
     info["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
 

@@ -43,6 +43,8 @@ def _unpacker_args(limits: Limits, max_buffer: int) -> dict[str, Any]:
         "max_bin_len": limits.max_bin,
         "max_array_len": limits.max_array,
         "max_map_len": limits.max_map,
+        # No extension may carry a byte (msgpack decodes timestamps without any hook);
+        # an empty one reaches _no_extensions.
         "max_ext_len": 0,
     }
 
@@ -86,14 +88,22 @@ def as_protocol_error(exc: BaseException) -> ProtocolError:
 def _as_protocol_error(exc: BaseException) -> ProtocolError:
     if isinstance(exc, ProtocolError):
         return exc
+    code, text = _classify(exc)
+    return ProtocolError(code, text)
+
+
+def _classify(exc: BaseException) -> tuple[ErrorCode, str]:
+    detail = str(exc)
     if isinstance(exc, msgpack.OutOfData) or (
-        isinstance(exc, ValueError) and "incomplete" in str(exc)
+        isinstance(exc, ValueError) and "incomplete" in detail
     ):
-        return ProtocolError(ErrorCode.TRUNCATED, "msgpack object ends early")
-    if isinstance(exc, ValueError) and "exceeds max" in str(exc):
-        return ProtocolError(ErrorCode.LIMIT, f"msgpack length over limit: {exc}")
+        return ErrorCode.TRUNCATED, "msgpack object ends early"
+    if isinstance(exc, ValueError) and "max_ext_len" in detail:
+        return ErrorCode.MALFORMED, "msgpack extension types are not allowed"
+    if isinstance(exc, ValueError) and "exceeds max" in detail:
+        return ErrorCode.LIMIT, f"msgpack length over limit: {detail}"
     if isinstance(exc, msgpack.exceptions.BufferFull):
-        return ProtocolError(ErrorCode.LIMIT, "msgpack object larger than the buffer limit")
+        return ErrorCode.LIMIT, "msgpack object larger than the buffer limit"
     if isinstance(exc, UnicodeDecodeError):
-        return ProtocolError(ErrorCode.MALFORMED, "string is not valid UTF-8")
-    return ProtocolError(ErrorCode.MALFORMED, f"invalid msgpack: {type(exc).__name__}: {exc}")
+        return ErrorCode.MALFORMED, "string is not valid UTF-8"
+    return ErrorCode.MALFORMED, f"invalid msgpack: {type(exc).__name__}: {detail}"

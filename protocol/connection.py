@@ -47,6 +47,7 @@ class Phase(Enum):
     START = auto()
     HELLO_RECEIVED = auto()
     HELLO_SENT = auto()
+    EARLY = auto()  # the other side's second message came before our HELLO/OFFER
     AWAIT_OFFER = auto()
     OFFERED = auto()
     GREETED = auto()
@@ -69,6 +70,8 @@ P, M = Phase, MsgType
 TRANSITIONS: dict[tuple[Role, Phase, Dir, MsgType], Phase] = {
     (C, P.START, Dir.SEND, M.HELLO): P.HELLO_SENT,
     (C, P.HELLO_SENT, Dir.SEND, M.OFFER): P.OFFERED,
+    (C, P.HELLO_SENT, Dir.RECV, M.HELLO): P.EARLY,
+    (C, P.EARLY, Dir.SEND, M.OFFER): P.GREETED,
     (C, P.OFFERED, Dir.RECV, M.HELLO): P.GREETED,
     (C, P.GREETED, Dir.RECV, M.STATE): P.STATED,
     (C, P.STATED, Dir.RECV, M.RESULT): P.FINISHED,
@@ -83,6 +86,8 @@ TRANSITIONS: dict[tuple[Role, Phase, Dir, MsgType], Phase] = {
     (C, P.FINISHED, Dir.SEND, M.BYE): P.CLOSED,
     (S, P.START, Dir.RECV, M.HELLO): P.HELLO_RECEIVED,
     (S, P.HELLO_RECEIVED, Dir.SEND, M.HELLO): P.AWAIT_OFFER,
+    (S, P.HELLO_RECEIVED, Dir.RECV, M.OFFER): P.EARLY,
+    (S, P.EARLY, Dir.SEND, M.HELLO): P.OFFERED,
     (S, P.AWAIT_OFFER, Dir.RECV, M.OFFER): P.OFFERED,
     (S, P.OFFERED, Dir.SEND, M.STATE): P.STATED,
     (S, P.STATED, Dir.SEND, M.RESULT): P.FINISHED,
@@ -133,6 +138,8 @@ class Connection:
         self.version: int | None = None
         self.peer_max_frame = MIN_PEER_FRAME
         self._decoder = FrameDecoder(limits)
+        # After we detect a protocol error we may still say so, once, with ERROR.
+        self._may_report = False
         self._trees_due: deque[bytes] = deque()  # ids asked for and not yet answered
         self._blobs_due: deque[tuple[bytes, int]] = deque()  # (digest, length) likewise
 
@@ -189,6 +196,7 @@ class Connection:
             self._advance(Dir.RECV, message)
             return self._received(message)
         except ProtocolError:
+            self._may_report = True  # we were open on entry: say why we stop, once
             self.phase = Phase.CLOSED
             raise
 
@@ -196,7 +204,6 @@ class Connection:
         if not self._decoder.eof:
             return NEED_DATA
         state = self.phase.name.lower()
-        self.phase = Phase.CLOSED
         detail = "inside a frame" if self._decoder.buffered else f"in phase {state}"
         raise ProtocolError(ErrorCode.TRUNCATED, f"the peer closed the connection {detail}")
 
@@ -260,8 +267,9 @@ class Connection:
 
     def _advance(self, direction: Dir, message: Message) -> None:
         if isinstance(message, Error):
-            if self.phase is Phase.CLOSED:
+            if self.phase is Phase.CLOSED and not (direction is Dir.SEND and self._may_report):
                 raise ProtocolError(ErrorCode.UNEXPECTED, "ERROR after the conversation ended")
+            self._may_report = False
             self.phase = Phase.CLOSED
             return
         following = TRANSITIONS.get((self.role, self.phase, direction, message.TYPE))

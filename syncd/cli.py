@@ -10,6 +10,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+from protocol.errors import ProtocolError
 from syncd import __version__
 from syncd.errors import SyncdError
 from syncd.exitcodes import ExitCode
@@ -18,6 +19,9 @@ from syncd.exitcodes import ExitCode
 COMMAND_MODULES = (
     "syncd.commands.scan",
     "syncd.commands.diff",
+    "syncd.commands.push",
+    "syncd.commands.serve",
+    "syncd.commands.verify",
     "syncd.sample.command",
 )
 
@@ -45,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SyncdError as exc:
         print(f"syncd {args.command}: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
+    except ProtocolError as exc:
+        print(f"syncd {args.command}: error: protocol: {exc}", file=sys.stderr)
+        return int(ExitCode.FAILED)
     except KeyboardInterrupt:
         print(f"syncd {args.command}: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)

@@ -2,7 +2,9 @@
 
 Holds the latest snapshot and the stat cache; later also staging and the apply journal.
 The folder at `ROOT/.syncd` is never part of a scan. One process at a time may change it:
-`lock()` takes an exclusive flock and says who holds it when it cannot.
+`lock()` takes an exclusive flock and says who holds it when it cannot. Within a process
+the lock is re-entrant, so a session can hold it throughout while the scans and the
+apply it runs take it again.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from pathlib import Path
 from syncd.errors import SyncdError, UsageError
 
 STATE_NAME = ".syncd"
+
+# Locks this process holds: state folder -> [descriptor, depth].
+_held: dict[str, list[int]] = {}
 
 
 class StateLocked(SyncdError):
@@ -52,6 +57,14 @@ class StateDir:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         self.ensure()
+        key = os.path.realpath(self.path)
+        if key in _held:
+            _held[key][1] += 1
+            try:
+                yield
+            finally:
+                _held[key][1] -= 1
+            return
         fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             try:
@@ -61,6 +74,8 @@ class StateDir:
                 raise StateLocked(f"{self.path} is in use by {holder}") from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+            _held[key] = [fd, 1]
             yield
         finally:
+            _held.pop(key, None)
             os.close(fd)

@@ -35,3 +35,7 @@ def registry_factory() -> Iterator[RegistryFactory]:
     yield start
     for registry in started:
         registry.stop()
+
+
+# OpenSSH server fixtures for the transport tests (started only when a test asks).
+from tests.sshd import sshd, sshd_server  # noqa: E402, F401

@@ -14,6 +14,7 @@ from typing import Protocol
 from protocol.connection import NEED_DATA, Closed, Connection, Event
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import Error, Message
+from syncd.errors import SyncdError
 
 QUEUED_FRAMES = 64
 READ_SIZE = 1 << 20
@@ -33,11 +34,11 @@ class Channel(Protocol):
     def diagnostics(self) -> str: ...
 
 
-class PeerError(Exception):
+class PeerError(SyncdError):
     """The peer sent ERROR: the conversation is over, for the peer's stated reason."""
 
     def __init__(self, message: Error) -> None:
-        super().__init__(f"the far side reported: {message.message}")
+        super().__init__(f"the other side reported: {message.message}")
         self.code = message.code
         self.message = message.message
 

@@ -1,0 +1,276 @@
+"""The far side's apply: make the live tree equal a target snapshot, safely.
+
+1. The target's tree records go into one snapshot file in the state folder, so that the
+   apply, and its resumption after a crash, is self-contained.
+2. The root is scanned afresh (the far side's own scan is the truth) and the ordered plan
+   computed from it (syncd/plan/order.py).
+3. Every piece of every file to write is proven available - staged, or in a live file
+   the plan leaves alone - and pieces only held by files about to change are copied into
+   staging. Anything missing stops the apply here, with nothing changed.
+4. Staging is flushed and the journal written; only then does the live tree change, step
+   by step (executor.py).
+5. A final scan must equal the target (with delete=False: contain it). Then the journal,
+   the staged blobs and the scratch folders go.
+
+Resuming reruns steps 2-5 against the journal's target: what is already in place is
+simply not in the new plan, so applying twice is harmless.
+
+The scans take the state folder's lock (re-entrant within a process); the caller is
+expected to hold it for the whole session, so that no other process applies meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.tree import DirNode, FileNode, Node
+from syncd.apply.blobindex import BlobIndex
+from syncd.apply.builder import Builder, Built
+from syncd.apply.errors import ApplyError, TreeChanged
+from syncd.apply.executor import Executor
+from syncd.apply.journal import TARGET_FILE, Journal, read_journal, remove_journal, write_journal
+from syncd.apply.livetree import LiveTree, os_error
+from syncd.apply.pieces import Copied, PieceReader, ensure_pieces
+from syncd.apply.staging import Staging
+from syncd.apply.target import write_target
+from syncd.apply.workspace import Workspace
+from syncd.errors import SnapshotFileError
+from syncd.plan.order import Delete, MoveAside, Op, PlaceTree, WriteFile, plan_apply, touched
+from syncd.scan.api import scan_root
+from syncd.snapshot import SnapshotReader
+from syncd.state import STATE_NAME, StateDir
+
+_SHOWN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyHooks:
+    """`before_step(step, what)` runs before every live-tree mutation, numbered from 1."""
+
+    before_step: Callable[[int, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    root: bytes  # the tree's snapshot id afterwards (the target, unless delete=False kept extras)
+    files_written: int
+    files_deleted: int
+    bytes_written: int
+    symlinks_written: int = 0
+    dirs_created: int = 0
+    entries_deleted: int = 0  # deletions as the plan counts them: a directory is one
+    pieces_copied: int = 0  # pieces copied into staging from files the apply replaced
+    steps: int = 0
+    resumed: bool = False
+    seconds: float = 0.0
+
+
+def apply_target(
+    root: Path,
+    state: StateDir,
+    target: bytes,
+    records: Callable[[bytes], bytes | None],
+    staging: Staging,
+    *,
+    delete: bool,
+    hooks: ApplyHooks | None = None,
+) -> ApplyResult:
+    """Make `root` equal the snapshot `target`, whose tree records `records` returns."""
+    started = time.monotonic()
+    state.ensure()
+    remove_journal(state)  # a cut-short apply of another target is superseded by this one
+    write_target(state.path / TARGET_FILE, target, records)
+    with _open_target(state, target) as snapshot:
+        run = _Apply(root, state, snapshot, staging, delete=delete, hooks=hooks)
+        return run.run(resumed=False, started=started)
+
+
+def resume_pending(
+    root: Path, state: StateDir, *, staging: Staging | None = None, hooks: ApplyHooks | None = None
+) -> ApplyResult | None:
+    """Finish an apply a crash cut short, if the journal says there is one."""
+    journal = read_journal(state)
+    if journal is None:
+        return None
+    started = time.monotonic()
+    active = Staging.open(state) if staging is None else staging
+    try:
+        with _open_target(state, journal.target) as snapshot:
+            run = _Apply(root, state, snapshot, active, delete=journal.delete, hooks=hooks)
+            return run.run(resumed=True, started=started)
+    finally:
+        if staging is None:
+            active.close()
+
+
+@contextlib.contextmanager
+def _open_target(state: StateDir, target: bytes) -> Iterator[SnapshotReader]:
+    path = state.path / TARGET_FILE
+    try:
+        snapshot = SnapshotReader(path)
+    except SnapshotFileError as exc:
+        raise ApplyError(f"the target snapshot of the apply is unreadable: {exc}") from exc
+    with snapshot:
+        if snapshot.root != target:
+            raise ApplyError(f"{path} holds {snapshot.root.hex()}, not the target {target.hex()}")
+        yield snapshot
+
+
+@dataclass(slots=True)
+class _Changes:
+    built: Built
+    copied: Copied
+    files_deleted: int = 0
+    entries_deleted: int = 0
+    steps: int = 0
+
+
+class _Apply:
+    def __init__(
+        self,
+        root: Path,
+        state: StateDir,
+        target: SnapshotReader,
+        staging: Staging,
+        *,
+        delete: bool,
+        hooks: ApplyHooks | None,
+    ) -> None:
+        self.root = root
+        self.state = state
+        self.target = target
+        self.staging = staging
+        self.delete = delete
+        self.hooks = hooks
+
+    def run(self, *, resumed: bool, started: float) -> ApplyResult:
+        live = LiveTree(self.root)
+        workspace = Workspace(self.state)
+        try:
+            workspace.reset()
+            changes = self._change(live, workspace)
+            root = self._verify()
+            remove_journal(self.state)
+            self.staging.clear()
+            workspace.remove()
+            (self.state.path / TARGET_FILE).unlink(missing_ok=True)
+        finally:
+            live.close()
+            workspace.close()
+        built = changes.built
+        return ApplyResult(
+            root=root,
+            files_written=built.files,
+            files_deleted=changes.files_deleted,
+            bytes_written=built.bytes,
+            symlinks_written=built.symlinks,
+            dirs_created=built.dirs,
+            entries_deleted=changes.entries_deleted,
+            pieces_copied=changes.copied.pieces,
+            steps=changes.steps,
+            resumed=resumed,
+            seconds=time.monotonic() - started,
+        )
+
+    def _change(self, live: LiveTree, workspace: Workspace) -> _Changes:
+        self._scan()
+        with SnapshotReader(self.state.snapshot) as current:
+            ops = plan_apply(
+                self.target.tree, self.target.root, current.tree, current.root, delete=self.delete
+            )
+            self._refuse_state_folder(ops)
+            if not ops:
+                return _Changes(Built(), Copied(0, 0))
+            index = BlobIndex.build(current, touched(ops))
+            files_deleted = _files_removed(ops, current)
+        reader = PieceReader(self.staging, index, live)
+        try:
+            copied = ensure_pieces(_files_to_write(ops, self.target), self.staging, index, reader)
+            self.staging.flush()
+            write_journal(self.state, Journal(self.target.root, self.delete))
+            builder = Builder(reader, self.target.tree)
+            hook = self.hooks.before_step if self.hooks else None
+            executor = Executor(live, workspace, builder, hook)
+            executor.run(ops)
+        finally:
+            reader.close()
+        return _Changes(builder.built, copied, files_deleted, executor.deleted, executor.steps)
+
+    def _scan(self) -> bytes:
+        try:
+            return scan_root(self.root, self.state).summary.root
+        except OSError as exc:
+            raise os_error(str(self.state.path), exc, "scanning the root") from exc
+
+    def _refuse_state_folder(self, ops: list[Op]) -> None:
+        """A target may neither put anything where this side keeps its state nor remove a
+        directory holding it."""
+        inside = self.state.excluded_relpath()
+        for path in {STATE_NAME, *([inside] if inside else [])}:
+            if _lookup(self.target, path) is not None:
+                raise ApplyError(
+                    f"the target has an entry at {path!r}, where {self.root} keeps its syncd "
+                    "state: refusing to apply it"
+                )
+        for op in ops:
+            if inside and isinstance(op, Delete | MoveAside) and inside.startswith(op.path + "/"):
+                raise ApplyError(
+                    f"the target removes {op.path!r}, which holds the syncd state folder "
+                    f"{self.state.path}: refusing to apply it"
+                )
+
+    def _verify(self) -> bytes:
+        """The tree's id after the apply, which must be the target (with delete=False, a
+        tree holding the target and extras): nothing would be left to plan."""
+        scanned = self._scan()
+        if scanned == self.target.root:
+            return scanned
+        with SnapshotReader(self.state.snapshot) as final:
+            target = self.target
+            left = plan_apply(target.tree, target.root, final.tree, final.root, delete=self.delete)
+        if not left:
+            return scanned
+        shown = ", ".join(f"{type(op).__name__} {op.path}" for op in left[:_SHOWN])
+        raise TreeChanged(
+            f"{self.root} does not equal the target {self.target.root.hex()[:16]} after the "
+            f"apply ({len(left)} differences left: {shown}): the tree changed during the "
+            "apply; the next apply or resume will correct it"
+        )
+
+
+def _lookup(snapshot: SnapshotReader, path: str) -> Node | None:
+    tree: bytes | None = snapshot.root
+    node: Node | None = None
+    for name in path.split("/"):
+        if tree is None:
+            return None
+        node = next((n for n in snapshot.tree(tree) if n.name == name), None)
+        if node is None:
+            return None
+        tree = node.tree if isinstance(node, DirNode) else None
+    return node
+
+
+def _files_to_write(ops: list[Op], target: SnapshotReader) -> Iterator[tuple[str, FileNode]]:
+    for op in ops:
+        if isinstance(op, WriteFile):
+            yield op.path, op.node
+        elif isinstance(op, PlaceTree):
+            for path, node in target.walk(op.tree, op.path):
+                if isinstance(node, FileNode):
+                    yield path, node
+
+
+def _files_removed(ops: list[Op], current: SnapshotReader) -> int:
+    count = 0
+    for op in ops:
+        if isinstance(op, Delete | MoveAside):
+            if isinstance(op.node, FileNode):
+                count += 1
+            elif isinstance(op.node, DirNode):
+                count += sum(isinstance(n, FileNode) for _, n in current.walk(op.node.tree))
+    return count

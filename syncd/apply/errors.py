@@ -1,0 +1,29 @@
+"""Errors of staging and applying; each message names the path or blob concerned."""
+
+from __future__ import annotations
+
+from syncd.errors import SyncdError
+
+
+class StagingError(SyncdError):
+    """The staging area cannot be used: wrong file system, unwritable, or corrupt."""
+
+
+class ApplyError(SyncdError):
+    """An apply could not start or finish; the live tree is as the last completed step left it."""
+
+
+class MissingPieces(ApplyError):
+    """Some pieces of the target are neither staged nor in a live file: nothing was changed."""
+
+
+class UnsafePath(ApplyError):
+    """A symlink or file stands where a directory is expected: nothing is written through it."""
+
+
+class TreeChanged(ApplyError):
+    """The tree after the apply is not the target: something else changed it meanwhile."""
+
+
+class DiskFull(ApplyError):
+    """The file system ran out of space; the apply resumes once space is freed."""

@@ -1,0 +1,61 @@
+"""The apply journal: `STATE/journal` names the target being applied.
+
+It is written (temp file, fsync, rename, directory fsync) after every piece is staged
+and before the first live change, and removed once the tree equals the target. Finding
+it at startup means an apply was cut short: `resume_pending` finishes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from protocol.codec import pack, unpack
+from protocol.errors import ProtocolError
+from protocol.limits import DIGEST_SIZE
+from syncd.apply.durable import fsync_dir, write_atomically
+from syncd.apply.errors import ApplyError
+from syncd.state import StateDir
+
+FORMAT = 1
+TARGET_FILE = "apply-target"  # the target snapshot, next to the journal
+
+
+@dataclass(frozen=True, slots=True)
+class Journal:
+    target: bytes
+    delete: bool
+
+
+def write_journal(state: StateDir, journal: Journal) -> None:
+    meta: dict[str, object] = {"format": FORMAT, "target": journal.target}
+    meta.update(snapshot=TARGET_FILE, delete=journal.delete)
+    try:
+        write_atomically(state.path / "journal", pack(meta))
+    except OSError as exc:
+        raise ApplyError(f"cannot write the apply journal in {state.path}: {exc.strerror}") from exc
+
+
+def read_journal(state: StateDir) -> Journal | None:
+    path = state.path / "journal"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        meta = unpack(raw)
+    except ProtocolError as exc:
+        raise ApplyError(f"{path}: corrupt apply journal: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ApplyError(f"{path}: apply journal of an unknown format")
+    target, delete = meta.get("target"), meta.get("delete")
+    if not isinstance(target, bytes) or len(target) != DIGEST_SIZE or not isinstance(delete, bool):
+        raise ApplyError(f"{path}: corrupt apply journal")
+    return Journal(target, delete)
+
+
+def remove_journal(state: StateDir) -> None:
+    path = state.path / "journal"
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        fsync_dir(state.path)

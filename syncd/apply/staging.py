@@ -1,0 +1,308 @@
+"""The staging area: blobs and tree records received for an apply, kept across crashes.
+
+It lives at `STATE/staging`, on the root's file system, so that an interrupted push
+resumes without resending what arrived and an apply can rename built files into place.
+Data goes to append-only packs of self-verifying records (packs.py); `flush()` makes
+them durable and writes `index`, which notes how much of each pack was durable. `open`
+re-reads every pack, keeps each record that still proves itself, truncates a torn or
+corrupt tail, and reports whether anything lost had been durable (`Recovery`).
+
+Memory: one entry per staged blob, about 100 bytes (a 60-bit digest prefix -> pack and
+offset; the full digest is compared against the pack header on lookup). Blob bytes stay
+on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.codec import pack, unpack
+from protocol.errors import ProtocolError
+from syncd.apply import packs
+from syncd.apply.durable import fsync_dir, write_atomically
+from syncd.apply.errors import StagingError
+from syncd.state import StateDir
+
+PACK_LIMIT = 1 << 30  # a new pack is started once one holds this many bytes
+_PACK_NAME = re.compile(r"pack-(\d{6})")
+_OFFSET_BITS = 40
+_INDEX_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What `Staging.open` found: the records kept, and what it had to cut."""
+
+    blobs: int
+    trees: int
+    truncated_bytes: int  # torn or corrupt tails removed
+    damaged_records: int  # complete records that no longer hash to their digest (skipped)
+    lost_durable_bytes: int  # bytes lost that a flush had made durable (0 unless disk damage)
+
+
+class _Locations:
+    """digest -> packed location, compact; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._by_prefix: dict[int, int] = {}
+        self._others: dict[bytes, int] = {}  # a digest whose prefix another one took
+
+    def __len__(self) -> int:
+        return len(self._by_prefix) + len(self._others)
+
+    def get(self, digest: bytes, digest_at: Callable[[int], bytes]) -> int | None:
+        loc = self._by_prefix.get(_prefix(digest))
+        if loc is not None and digest_at(loc) == digest:
+            return loc
+        return self._others.get(digest)
+
+    def add(self, digest: bytes, loc: int) -> None:
+        key = _prefix(digest)
+        if key in self._by_prefix:
+            self._others[digest] = loc
+        else:
+            self._by_prefix[key] = loc
+
+
+def _prefix(digest: bytes) -> int:
+    # 60 bits keep the int in two 30-bit digits: 32 bytes instead of 36.
+    return int.from_bytes(digest[:8], "big") >> 4
+
+
+class Staging:
+    def __init__(self, folder: Path) -> None:
+        """Use `Staging.open`."""
+        self.folder = folder
+        self._fds: dict[int, int] = {}  # pack number -> read/write descriptor
+        self._reset()
+
+    def _reset(self) -> None:
+        self._sizes: dict[int, int] = {}
+        self._dirty: set[int] = set()
+        self._blobs = _Locations()
+        self._trees = _Locations()
+        self.blob_count = 0
+        self.blob_bytes = 0
+        self.recovery = Recovery(0, 0, 0, 0, 0)
+
+    @classmethod
+    def open(cls, state: StateDir) -> Staging:
+        """Open (creating if needed) the staging area and recover it after a crash."""
+        folder = state.path / "staging"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            same = folder.stat().st_dev == state.root.stat().st_dev
+        except OSError as exc:
+            raise StagingError(f"cannot use staging folder {folder}: {exc.strerror}") from exc
+        if not same:
+            raise StagingError(
+                f"staging folder {folder} is not on the file system of {state.root}: "
+                "put the state folder on the same file system as the root"
+            )
+        staging = cls(folder)
+        try:
+            staging._recover()
+        except OSError as exc:
+            staging.close()
+            raise StagingError(f"cannot recover staging folder {folder}: {exc.strerror}") from exc
+        return staging
+
+    # -- recovery -------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        durable = self._read_index()
+        truncated = lost = damaged = 0
+        numbers = sorted(
+            int(m.group(1)) for p in self.folder.iterdir() if (m := _PACK_NAME.fullmatch(p.name))
+        )
+        for number in numbers:
+            kept = durable.get(self._name(number), 0)
+            size, end, bad = self._load_pack(number)
+            damaged += len(bad)
+            lost += sum(max(0, min(kept, record.end) - record.offset) for record in bad)
+            if size > end:
+                os.ftruncate(self._fds[number], end)
+                truncated += size - end
+                lost += max(0, min(kept, size) - end)
+        lost += sum(n for name, n in durable.items() if not (self.folder / name).exists())
+        self.recovery = Recovery(self.blob_count, len(self._trees), truncated, damaged, lost)
+        if truncated or lost:
+            self.flush()  # the index must not claim what is gone
+
+    def _read_index(self) -> dict[str, int]:
+        path = self.folder / "index"
+        try:
+            meta = unpack(path.read_bytes())
+        except (OSError, ProtocolError):
+            return {}  # absent or torn: recovery only reports less
+        if not isinstance(meta, dict) or meta.get("format") != _INDEX_FORMAT:
+            return {}
+        sizes = meta.get("packs")
+        if not isinstance(sizes, list):
+            return {}
+        return {
+            item[0]: item[1]
+            for item in sizes
+            if isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and isinstance(item[1], int)
+        }
+
+    def _load_pack(self, number: int) -> tuple[int, int, list[packs.Record]]:
+        """Open a pack and register its good records: (file size, end of the last complete
+        record, damaged records)."""
+        fd = os.open(self.folder / self._name(number), os.O_RDWR | os.O_CLOEXEC)
+        self._fds[number] = fd
+        size = os.fstat(fd).st_size
+        end = 0
+        damaged = []
+        for record, good in packs.scan(fd):
+            end = record.end
+            if not good:
+                damaged.append(record)
+                continue
+            loc = number << _OFFSET_BITS | record.offset
+            if record.kind == packs.KIND_BLOB:
+                if self._blobs.get(record.digest, self._digest_at) is None:
+                    self._blobs.add(record.digest, loc)
+                    self.blob_count += 1
+                    self.blob_bytes += record.length
+            elif self._trees.get(record.digest, self._digest_at) is None:
+                self._trees.add(record.digest, loc)
+        self._sizes[number] = end
+        return size, end, damaged
+
+    # -- queries ----------------------------------------------------------------------
+
+    def has_blob(self, digest: bytes) -> bool:
+        return self._blobs.get(digest, self._digest_at) is not None
+
+    def read_blob(self, digest: bytes) -> bytes:
+        """The staged blob's bytes, verified against `digest` as read."""
+        loc = self._blobs.get(digest, self._digest_at)
+        if loc is None:
+            raise StagingError(f"blob {digest.hex()} is not staged in {self.folder}")
+        return self._read(loc, packs.KIND_BLOB, digest)
+
+    def tree_record(self, key: bytes) -> bytes | None:
+        loc = self._trees.get(key, self._digest_at)
+        return None if loc is None else self._read(loc, packs.KIND_TREE, key)
+
+    @property
+    def tree_count(self) -> int:
+        return len(self._trees)
+
+    def _read(self, loc: int, kind: int, digest: bytes) -> bytes:
+        number, offset = loc >> _OFFSET_BITS, loc & ((1 << _OFFSET_BITS) - 1)
+        fd = self._fds[number]
+        record = packs.read_header(fd, offset)
+        data = packs.read_data(fd, record) if record else b""
+        if record is None or record.kind != kind or not packs.proves(kind, digest, data):
+            raise StagingError(
+                f"staged record {digest.hex()} in {self.folder / self._name(number)} is corrupt"
+            )
+        return data
+
+    def _digest_at(self, loc: int) -> bytes:
+        number, offset = loc >> _OFFSET_BITS, loc & ((1 << _OFFSET_BITS) - 1)
+        return os.pread(self._fds[number], 32, offset + packs.DIGEST_AT)
+
+    # -- adding -----------------------------------------------------------------------
+
+    def add_blob(self, digest: bytes, data: bytes) -> None:
+        """Keep a blob the caller has verified; a blob already staged is not added twice."""
+        if self.has_blob(digest):
+            return
+        self._blobs.add(digest, self._append(packs.KIND_BLOB, digest, data))
+        self.blob_count += 1
+        self.blob_bytes += len(data)
+
+    def add_tree(self, key: bytes, record: bytes) -> None:
+        if self._trees.get(key, self._digest_at) is None:
+            self._trees.add(key, self._append(packs.KIND_TREE, key, record))
+
+    def _append(self, kind: int, digest: bytes, data: bytes) -> int:
+        number = self._writable()
+        fd, offset = self._fds[number], self._sizes[number]
+        try:
+            header = packs.encode_header(kind, digest, len(data))
+            _pwrite_all(fd, header, offset)
+            _pwrite_all(fd, data, offset + len(header))
+        except OSError as exc:
+            # Cut the partial record now, so that the pack stays appendable.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, offset)
+            path = self.folder / self._name(number)
+            raise StagingError(f"cannot stage {digest.hex()} in {path}: {exc.strerror}") from exc
+        self._sizes[number] = offset + packs.HEADER.size + len(data)
+        self._dirty.add(number)
+        return number << _OFFSET_BITS | offset
+
+    def _writable(self) -> int:
+        last = max(self._fds, default=0)
+        if last and self._sizes[last] < PACK_LIMIT:
+            return last
+        number = last + 1
+        path = self.folder / self._name(number)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StagingError(f"cannot create {path}: {exc.strerror}") from exc
+        self._fds[number], self._sizes[number] = fd, 0
+        return number
+
+    # -- durability and cleanup -----------------------------------------------------------
+
+    def flush(self) -> None:
+        """Make everything added so far durable, and note it in the index."""
+        try:
+            for number in sorted(self._dirty):
+                os.fsync(self._fds[number])
+            self._dirty.clear()
+            sizes = [[self._name(n), size] for n, size in sorted(self._sizes.items())]
+            write_atomically(self.folder / "index", pack({"format": _INDEX_FORMAT, "packs": sizes}))
+        except OSError as exc:
+            raise StagingError(
+                f"cannot flush staging folder {self.folder}: {exc.strerror}"
+            ) from exc
+
+    def clear(self) -> None:
+        """Drop everything staged (after a successful apply)."""
+        self.close()
+        # The index first: packs left by a crash in the middle are then simply extra,
+        # never reported as durable data lost.
+        for name in ("index", "index.tmp"):
+            (self.folder / name).unlink(missing_ok=True)
+        for path in self.folder.iterdir():
+            if _PACK_NAME.fullmatch(path.name):
+                path.unlink()
+        fsync_dir(self.folder)
+        self._reset()
+
+    def close(self) -> None:
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _name(number: int) -> str:
+        return f"pack-{number:06d}"
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written

@@ -1,0 +1,72 @@
+"""`syncd serve --stdio --root DIR`: the far side of a push, on stdin/stdout.
+
+This is what OpenSSH runs, also as a forced command (authorized_keys
+`restrict,command="syncd serve --stdio --root /srv/mirror"`): the root is fixed here,
+and a client asking for any other root is refused. stdout carries only the protocol;
+everything for humans goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from protocol.connection import MIN_PEER_FRAME
+from protocol.errors import ProtocolError
+from protocol.messages import Result
+from syncd.apply.engine import resume_pending
+from syncd.errors import UsageError
+from syncd.exitcodes import ExitCode
+from syncd.session.server import ServeOptions, serve_session
+from syncd.session.wire import PeerError
+from syncd.state import StateDir
+from syncd.transport.stdio import open_stdio
+
+log = logging.getLogger("syncd.serve")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "serve",
+        help="the far side of a push (run by OpenSSH)",
+        description="Serve one push on stdin/stdout for the tree at --root. Normally run "
+        "by OpenSSH, often as an authorized_keys forced command.",
+    )
+    parser.add_argument("--stdio", action="store_true", required=True, help="speak on stdin/stdout")
+    parser.add_argument("--root", type=Path, required=True, help="the far tree to keep in step")
+    parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="syncd serve: %(message)s")
+    root: Path = args.root.absolute()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create root {root}: {exc.strerror}") from exc
+    state = StateDir(root, args.state)
+    options = ServeOptions(root, state, MIN_PEER_FRAME + 64 * 1024)
+    with state.lock():
+        finished = resume_pending(root, state)
+        if finished is not None:
+            log.info("finished an interrupted apply of %s", finished.root.hex()[:16])
+        try:
+            result = asyncio.run(_serve(options))
+        except (ProtocolError, PeerError) as exc:
+            # Expected ends of a session (a bad or hostile peer): one line, no traceback.
+            log.error("session ended: %s", exc)  # noqa: TRY400
+            return int(ExitCode.FAILED)
+    log.info("%s: snapshot %s", result.status, result.root.hex()[:16])
+    return int(ExitCode.OK)
+
+
+async def _serve(options: ServeOptions) -> Result:
+    channel = await open_stdio()
+    try:
+        return await serve_session(channel, options)
+    finally:
+        await channel.close()

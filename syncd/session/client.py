@@ -1,0 +1,206 @@
+"""The source side of a push: offer a snapshot, answer what the far side asks for.
+
+The far side drives: it asks for trees it lacks, then for blobs by digest. The client
+answers tree requests at once and streams blobs through an ordered pipeline (reads in
+worker threads, frames in the order asked), within the far side's WANT credit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.connection import MIN_PEER_FRAME, Connection, Role
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.messages import (
+    Blobs,
+    Bye,
+    GetTrees,
+    Hello,
+    Offer,
+    Plan,
+    Result,
+    State,
+    Trees,
+    Want,
+)
+from syncd import __version__
+from syncd.apply.blobindex import BlobIndex
+from syncd.errors import SyncdError
+from syncd.progress import NoProgress, Progress
+from syncd.session.pieces import batches, read_pieces
+from syncd.session.wire import Channel, Wire
+from syncd.snapshot import SnapshotReader
+
+FRAME_SLACK = 4096  # msgpack envelope around the payload of one frame
+
+
+@dataclass(slots=True)
+class PushOutcome:
+    result: Result
+    far_before: State | None = None
+    trees_sent: int = 0
+    blobs_sent: int = 0
+    payload_bytes: int = 0
+    wire_bytes_sent: int = 0
+    wire_bytes_received: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PushOptions:
+    root: Path
+    delete: bool
+    remote_root: str  # the path the far side should serve ("" when it decides)
+    max_frame: int = MIN_PEER_FRAME + 64 * 1024
+
+
+async def push_session(
+    channel: Channel, source: SnapshotReader, options: PushOptions, progress: Progress | None = None
+) -> PushOutcome:
+    """Run one push conversation to its end."""
+    wire = Wire(Connection(Role.CLIENT), channel)
+    async with wire:
+        session = _Session(wire, source, options, progress or NoProgress())
+        try:
+            return await session.run()
+        except ProtocolError as exc:
+            await wire.fail(exc.code, exc.message)
+            raise session.sender_error() or exc from None
+        except SyncdError as exc:
+            await wire.fail(ErrorCode.REMOTE, str(exc))
+            raise
+        finally:
+            await session.stop()
+            if progress is not None:
+                progress.finish()
+
+
+class _Session:
+    def __init__(
+        self, wire: Wire, source: SnapshotReader, options: PushOptions, progress: Progress
+    ) -> None:
+        self.wire = wire
+        self.source = source
+        self.options = options
+        self.progress = progress
+        self.outcome = PushOutcome(Result("up-to-date", source.root, 0, 0))
+        self._index: BlobIndex | None = None
+        self._reads: asyncio.Queue[asyncio.Future[list[tuple[bytes, bytes]]] | None] = (
+            asyncio.Queue()
+        )
+        self._sender = asyncio.create_task(self._send_blobs())
+
+    async def run(self) -> PushOutcome:
+        summary = self.source.summary
+        params: dict[str, str | int | bool] = {
+            "max_frame": self.options.max_frame,
+            "root": self.options.remote_root,
+        }
+        await self.wire.send(Hello((1, 1), f"syncd {__version__}", (), params))
+        await self.wire.send(
+            Offer(summary.root, summary.files, summary.bytes, summary.complete, self.options.delete)
+        )
+        while True:
+            event = await self.wire.next_event()
+            if isinstance(event, State):
+                self.outcome.far_before = event
+            elif isinstance(event, GetTrees):
+                await self._answer_trees(event.ids)
+            elif isinstance(event, Plan):
+                self.progress.start(event.bytes, event.blobs)
+            elif isinstance(event, Want):
+                self._queue_reads(event.blobs)
+            elif isinstance(event, Result):
+                return await self._finish(event)
+            elif not isinstance(event, Hello):
+                raise ProtocolError(ErrorCode.UNEXPECTED, f"unexpected {type(event).__name__}")
+
+    async def _finish(self, result: Result) -> PushOutcome:
+        await self.wire.send(Bye())
+        await self.wire.flush()
+        self.outcome.result = result
+        self.outcome.wire_bytes_sent = self.wire.bytes_sent
+        self.outcome.wire_bytes_received = self.wire.bytes_received
+        return self.outcome
+
+    async def _answer_trees(self, ids: tuple[bytes, ...]) -> None:
+        budget = self.wire.connection.peer_max_frame - FRAME_SLACK
+        batch: list[tuple[bytes, bytes]] = []
+        size = 0
+        for tree_id in ids:
+            record = self.source.record(tree_id)
+            if record is None:
+                raise SyncdError(
+                    f"the far side asked for tree {tree_id.hex()}, which the source lacks"
+                )
+            if batch and size + len(record) + 64 > budget:
+                await self.wire.send(Trees(tuple(batch)))
+                batch, size = [], 0
+            batch.append((tree_id, record))
+            size += len(record) + 64
+        await self.wire.send(Trees(tuple(batch)))
+        self.outcome.trees_sent += len(ids)
+
+    # -- blobs: reads in threads, frames in order --------------------------------------
+
+    def _locate(self, digest: bytes) -> tuple[str, int, int] | None:
+        if self._index is None:
+            self._index = BlobIndex.build(self.source)
+        where = self._index.locate(digest)
+        return None if where is None else (where.path, where.offset, where.length)
+
+    def _queue_reads(self, wanted: tuple[tuple[bytes, int], ...]) -> None:
+        if self._index is None:
+            self._index = BlobIndex.build(self.source)
+        root = str(self.options.root)
+        for batch in batches(wanted):
+            read = asyncio.ensure_future(asyncio.to_thread(read_pieces, root, self._locate, batch))
+            self._reads.put_nowait(read)
+
+    async def _send_blobs(self) -> None:
+        try:
+            await self._send_blob_frames()
+        except (SyncdError, OSError) as exc:
+            # The conversation cannot go on without these bytes: say why and stop; the
+            # main loop then sees the connection close and raises this error.
+            await self.wire.fail(ErrorCode.REMOTE, str(exc))
+            raise
+
+    async def _send_blob_frames(self) -> None:
+        while (read := await self._reads.get()) is not None:
+            pieces = await read
+            budget = self.wire.connection.peer_max_frame - FRAME_SLACK
+            frame: list[tuple[bytes, bytes]] = []
+            size = 0
+            for digest, data in pieces:
+                if frame and size + len(data) + 64 > budget:
+                    await self._send_frame(frame, size)
+                    frame, size = [], 0
+                frame.append((digest, data))
+                size += len(data) + 64
+            if frame:
+                await self._send_frame(frame, size)
+
+    async def _send_frame(self, frame: list[tuple[bytes, bytes]], size: int) -> None:
+        await self.wire.send(Blobs(tuple(frame)))
+        payload = sum(len(data) for _, data in frame)
+        self.outcome.blobs_sent += len(frame)
+        self.outcome.payload_bytes += payload
+        self.progress.advance(payload)
+
+    def sender_error(self) -> BaseException | None:
+        if self._sender.done() and not self._sender.cancelled():
+            return self._sender.exception()
+        return None
+
+    async def stop(self) -> None:
+        if not self._sender.done():
+            self._sender.cancel()
+        with contextlib.suppress(BaseException):
+            await self._sender
+        while not self._reads.empty():
+            read = self._reads.get_nowait()
+            if read is not None:
+                read.cancel()

@@ -1,0 +1,231 @@
+"""The far side of a push: `syncd serve --stdio` runs one of these per connection.
+
+It scans its own root while the handshake runs, compares the offer with that fresh
+scan, descends only where tree ids differ, asks for the blobs it has nowhere, stages
+them (durably, so an interrupted push resumes), and applies only once everything the
+offer needs is staged and verified. Its answers come from its own state, never from
+what the source believes it sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from protocol.connection import Connection, Role, TreesReceived
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.messages import (
+    Blobs,
+    Bye,
+    GetTrees,
+    Hello,
+    Offer,
+    Plan,
+    Result,
+    State,
+    Want,
+)
+from protocol.tree import Node, decode_tree
+from syncd import __version__
+from syncd.apply.blobindex import BlobIndex
+from syncd.apply.engine import apply_target
+from syncd.apply.staging import Staging
+from syncd.errors import SyncdError
+from syncd.plan.descent import Descent
+from syncd.scan.api import ScanResult, scan_root
+from syncd.session.wire import Channel, Wire
+from syncd.snapshot import SnapshotReader
+from syncd.state import StateDir
+
+log = logging.getLogger("syncd.serve")
+_M = TypeVar("_M")
+
+TREES_PER_REQUEST = 512
+MAX_TREES_DUE = 4 * TREES_PER_REQUEST
+WANT_WINDOW_BYTES = 64 << 20
+WANT_BATCH = 4096
+FLUSH_EVERY_BYTES = 64 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    root: Path
+    state: StateDir
+    max_frame: int
+
+
+async def serve_session(channel: Channel, options: ServeOptions) -> Result:
+    """Run one conversation to its end; raises ProtocolError, PeerError or SyncdError."""
+    connection = Connection(Role.SERVER)
+    scan = asyncio.create_task(asyncio.to_thread(_scan, options))
+    async with Wire(connection, channel) as wire:
+        try:
+            return await _converse(wire, options, scan)
+        except ProtocolError as exc:
+            await wire.fail(exc.code, exc.message)
+            raise
+        except SyncdError as exc:
+            await wire.fail(ErrorCode.REMOTE, str(exc))
+            raise
+        finally:
+            if not scan.done():
+                scan.cancel()
+
+
+def _scan(options: ServeOptions) -> ScanResult:
+    def report(problem: object) -> None:
+        log.warning("scan: %s", problem)
+
+    return scan_root(options.root, options.state, report=report)
+
+
+async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanResult]) -> Result:
+    hello = await _expect(wire, Hello)
+    _check_root(hello, options.root)
+    params: dict[str, str | int | bool] = {
+        "max_frame": options.max_frame,
+        "root": str(options.root),
+    }
+    version = wire.connection.version or 1
+    await wire.send(Hello((version, version), f"syncd {__version__}", (), params))
+    offer = await _expect(wire, Offer)
+    scanned = await scan
+    with SnapshotReader(scanned.snapshot_path) as current, Staging.open(options.state) as staging:
+        summary = current.summary
+        await wire.send(
+            State(
+                summary.root, summary.files, summary.bytes, staging.blob_count, staging.blob_bytes
+            )
+        )
+        if offer.root == summary.root:
+            result = Result("up-to-date", summary.root, 0, 0)
+        else:
+            result = await _sync(wire, options, offer, current, staging)
+        await wire.send(result)
+    await _expect(wire, Bye)
+    return result
+
+
+def _check_root(hello: Hello, root: Path) -> None:
+    asked = hello.params.get("root", "")
+    if not isinstance(asked, str):
+        raise ProtocolError(ErrorCode.MALFORMED, "HELLO root parameter must be a string")
+    if asked and Path(asked).expanduser().resolve() != root.resolve():
+        raise ProtocolError(
+            ErrorCode.BAD_PATH, f"this far side serves {root}, not {asked}; nothing was changed"
+        )
+
+
+async def _sync(
+    wire: Wire, options: ServeOptions, offer: Offer, current: SnapshotReader, staging: Staging
+) -> Result:
+    live = _LiveBlobs(current)
+    descent = Descent(
+        offer.root,
+        live_tree=lambda tree: current.record(tree) is not None,
+        staged=lambda tree: _staged_tree(staging, tree),
+        have_blob=lambda digest: staging.has_blob(digest) or live.has(digest),
+    )
+    await _descend(wire, descent, staging)
+    await wire.send(Plan(len(descent.wanted), descent.wanted_bytes))
+    await _transfer(wire, descent.wanted, staging)
+    staging.flush()
+    delete = offer.delete and offer.complete
+    if offer.delete and not offer.complete:
+        log.warning("the source's scan was incomplete: nothing will be deleted")
+
+    def records(tree: bytes) -> bytes | None:
+        return staging.tree_record(tree) or current.record(tree)
+
+    applied = await asyncio.to_thread(
+        apply_target, options.root, options.state, offer.root, records, staging, delete=delete
+    )
+    return Result("applied", applied.root, applied.files_written, applied.files_deleted)
+
+
+def _staged_tree(staging: Staging, tree: bytes) -> list[Node] | None:
+    record = staging.tree_record(tree)
+    return None if record is None else decode_tree(record)
+
+
+class _LiveBlobs:
+    """The far side's live pieces, indexed on first use (a no-change push never needs it)."""
+
+    def __init__(self, current: SnapshotReader) -> None:
+        self._current = current
+        self._index: BlobIndex | None = None
+
+    def has(self, digest: bytes) -> bool:
+        if self._index is None:
+            self._index = BlobIndex.build(self._current)
+        return self._index.has(digest)
+
+
+async def _descend(wire: Wire, descent: Descent, staging: Staging) -> None:
+    """Ask for missing trees a few requests ahead, so the descent is not one round trip
+    per directory level."""
+    while True:
+        while wire.connection.trees_due < MAX_TREES_DUE:
+            ids = descent.next_requests(TREES_PER_REQUEST)
+            if not ids:
+                break
+            await wire.send(GetTrees(tuple(ids)))
+        if wire.connection.trees_due == 0 and descent.settled:
+            return
+        event = await wire.next_event()
+        if not isinstance(event, TreesReceived):
+            raise ProtocolError(ErrorCode.UNEXPECTED, f"expected TREES, got {type(event).__name__}")
+        for tree in event.trees:
+            staging.add_tree(tree.id, tree.record)
+            descent.received(tree.children)
+
+
+async def _transfer(wire: Wire, wanted: dict[bytes, int], staging: Staging) -> None:
+    queue = iter(wanted.items())
+    outstanding = 0
+    unflushed = 0
+    pending = True
+    while True:
+        while pending and outstanding < WANT_WINDOW_BYTES:
+            batch = _next_batch(queue, WANT_WINDOW_BYTES - outstanding)
+            if not batch:
+                pending = False
+                break
+            await wire.send(Want(tuple(batch)))
+            outstanding += sum(length for _, length in batch)
+        if not pending and wire.connection.blobs_due == 0:
+            return
+        event = await wire.next_event()
+        if not isinstance(event, Blobs):
+            raise ProtocolError(ErrorCode.UNEXPECTED, f"expected BLOBS, got {type(event).__name__}")
+        for digest, data in event.blobs:
+            staging.add_blob(digest, data)
+            outstanding -= len(data)
+            unflushed += len(data)
+        if unflushed >= FLUSH_EVERY_BYTES:
+            staging.flush()
+            unflushed = 0
+
+
+def _next_batch(queue: Iterator[tuple[bytes, int]], budget: int) -> list[tuple[bytes, int]]:
+    batch: list[tuple[bytes, int]] = []
+    size = 0
+    for digest, length in queue:
+        batch.append((digest, length))
+        size += length
+        if len(batch) >= WANT_BATCH or size >= budget:
+            break
+    return batch
+
+
+async def _expect(wire: Wire, kind: type[_M]) -> _M:
+    event = await wire.next_event()
+    if not isinstance(event, kind):
+        raise ProtocolError(
+            ErrorCode.UNEXPECTED, f"expected {kind.__name__}, got {type(event).__name__}"
+        )
+    return event

@@ -1,0 +1,169 @@
+"""A hostile or broken client against a real `syncd serve`: a clear error, the session
+ends, and the live tree is exactly as it was."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import blake3
+import pytest
+
+from protocol.codec import pack
+from protocol.connection import MIN_PEER_FRAME, NEED_DATA, Closed, Connection, Role
+from protocol.errors import ErrorCode
+from protocol.framing import HEADER
+from protocol.messages import Blobs, Error, Hello, Offer, Trees
+from protocol.tree import FileNode, encode_tree, tree_id
+from syncd.transport.local import open_local
+from tests.pushutil import snapshot_id
+
+PARAMS: dict[str, str | int | bool] = {"max_frame": MIN_PEER_FRAME + 65536}
+DATA = b"hello, far side"
+PIECE = blake3.blake3(DATA).digest()
+
+
+def good_root() -> tuple[bytes, bytes]:
+    record = encode_tree([FileNode("f", 0o644, len(DATA), 0, ((PIECE, len(DATA)),))])
+    return tree_id(record), record
+
+
+def evil_record() -> tuple[bytes, bytes]:
+    """A record naming '..': canonical msgpack, correct id, invalid path."""
+    record = pack([["..", 0, 0o644, len(DATA), 0, [[PIECE, len(DATA)]]]])
+    return tree_id(record), record
+
+
+@pytest.fixture
+def far(tmp_path: Path) -> Path:
+    root = tmp_path / "far"
+    (root / "keep").mkdir(parents=True)
+    (root / "keep" / "file").write_bytes(b"existing")
+    return root
+
+
+async def converse(
+    far: Path, script: Callable[[Connection], list[bytes]], offer_root: bytes
+) -> tuple[list[object], str]:
+    """Send HELLO+OFFER, answer the far side with `script`, return its events and stderr."""
+    channel = await open_local(far)
+    conn = Connection(Role.CLIENT)
+    events: list[object] = []
+    try:
+        await channel.write(conn.send(Hello((1, 1), "hostile", (), PARAMS)))
+        await channel.write(conn.send(Offer(offer_root, 1, len(DATA), True, True)))
+        while True:
+            data = await channel.read()
+            conn.receive_data(data)
+            try:
+                while (event := conn.next_event()) is not NEED_DATA:
+                    if isinstance(event, Closed):
+                        return events, channel.diagnostics()
+                    events.append(event)
+                    if isinstance(event, Error):
+                        return events, channel.diagnostics()
+                    for frame in script(conn):
+                        await channel.write(frame)
+            except Exception as exc:  # the test inspects what happened, not our client
+                events.append(exc)
+                return events, channel.diagnostics()
+            if not data:
+                return events, channel.diagnostics()
+    finally:
+        await channel.close()
+
+
+def run(
+    far: Path, script: Callable[[Connection], list[bytes]], offer_root: bytes
+) -> tuple[Error, str]:
+    before = snapshot_id(far)
+    events, stderr = asyncio.run(converse(far, script, offer_root))
+    errors = [e for e in events if isinstance(e, Error)]
+    assert errors, f"no ERROR from the far side; events: {events}"
+    assert snapshot_id(far) == before, "the live tree changed"
+    assert "Traceback" not in stderr
+    return errors[0], stderr
+
+
+def answer_trees(record: tuple[bytes, bytes]) -> Callable[[Connection], list[bytes]]:
+    def script(conn: Connection) -> list[bytes]:
+        if conn.trees_due:
+            return [conn.send(Trees((record,)))]
+        return []
+
+    return script
+
+
+def test_path_outside_the_root_is_refused(far: Path) -> None:
+    key, record = evil_record()
+    error, _ = run(far, answer_trees((key, record)), key)
+    assert error.code == ErrorCode.BAD_PATH
+    assert ".." in error.message
+
+
+def test_frame_over_the_limit_is_refused(far: Path) -> None:
+    def script(conn: Connection) -> list[bytes]:
+        return [HEADER.pack(MIN_PEER_FRAME + 10 * 65536)] if conn.trees_due else []
+
+    error, _ = run(far, script, good_root()[0])
+    assert error.code == ErrorCode.LIMIT
+
+
+def test_blob_with_a_wrong_hash_is_refused(far: Path) -> None:
+    key, record = good_root()
+    sent = {"trees": False}
+
+    def script(conn: Connection) -> list[bytes]:
+        if conn.trees_due and not sent["trees"]:
+            sent["trees"] = True
+            return [conn.send(Trees(((key, record),)))]
+        if conn.blobs_due:
+            # The right digest and length, other bytes.
+            return [conn.send(Blobs(((PIECE, b"x" * len(DATA)),)))]
+        return []
+
+    error, _ = run(far, script, key)
+    assert error.code == ErrorCode.HASH_MISMATCH
+    assert not (far / "f").exists()
+
+
+def test_unexpected_message_is_refused(far: Path) -> None:
+    def script(conn: Connection) -> list[bytes]:
+        # BYE in the middle of the descent: not allowed (the client's own state machine
+        # would refuse to send it, so the frame is built by hand).
+        return [HEADER.pack(2) + b"\x91\x0b"] if conn.trees_due else []
+
+    error, _ = run(far, script, good_root()[0])
+    assert error.code == ErrorCode.UNEXPECTED
+
+
+def test_another_root_is_refused(far: Path, tmp_path: Path) -> None:
+    async def ask_for_other_root() -> list[object]:
+        channel = await open_local(far)
+        conn = Connection(Role.CLIENT)
+        try:
+            params = {**PARAMS, "root": str(tmp_path / "elsewhere")}
+            await channel.write(conn.send(Hello((1, 1), "hostile", (), params)))
+            await channel.write(conn.send(Offer(good_root()[0], 1, 1, True, True)))
+            events: list[object] = []
+            while data := await channel.read():
+                conn.receive_data(data)
+                try:
+                    while (event := conn.next_event()) is not NEED_DATA:
+                        if isinstance(event, Closed):
+                            return events
+                        events.append(event)
+                except Exception as exc:
+                    events.append(exc)
+            return events
+        finally:
+            await channel.close()
+
+    before = snapshot_id(far)
+    events = asyncio.run(ask_for_other_root())
+    errors = [e for e in events if isinstance(e, Error)]
+    assert errors and errors[0].code == ErrorCode.BAD_PATH
+    assert "serves" in errors[0].message
+    assert snapshot_id(far) == before
+    assert not (tmp_path / "elsewhere").exists()
