@@ -117,14 +117,14 @@ def test_interrupted_push_resumes_without_resending(
     child = subprocess.Popen(
         command, env=syncd_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    staging = far / ".syncd" / "staging"
+    state = far / ".syncd"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and _staged_bytes(staging) < 3 << 20:
+    while time.monotonic() < deadline and _staged_bytes(state) < 3 << 20:
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
     child.wait()
     time.sleep(0.5)  # the far side notices the end of its input and exits
-    staged = _staged_bytes(staging)
+    staged = _staged_bytes(state)
     assert staged >= 3 << 20
     summary = push(src, str(far))
     assert summary["status"] == "applied"
@@ -133,7 +133,8 @@ def test_interrupted_push_resumes_without_resending(
     assert snapshot_id(far) == summary["snapshot"]
 
 
-def _staged_bytes(staging: Path) -> int:
-    if not staging.exists():
-        return 0
-    return sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
+def _staged_bytes(state: Path) -> int:
+    """Bytes on disk in the staging packs and the files being assembled (which are sparse
+    until their pieces arrive, so their allocated blocks count, not their size)."""
+    found = [p for folder in ("staging", "incoming") for p in (state / folder).glob("*")]
+    return sum(p.stat().st_blocks * 512 for p in found if p.is_file())

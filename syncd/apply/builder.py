@@ -9,10 +9,12 @@ build and the directory's entries are durable with it.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from protocol.tree import DirNode, FileNode, LinkNode, Node
+from syncd.apply.incoming import Incoming, content_key
 from syncd.apply.pieces import PieceReader
 from syncd.plan.diff import TreeLookup
 
@@ -35,16 +37,29 @@ class Built:
 
 
 class Builder:
-    def __init__(self, pieces: PieceReader, target: TreeLookup) -> None:
+    def __init__(
+        self,
+        pieces: PieceReader,
+        target: TreeLookup,
+        incoming: Incoming | None = None,
+        uses: Counter[bytes] | None = None,
+    ) -> None:
         self._pieces = pieces
         self._target = target
+        self._incoming = incoming
+        self._uses: Counter[bytes] = uses if uses is not None else Counter()
         self.built = Built()
 
     def file(self, node: FileNode, dir_fd: int, name: str) -> None:
-        fd = os.open(name, _NEW_FILE, 0o600, dir_fd=dir_fd)
+        assembled = self._assembled(node, dir_fd, name)
+        if assembled:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        else:
+            fd = os.open(name, _NEW_FILE, 0o600, dir_fd=dir_fd)
         try:
-            for digest, length in node.recipe:
-                _write_all(fd, self._pieces.read(digest, length))
+            if not assembled:
+                for digest, length in node.recipe:
+                    _write_all(fd, self._pieces.read(digest, length))
             os.fchmod(fd, node.mode)
             os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
             os.fsync(fd)
@@ -52,6 +67,16 @@ class Builder:
             os.close(fd)
         self.built.files += 1
         self.built.bytes += node.size
+
+    def _assembled(self, node: FileNode, dir_fd: int, name: str) -> bool:
+        """Move (or, if more files need it, copy) an assembled file into place."""
+        if self._incoming is None or not node.recipe:
+            return False
+        key = content_key(node.recipe)
+        if self._uses[key] <= 0:
+            return False
+        self._uses[key] -= 1
+        return self._incoming.take(node.recipe, dir_fd, name, last=self._uses[key] == 0)
 
     def symlink(self, target: str, dir_fd: int, name: str) -> None:
         os.symlink(target, name, dir_fd=dir_fd)

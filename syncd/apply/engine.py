@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from syncd.apply.blobindex import BlobIndex
 from syncd.apply.builder import Builder, Built
 from syncd.apply.errors import ApplyError, TreeChanged
 from syncd.apply.executor import Executor
+from syncd.apply.incoming import content_key
 from syncd.apply.journal import TARGET_FILE, Journal, read_journal, remove_journal, write_journal
 from syncd.apply.livetree import LiveTree, os_error
 from syncd.apply.pieces import Copied, PieceReader, ensure_pieces
@@ -189,10 +191,11 @@ class _Apply:
             files_deleted = _files_removed(ops, current)
         reader = PieceReader(self.staging, index, live)
         try:
-            copied = ensure_pieces(_files_to_write(ops, self.target), self.staging, index, reader)
+            to_build, uses = _split_assembled(_files_to_write(ops, self.target), self.staging)
+            copied = ensure_pieces(to_build, self.staging, index, reader)
             self.staging.flush()
             write_journal(self.state, Journal(self.target.root, self.delete))
-            builder = Builder(reader, self.target.tree)
+            builder = Builder(reader, self.target.tree, self.staging.incoming, uses)
             hook = self.hooks.before_step if self.hooks else None
             executor = Executor(live, workspace, builder, hook)
             executor.run(ops)
@@ -263,6 +266,20 @@ def _files_to_write(ops: list[Op], target: SnapshotReader) -> Iterator[tuple[str
             for path, node in target.walk(op.tree, op.path):
                 if isinstance(node, FileNode):
                     yield path, node
+
+
+def _split_assembled(
+    files: Iterator[tuple[str, FileNode]], staging: Staging
+) -> tuple[list[tuple[str, FileNode]], Counter[bytes]]:
+    """Files to build from pieces, and how many files each assembled content serves."""
+    to_build: list[tuple[str, FileNode]] = []
+    uses: Counter[bytes] = Counter()
+    for path, node in files:
+        if node.recipe and staging.incoming.complete(node.recipe):
+            uses[content_key(node.recipe)] += 1
+        else:
+            to_build.append((path, node))
+    return to_build, uses
 
 
 def _files_removed(ops: list[Op], current: SnapshotReader) -> int:

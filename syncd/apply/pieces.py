@@ -43,6 +43,12 @@ class PieceReader:
             raise ApplyError(f"piece {digest.hex()} has {len(data)} bytes, not {length}")
         return data
 
+    def read_if_present(self, digest: bytes, length: int) -> bytes | None:
+        """The piece from staging or a live file, or None when neither holds it."""
+        if not self._staging.has_blob(digest) and self._index.locate(digest) is None:
+            return None
+        return self.read(digest, length)
+
     def read_live(self, digest: bytes, location: Location) -> bytes:
         fd = self._file(location.path)
         try:

@@ -26,6 +26,7 @@ from protocol.errors import ProtocolError
 from syncd.apply import packs
 from syncd.apply.durable import fsync_dir, write_atomically
 from syncd.apply.errors import StagingError
+from syncd.apply.incoming import Incoming
 from syncd.state import StateDir
 
 PACK_LIMIT = 1 << 30  # a new pack is started once one holds this many bytes
@@ -75,9 +76,11 @@ def _prefix(digest: bytes) -> int:
 
 
 class Staging:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, incoming: Incoming | None = None) -> None:
         """Use `Staging.open`."""
         self.folder = folder
+        # Large files assembled as their pieces arrive (incoming.py), next to the packs.
+        self.incoming = incoming or Incoming(folder.parent / "incoming")
         self._fds: dict[int, int] = {}  # pack number -> read/write descriptor
         self._reset()
 
@@ -104,7 +107,7 @@ class Staging:
                 f"staging folder {folder} is not on the file system of {state.root}: "
                 "put the state folder on the same file system as the root"
             )
-        staging = cls(folder)
+        staging = cls(folder, Incoming.open(state.path / "incoming"))
         try:
             staging._recover()
         except OSError as exc:
@@ -262,6 +265,7 @@ class Staging:
     def flush(self) -> None:
         """Make everything added so far durable, and note it in the index."""
         try:
+            self.incoming.flush()
             for number in sorted(self._dirty):
                 os.fsync(self._fds[number])
             self._dirty.clear()
@@ -283,12 +287,14 @@ class Staging:
             if _PACK_NAME.fullmatch(path.name):
                 path.unlink()
         fsync_dir(self.folder)
+        self.incoming.clear()
         self._reset()
 
     def close(self) -> None:
         fds, self._fds = self._fds, {}
         for fd in fds.values():
             os.close(fd)
+        self.incoming.close()
 
     def __enter__(self) -> Staging:
         return self

@@ -111,6 +111,7 @@ async def _push(
         with SnapshotReader(scan.snapshot_path) as source:
             return await push_session(channel, source, options, progress), channel.describe()
     except (SyncdError, ProtocolError) as exc:
+        await channel.close()  # wait for the far side: its last words explain the most
         raise PushFailed(f"{channel.describe()}: {exc}{_far_words(channel)}") from exc
     finally:
         await channel.close()

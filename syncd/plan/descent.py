@@ -16,15 +16,25 @@ from protocol.tree import DirNode, FileNode, Node
 
 Lookup = Callable[[bytes], bool]
 Children = Callable[[bytes], list[Node] | None]
+# Told of every file met in a tree the far side lacks, and whether any of its pieces
+# must come over the wire.
+FileHook = Callable[[FileNode, bool], None]
 
 
 class Descent:
     def __init__(
-        self, root: bytes, *, live_tree: Lookup, staged: Children, have_blob: Lookup
+        self,
+        root: bytes,
+        *,
+        live_tree: Lookup,
+        staged: Children,
+        have_blob: Lookup,
+        on_file: FileHook | None = None,
     ) -> None:
         self._live_tree = live_tree
         self._staged = staged
         self._have_blob = have_blob
+        self._on_file = on_file
         self._todo: deque[bytes] = deque([root])
         self._asked: set[bytes] = set()
         self.wanted: dict[bytes, int] = {}  # digest -> length, in the order first needed
@@ -61,9 +71,15 @@ class Descent:
                 self._want_pieces(node)
 
     def _want_pieces(self, node: FileNode) -> None:
+        transfer = False
         for digest, length in node.recipe:
-            if digest not in self.wanted and not self._have_blob(digest):
+            if digest in self.wanted:
+                transfer = True
+            elif not self._have_blob(digest):
                 self.wanted[digest] = length
+                transfer = True
+        if self._on_file is not None:
+            self._on_file(node, transfer)
 
     @property
     def settled(self) -> bool:

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -29,10 +32,13 @@ from protocol.messages import (
     State,
     Want,
 )
-from protocol.tree import Node, decode_tree
+from protocol.tree import FileNode, Node, decode_tree
 from syncd import __version__
 from syncd.apply.blobindex import BlobIndex
 from syncd.apply.engine import apply_target
+from syncd.apply.incoming import ASSEMBLE_MIN
+from syncd.apply.livetree import LiveTree
+from syncd.apply.pieces import PieceReader
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
 from syncd.plan.descent import Descent
@@ -47,6 +53,7 @@ _M = TypeVar("_M")
 TREES_PER_REQUEST = 512
 MAX_TREES_DUE = 4 * TREES_PER_REQUEST
 WANT_WINDOW_BYTES = 64 << 20
+STAGING_AHEAD = 64 << 20
 WANT_BATCH = 4096
 FLUSH_EVERY_BYTES = 64 << 20
 
@@ -124,16 +131,32 @@ async def _sync(
     wire: Wire, options: ServeOptions, offer: Offer, current: SnapshotReader, staging: Staging
 ) -> Result:
     live = _LiveBlobs(current)
+    route = _Routing(staging)
     descent = Descent(
         offer.root,
         live_tree=lambda tree: current.record(tree) is not None,
         staged=lambda tree: _staged_tree(staging, tree),
-        have_blob=lambda digest: staging.has_blob(digest) or live.has(digest),
+        have_blob=lambda digest: (
+            staging.has_blob(digest) or staging.incoming.has(digest) or live.has(digest)
+        ),
+        on_file=route.plan,
     )
+    clock = time.monotonic()
     await _descend(wire, descent, staging)
+    log.info(
+        "descent: %d trees from the source, %d from staging; %d blobs (%d bytes) wanted; %.2f s",
+        descent.trees_from_wire,
+        descent.trees_from_staging,
+        len(descent.wanted),
+        descent.wanted_bytes,
+        time.monotonic() - clock,
+    )
     await wire.send(Plan(len(descent.wanted), descent.wanted_bytes))
-    await _transfer(wire, descent.wanted, staging)
+    clock = time.monotonic()
+    await _transfer(wire, descent.wanted, route)
+    route.finish(options.root, live)
     staging.flush()
+    log.info("transfer: staged %d bytes in %.2f s", descent.wanted_bytes, time.monotonic() - clock)
     delete = offer.delete and offer.complete
     if offer.delete and not offer.complete:
         log.warning("the source's scan was incomplete: nothing will be deleted")
@@ -143,6 +166,14 @@ async def _sync(
 
     applied = await asyncio.to_thread(
         apply_target, options.root, options.state, offer.root, records, staging, delete=delete
+    )
+    log.info(
+        "apply: %d files written, %d deleted, %d bytes, %d steps; %.2f s",
+        applied.files_written,
+        applied.files_deleted,
+        applied.bytes_written,
+        applied.steps,
+        applied.seconds,
     )
     return Result("applied", applied.root, applied.files_written, applied.files_deleted)
 
@@ -159,10 +190,58 @@ class _LiveBlobs:
         self._current = current
         self._index: BlobIndex | None = None
 
-    def has(self, digest: bytes) -> bool:
+    @property
+    def index(self) -> BlobIndex:
         if self._index is None:
             self._index = BlobIndex.build(self._current)
-        return self._index.has(digest)
+        return self._index
+
+    def has(self, digest: bytes) -> bool:
+        return self.index.has(digest)
+
+
+class _Routing:
+    """Where arriving pieces go: into the large files being assembled (written once, in
+    place), and into the packs when a small file needs them too (incoming.py)."""
+
+    def __init__(self, staging: Staging) -> None:
+        self.staging = staging
+        self._for_packs: set[bytes] = set()
+
+    def plan(self, node: FileNode, transfer: bool) -> None:
+        if not transfer:
+            return  # built from local pieces by the apply
+        if node.size >= ASSEMBLE_MIN:
+            self.staging.incoming.prepare(node.recipe)
+        else:
+            self._for_packs.update(digest for digest, _ in node.recipe)
+
+    def put(self, digest: bytes, data: bytes) -> None:
+        incoming = self.staging.incoming
+        assembled = incoming.needs(digest)
+        if assembled:
+            incoming.put(digest, data)
+        if digest in self._for_packs or not assembled:
+            self.staging.add_blob(digest, data)
+
+    def finish(self, root: Path, live: _LiveBlobs) -> None:
+        """Fill the assembled files' remaining holes from local pieces, before anything
+        in the live tree changes (the files that hold some of them may be replaced)."""
+        incoming = self.staging.incoming
+        if not incoming.pending_pieces():
+            return
+        tree = LiveTree(root)
+        reader = PieceReader(self.staging, live.index, tree)
+        try:
+            missing = incoming.fill(reader.read_if_present)
+        finally:
+            reader.close()
+            tree.close()
+        if missing:
+            raise SyncdError(
+                f"{len(missing)} pieces are neither sent nor on the far side "
+                f"(first: {missing[0][0].hex()}); nothing was changed"
+            )
 
 
 async def _descend(wire: Wire, descent: Descent, staging: Staging) -> None:
@@ -184,10 +263,16 @@ async def _descend(wire: Wire, descent: Descent, staging: Staging) -> None:
             descent.received(tree.children)
 
 
-async def _transfer(wire: Wire, wanted: dict[bytes, int], staging: Staging) -> None:
+async def _transfer(wire: Wire, wanted: dict[bytes, int], route: _Routing) -> None:
+    """Ask for `wanted` within the credit window and stage what arrives; staging writes
+    run on their own thread, so the wire is read while the disk catches up."""
+    with _StagingThread(route) as stager:
+        await _receive(wire, wanted, stager)
+
+
+async def _receive(wire: Wire, wanted: dict[bytes, int], stager: _StagingThread) -> None:
     queue = iter(wanted.items())
     outstanding = 0
-    unflushed = 0
     pending = True
     while True:
         while pending and outstanding < WANT_WINDOW_BYTES:
@@ -198,17 +283,60 @@ async def _transfer(wire: Wire, wanted: dict[bytes, int], staging: Staging) -> N
             await wire.send(Want(tuple(batch)))
             outstanding += sum(length for _, length in batch)
         if not pending and wire.connection.blobs_due == 0:
+            await stager.drain()
             return
         event = await wire.next_event()
         if not isinstance(event, Blobs):
             raise ProtocolError(ErrorCode.UNEXPECTED, f"expected BLOBS, got {type(event).__name__}")
-        for digest, data in event.blobs:
-            staging.add_blob(digest, data)
-            outstanding -= len(data)
-            unflushed += len(data)
-        if unflushed >= FLUSH_EVERY_BYTES:
-            staging.flush()
-            unflushed = 0
+        outstanding -= sum(len(data) for _, data in event.blobs)
+        await stager.stage(event.blobs)
+
+
+class _StagingThread:
+    """One writer thread (so pieces are staged in the order they came), fed without
+    waiting until STAGING_AHEAD bytes are in its hands."""
+
+    def __init__(self, route: _Routing) -> None:
+        self._route = route
+        self._pool = ThreadPoolExecutor(1, "syncd-stage")
+        self._work: deque[tuple[asyncio.Future[None], int]] = deque()
+        self._ahead = 0
+        self._unflushed = 0
+
+    def __enter__(self) -> _StagingThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    async def stage(self, blobs: tuple[tuple[bytes, bytes], ...]) -> None:
+        size = sum(len(data) for _, data in blobs)
+        self._submit(self._put_all, blobs, size)
+        self._unflushed += size
+        if self._unflushed >= FLUSH_EVERY_BYTES:
+            self._submit(self._route.staging.flush, None, 0)
+            self._unflushed = 0
+        while self._ahead > STAGING_AHEAD:
+            await self._oldest()
+
+    def _put_all(self, blobs: tuple[tuple[bytes, bytes], ...]) -> None:
+        for digest, data in blobs:
+            self._route.put(digest, data)
+
+    def _submit(self, work: Callable[..., None], argument: object, size: int) -> None:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._pool, work, *([] if argument is None else [argument]))
+        self._work.append((future, size))
+        self._ahead += size
+
+    async def _oldest(self) -> None:
+        future, size = self._work.popleft()
+        await future
+        self._ahead -= size
+
+    async def drain(self) -> None:
+        while self._work:
+            await self._oldest()
 
 
 def _next_batch(queue: Iterator[tuple[bytes, int]], budget: int) -> list[tuple[bytes, int]]:

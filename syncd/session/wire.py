@@ -58,6 +58,10 @@ class Wire:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.flush()
+        if self._writer is not None and self._writer.done() and not self._writer.cancelled():
+            # A failed writer is reported through next_event or the session's own error;
+            # fetch its exception so that it is not logged a second time as unretrieved.
+            self._writer.exception()
 
     async def send(self, message: Message) -> None:
         frame = self.connection.send(message)

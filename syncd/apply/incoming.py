@@ -1,0 +1,301 @@
+"""Large files assembled while their pieces arrive, so that their bytes are written once.
+
+A blob staged in a pack and later copied into its file is written twice; on a far side
+bound by its disk (most are: 400 MB/s here, against 2.5 GB of a month's tree) that is
+what a push costs. So each large file the far side must build, and for which at least
+one piece comes over the wire, gets a work file in `STATE/incoming` as soon as the
+descent meets it: every arriving piece is written at its offsets in every such file,
+the remaining holes are filled from local sources at the end of the transfer (the live
+tree, including files the apply will replace, or the packs), and the apply moves the
+finished file into place instead of writing it again.
+
+Files are named by a content key, BLAKE3 of the recipe's canonical encoding, so equal
+contents share one work file. A sidecar `<key>.recipe` says what the file must hold.
+After a crash `open` hashes every piece region again: regions that match are kept
+(and count as staged for the next push), anything else is a hole to fill.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import blake3
+
+from protocol.codec import pack, unpack
+from protocol.errors import ProtocolError
+from protocol.tree import Recipe, decode_recipe
+from syncd.apply.durable import fsync_dir, write_atomically
+from syncd.apply.errors import StagingError
+
+ASSEMBLE_MIN = 1 << 20  # smaller files are built from the packs: one copy costs little
+_OPEN_FILES = 64
+_SIDECAR = ".recipe"
+_RW = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
+
+PieceSource = Callable[[bytes, int], bytes | None]
+
+
+def content_key(recipe: Recipe) -> bytes:
+    return blake3.blake3(pack([list(piece) for piece in recipe])).digest()
+
+
+@dataclass(slots=True)
+class _Assembly:
+    key: bytes
+    recipe: Recipe
+    offsets: list[int]
+    filled: bytearray
+    remaining: int = field(default=0)
+
+    @property
+    def name(self) -> str:
+        return self.key.hex()
+
+
+class Incoming:
+    def __init__(self, folder: Path) -> None:
+        """Use `Incoming.open`."""
+        self.folder = folder
+        self._files: dict[bytes, _Assembly] = {}
+        self._pending: dict[bytes, list[tuple[bytes, int]]] = {}  # digest -> (file, piece)
+        self._filled: dict[bytes, list[tuple[bytes, int]]] = {}  # digest -> regions holding it
+        self._fds: OrderedDict[bytes, int] = OrderedDict()
+        self._dirty: set[bytes] = set()
+
+    @classmethod
+    def open(cls, folder: Path) -> Incoming:
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            incoming = cls(folder)
+            incoming._recover()
+        except OSError as exc:
+            raise StagingError(f"cannot use {folder}: {exc.strerror}") from exc
+        return incoming
+
+    # -- planning -------------------------------------------------------------------
+
+    def prepare(self, recipe: Recipe) -> None:
+        """Make a work file for this content (once), its holes waiting for pieces."""
+        key = content_key(recipe)
+        if key in self._files:
+            return
+        assembly = _new_assembly(key, recipe)
+        path = self.folder / assembly.name
+        write_atomically(self.folder / (assembly.name + _SIDECAR), pack([list(p) for p in recipe]))
+        with path.open("wb") as out:
+            out.truncate(sum(length for _, length in recipe))
+        self._register(assembly)
+
+    def _register(self, assembly: _Assembly) -> None:
+        self._files[assembly.key] = assembly
+        for index, (digest, _) in enumerate(assembly.recipe):
+            if assembly.filled[index]:
+                self._filled.setdefault(digest, []).append((assembly.key, index))
+            else:
+                self._pending.setdefault(digest, []).append((assembly.key, index))
+                assembly.remaining += 1
+
+    # -- pieces in ------------------------------------------------------------------
+
+    def needs(self, digest: bytes) -> bool:
+        return digest in self._pending
+
+    def has(self, digest: bytes) -> bool:
+        """A finished region holds this piece (it counts as staged)."""
+        return digest in self._filled
+
+    def put(self, digest: bytes, data: bytes) -> None:
+        """Write a verified piece into every region waiting for it."""
+        for key, index in self._pending.pop(digest, ()):
+            assembly = self._files[key]
+            _pwrite_all(self._fd(key), data, assembly.offsets[index])
+            assembly.filled[index] = 1
+            assembly.remaining -= 1
+            self._dirty.add(key)
+            self._filled.setdefault(digest, []).append((key, index))
+
+    def read(self, digest: bytes, length: int) -> bytes | None:
+        """A finished region's bytes for this piece, verified; None if none holds it."""
+        regions = self._filled.get(digest)
+        if not regions:
+            return None
+        key, index = regions[0]
+        data = os.pread(self._fd(key), length, self._files[key].offsets[index])
+        return data if blake3.blake3(data).digest() == digest else None
+
+    def fill(self, source: PieceSource) -> list[tuple[bytes, int]]:
+        """Fill every hole from finished regions or `source`; the pieces found nowhere."""
+        missing = []
+        for digest in list(self._pending):
+            key, index = self._pending[digest][0]
+            length = self._files[key].recipe[index][1]
+            data = self.read(digest, length) or source(digest, length)
+            if data is None:
+                missing.append((digest, length))
+            else:
+                self.put(digest, data)
+        return missing
+
+    def pending_pieces(self) -> int:
+        return len(self._pending)
+
+    def flush(self) -> None:
+        for key in sorted(self._dirty):
+            os.fsync(self._fd(key))
+        if self._dirty:
+            fsync_dir(self.folder)
+        self._dirty.clear()
+
+    # -- files out ------------------------------------------------------------------
+
+    def complete(self, recipe: Recipe) -> bool:
+        assembly = self._files.get(content_key(recipe))
+        return assembly is not None and assembly.remaining == 0
+
+    def take(self, recipe: Recipe, dir_fd: int, name: str, *, last: bool) -> bool:
+        """Put the finished file for `recipe` at `name` in `dir_fd`: moved if this is its
+        last use, else copied. False when no finished file holds this content."""
+        key = content_key(recipe)
+        assembly = self._files.get(key)
+        if assembly is None or assembly.remaining:
+            return False
+        if not last:
+            self._copy_to(key, dir_fd, name)
+            return True
+        self.flush()
+        self._forget(assembly)
+        folder = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.rename(assembly.name, name, src_dir_fd=folder, dst_dir_fd=dir_fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(assembly.name + _SIDECAR, dir_fd=folder)
+        finally:
+            os.close(folder)
+        return True
+
+    def _copy_to(self, key: bytes, dir_fd: int, name: str) -> None:
+        source = self._fd(key)
+        size = os.fstat(source).st_size
+        target = os.open(
+            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dir_fd
+        )
+        try:
+            copied = 0
+            while copied < size:
+                done = os.copy_file_range(source, target, size - copied, copied, copied)
+                if done == 0:
+                    raise StagingError(f"{self.folder / key.hex()} shrank while being copied")
+                copied += done
+        finally:
+            os.close(target)
+
+    # -- housekeeping ---------------------------------------------------------------
+
+    def _fd(self, key: bytes) -> int:
+        fd = self._fds.get(key)
+        if fd is not None:
+            self._fds.move_to_end(key)
+            return fd
+        if len(self._fds) >= _OPEN_FILES:
+            old_key, old_fd = self._fds.popitem(last=False)
+            if old_key in self._dirty:
+                os.fsync(old_fd)
+                self._dirty.discard(old_key)
+            os.close(old_fd)
+        fd = self._fds[key] = os.open(self.folder / key.hex(), _RW)
+        return fd
+
+    def _forget(self, assembly: _Assembly) -> None:
+        """The file leaves: its regions no longer serve as sources."""
+        fd = self._fds.pop(assembly.key, None)
+        if fd is not None:
+            os.close(fd)
+        del self._files[assembly.key]
+        for digest, _ in assembly.recipe:
+            regions = self._filled.get(digest)
+            if regions is not None:
+                regions[:] = [r for r in regions if r[0] != assembly.key]
+                if not regions:
+                    del self._filled[digest]
+
+    def _recover(self) -> None:
+        for sidecar in sorted(self.folder.glob("*" + _SIDECAR)):
+            assembly = self._recovered(sidecar)
+            if assembly is None:
+                sidecar.unlink()
+                with contextlib.suppress(FileNotFoundError):
+                    (self.folder / sidecar.name.removesuffix(_SIDECAR)).unlink()
+            else:
+                self._register(assembly)
+        for path in self.folder.iterdir():
+            if (
+                not path.name.endswith(_SIDECAR)
+                and not (self.folder / (path.name + _SIDECAR)).exists()
+            ):
+                path.unlink()  # a work file whose sidecar never became durable
+
+    def _recovered(self, sidecar: Path) -> _Assembly | None:
+        try:
+            value = unpack(sidecar.read_bytes())
+            recipe = decode_recipe(value, what=str(sidecar))
+            key = bytes.fromhex(sidecar.name.removesuffix(_SIDECAR))
+        except (ProtocolError, ValueError):
+            return None
+        if content_key(recipe) != key:
+            return None
+        assembly = _new_assembly(key, recipe)
+        try:
+            fd = os.open(self.folder / assembly.name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        try:
+            if os.fstat(fd).st_size != sum(length for _, length in recipe):
+                return None
+            for index, (digest, length) in enumerate(recipe):
+                data = os.pread(fd, length, assembly.offsets[index])
+                assembly.filled[index] = blake3.blake3(data).digest() == digest
+        finally:
+            os.close(fd)
+        return assembly
+
+    def files(self) -> Iterator[tuple[bytes, int]]:
+        """(content key, pieces still missing) of every work file."""
+        for key, assembly in self._files.items():
+            yield key, assembly.remaining
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def clear(self) -> None:
+        self.close()
+        if self.folder.is_dir():
+            for path in self.folder.iterdir():
+                path.unlink()
+        self._files.clear()
+        self._pending.clear()
+        self._filled.clear()
+        self._dirty.clear()
+
+
+def _new_assembly(key: bytes, recipe: Recipe) -> _Assembly:
+    offsets = []
+    position = 0
+    for _, length in recipe:
+        offsets.append(position)
+        position += length
+    return _Assembly(key, recipe, offsets, bytearray(len(recipe)))
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view = view[done:]
+        offset += done
