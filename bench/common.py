@@ -189,6 +189,7 @@ def cached_tree(
     log(f"building tree {root} (once; reused by later runs)")
     trees.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)
+    (trees / f"{name}.snapshot").unlink(missing_ok=True)
     tmp = trees / f"{name}.tmp"
     for old in (root, tmp):
         if old.exists():

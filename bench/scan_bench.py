@@ -138,6 +138,20 @@ class Bench:
         log(f"{key}: {sa.seconds:.3f} s / {sb.seconds:.3f} s = {sa.seconds / sb.seconds:.2f}")
         return sa, sb
 
+    def check_unchanged(self, tag: str, root: Path, snapshot: str) -> None:
+        """Trees are reused across runs: warn if one no longer has the snapshot id its
+        first benchmark saw (ids cover names, modes, sizes, mtimes and bytes)."""
+        record = root.parent / f"{root.name}.snapshot"
+        if not record.is_file():
+            record.write_text(snapshot)
+        elif record.read_text() != snapshot:
+            log(
+                f"warning: tree {tag} ({root}) has another snapshot id than when first "
+                "benchmarked: it was changed (delete it to regenerate), or syncd's "
+                "snapshot encoding was"
+            )
+            self.figures[f"{tag}_tree_changed"] = True
+
     def tree(self, tag: str, root: Path) -> tuple[Series, Series, Series, Series, dict[str, Any]]:
         """Cold pair, then (after a settled first scan) the no-change rescan pair."""
         cold_name, rescan_name = f"{tag}-cold-scan", f"{tag}-rescan"
@@ -147,6 +161,7 @@ class Bench:
             self.hash_all(f"{tag}: find | xargs b3sum", root),
         )
         first = self.scan_result(cold_name)
+        self.check_unchanged(tag, root, first["snapshot"])
         run_timed(self.scan(rescan_name, root, cold=False))  # the cache the rescans use
         time.sleep(SETTLE_SECONDS)
         rescan, walked = self.pair(

@@ -15,33 +15,45 @@ from syncd import __version__
 from syncd.errors import SyncdError
 from syncd.exitcodes import ExitCode
 
-# Each module registers one subcommand; order is the order shown in --help.
-COMMAND_MODULES = (
-    "syncd.commands.scan",
-    "syncd.commands.diff",
-    "syncd.commands.push",
-    "syncd.commands.serve",
-    "syncd.commands.verify",
-    "syncd.sample.command",
-)
+# Each module registers one subcommand; order is the order shown in --help. Only the
+# module of the command being run is imported: start-up is part of every command's cost
+# (serve, verify), and the transports' and the sample generator's imports are heavy.
+COMMANDS = {
+    "scan": "syncd.commands.scan",
+    "diff": "syncd.commands.diff",
+    "push": "syncd.commands.push",
+    "serve": "syncd.commands.serve",
+    "verify": "syncd.commands.verify",
+    "sample": "syncd.sample.command",
+}
+COMMAND_MODULES = tuple(COMMANDS.values())
 
 Runner = Callable[[argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv`: with just its command's module when it names one."""
     parser = argparse.ArgumentParser(
         prog="syncd",
         description="Verified, differential sync of oc-mirror caches and content trees.",
     )
     parser.add_argument("--version", action="version", version=f"syncd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    chosen = _command_in(argv)
+    for name, module in COMMANDS.items():
+        if chosen is None or name == chosen:
+            importlib.import_module(module).register(sub)
     return parser
 
 
+def _command_in(argv: Sequence[str] | None) -> str | None:
+    words = list(sys.argv[1:] if argv is None else argv)
+    first = next((w for w in words if not w.startswith("-")), None)
+    return first if first in COMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     run: Runner = args.run
     try:

@@ -1,9 +1,11 @@
 """`python -m syncd.demo`: the main job on a generated sample, end to end.
 
-Generates month 1 and month 2 of an oc-mirror-like tree (cache + content), scans each
-with `syncd scan`, shows with `syncd diff` exactly what a far side holding month 1 lacks,
-and checks parity with the real oracle: Debian's docker-registry serving the cache and
-skopeo pulling every image from it. Each step prints the command it runs.
+Generates month 1 of an oc-mirror-like tree (cache + content) on a "connected" side,
+pushes it with `syncd push` to an empty far root, then generates month 2 (oc-mirror's
+differential archive) and pushes again: the far side asks for exactly what it lacks.
+After each push, `syncd verify` checks the far tree's parity and the real oracle agrees:
+Debian's docker-registry serves the far cache and skopeo pulls every image from it.
+Each step prints the command it runs.
 """
 
 from __future__ import annotations
@@ -58,10 +60,13 @@ def parity(root: Path) -> bool:
 
 def run(workdir: Path, preset_name: str) -> int:
     spec = preset(preset_name) if preset_name else SMALL
-    site = workdir / "connected"
+    site, far = workdir / "connected", workdir / "far-site"
     step("Month 1: oc-mirror fills the cache and writes content/mirror_*.tar")
     generate_month(site, 1, spec)
-    if syncd("scan", str(site)).returncode != 0:
+    step("Push month 1 to an empty far site")
+    if syncd("push", str(site), str(far), "--json").returncode != 0:
+        return 1
+    if not far_parity(far):
         return 1
     month1 = workdir / "month1.snapshot"
     shutil.copy(site / ".syncd" / "snapshot", month1)
@@ -72,13 +77,20 @@ def run(workdir: Path, preset_name: str) -> int:
         f"oc-mirror's month-2 archives: {format_bytes(report.archive_bytes)} "
         f"(new cache blobs: {format_bytes(report.new_cache_bytes)})"
     )
-    syncd("scan", str(site), "--json")
-
-    step("What a far side that holds month 1 lacks (syncd diff)")
+    syncd("scan", str(site))
+    step("What the far side lacks now (syncd diff against the month-1 snapshot)")
     syncd("diff", str(site / ".syncd" / "snapshot"), str(month1), "--json")
+    step("Push month 2: only what the far side lacks moves")
+    if syncd("push", str(site), str(far), "--json").returncode != 0:
+        return 1
+    return 0 if far_parity(far) else 1
 
-    step("Parity: docker-registry serving the month-2 cache, skopeo pulling every image")
-    return 0 if parity(site) else 1
+
+def far_parity(far: Path) -> bool:
+    step("Parity of the far side: syncd verify, then the real oracle")
+    state = far.parent / f"{far.name}-verify-state"
+    verified = syncd("verify", str(far), "--state", str(state)).returncode == 0
+    return parity(far) and verified
 
 
 def main(argv: list[str] | None = None) -> int:

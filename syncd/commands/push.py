@@ -68,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
     target = parse_target(args.target)
     rate = parse_rate(args.bwlimit) if args.bwlimit else None
     started = time.monotonic()
-    scan = _scan(args.src, args.state)
-    outcome, where = asyncio.run(_push(args, target, rate, scan))
+    scan, outcome, where = asyncio.run(_push(args, target, rate))
     seconds = time.monotonic() - started
     if args.json:
         print(json.dumps(_summary(scan, outcome, where, seconds)))
@@ -97,19 +96,28 @@ def _scan(src: Path, state: Path | None) -> ScanResult:
 
 
 async def _push(
-    args: argparse.Namespace, target: Target, rate: float | None, scan: ScanResult
-) -> tuple[PushOutcome, str]:
-    channel: Channel = await open_channel(
-        target,
-        remote_syncd=args.remote_syncd,
-        accept_new_host_key=args.accept_new_host_key,
-        bwlimit=rate,
-    )
+    args: argparse.Namespace, target: Target, rate: float | None
+) -> tuple[ScanResult, PushOutcome, str]:
+    # Scan here while connecting: the far side starts its own scan as soon as it runs,
+    # so the two scans overlap instead of adding up.
+    scanning = asyncio.create_task(asyncio.to_thread(_scan, args.src, args.state))
+    try:
+        channel: Channel = await open_channel(
+            target,
+            remote_syncd=args.remote_syncd,
+            accept_new_host_key=args.accept_new_host_key,
+            bwlimit=rate,
+        )
+    except BaseException:
+        await asyncio.gather(scanning, return_exceptions=True)
+        raise
     options = PushOptions(root=args.src, delete=args.delete, remote_root=target.path)
     progress = for_terminal(f"push to {channel.describe()}", quiet=args.json)
     try:
+        scan = await scanning
         with SnapshotReader(scan.snapshot_path) as source:
-            return await push_session(channel, source, options, progress), channel.describe()
+            outcome = await push_session(channel, source, options, progress)
+            return scan, outcome, channel.describe()
     except (SyncdError, ProtocolError) as exc:
         await channel.close()  # wait for the far side: its last words explain the most
         raise PushFailed(f"{channel.describe()}: {exc}{_far_words(channel)}") from exc

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.paths import join
-from protocol.tree import DirNode, FileNode, LinkNode, Node, encode_tree
+from protocol.tree import KIND_FILE, DirNode, FileNode, LinkNode, Node, encode_tree
 from syncd.errors import ScanAborted
 from syncd.scan.hashing import SETTLE_NS, FileChanged, RangeJob, StatKey, run_job
 from syncd.scan.jobs import HashQueue, Part
@@ -36,6 +36,8 @@ from syncd.scan.statcache import (
     dir_row,
     file_row,
     link_row,
+    row_matches,
+    row_recipe,
     same_dir,
 )
 from syncd.scan.tarlayout import cuts_for
@@ -47,7 +49,8 @@ _ELOOP = 40
 MAX_PENDING_FILES = 20_000
 RETRIES = 3
 
-Listing = list[tuple[str, os.stat_result]]
+# (name, lstat, the stat cache row when the listing came from a trusted cache)
+Listing = list[tuple[str, os.stat_result, Row | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +90,30 @@ class _Known:
 
 
 @dataclass(slots=True)
+class _Same:
+    """A file or symlink exactly as the last scan saw it: its row is all there is to it."""
+
+    row: Row
+    st: os.stat_result
+
+    def known(self) -> _Known:
+        row = self.row
+        if row[1] == KIND_FILE:
+            mode = stat.S_IMODE(self.st.st_mode)
+            return _Known(FileNode(row[0], mode, row[3], row[4], row_recipe(row)), row)
+        return _Known(LinkNode(row[0], row[5]), row)
+
+
+@dataclass(slots=True)
 class _Tree:
     rel: str
     key: bytes  # stat cache key of `rel`
     st: os.stat_result
     trusted: bool
-    children: list[_Known | _Hashing | _SubDir] = field(default_factory=list)
+    cached: CachedDir | None = None
+    # Listed from a trusted cache and nothing changed so far: the old records serve.
+    clean: bool = False
+    children: list[_Known | _Hashing | _SubDir | _Same] = field(default_factory=list)
     id: bytes | None = None
     _checked: int = 0  # children before this index are known to be ready
 
@@ -168,8 +189,7 @@ class Scanner:
         while self._stack:
             frame = self._stack[-1]
             if frame.todo:
-                name, st = frame.todo.pop()
-                self._visit(frame, name, st)
+                self._visit(frame, *frame.todo.pop())
             else:
                 self._stack.pop()
                 self._queue.append(frame.tree)
@@ -179,22 +199,23 @@ class Scanner:
     def _push(self, rel: str, path: str, st: os.stat_result) -> _Tree:
         key = dir_key(rel)
         cached = self._cache.lookup(key, rel)
-        tree = _Tree(rel, key, st, st.st_ctime_ns + SETTLE_NS < time.time_ns())
+        tree = _Tree(rel, key, st, st.st_ctime_ns + SETTLE_NS < time.time_ns(), cached)
         listing = None
         if cached is not None and cached.trusted and same_dir(st, cached):
-            listing = self._stat_names(path, cached.rows)
+            listing = self._stat_rows(path, cached.row_list)
+            tree.clean = listing is not None
         if listing is None:
             listing = self._list(tree, path)
         listing.reverse()
         self._stack.append(_Frame(rel, path, listing, cached, tree))
         return tree
 
-    def _stat_names(self, path: str, names: dict[str, Row]) -> Listing | None:
+    def _stat_rows(self, path: str, rows: list[Row]) -> Listing | None:
         """lstat the names a trusted cache gave; None if one is gone (list it instead)."""
         listing: Listing = []
-        for name in sorted(names):
+        for row in rows:
             try:
-                listing.append((name, os.lstat(f"{path}/{name}")))
+                listing.append((row[0], os.lstat(f"{path}/{row[0]}"), row))
             except FileNotFoundError:
                 return None
         return listing
@@ -225,7 +246,7 @@ class Scanner:
             if not self._wanted(tree, name):
                 continue
             try:
-                listing.append((name, os.stat(name, dir_fd=fd, follow_symlinks=False)))
+                listing.append((name, os.stat(name, dir_fd=fd, follow_symlinks=False), None))
             except FileNotFoundError:
                 continue  # deleted since it was listed: it is simply not there
             except OSError as exc:
@@ -246,7 +267,17 @@ class Scanner:
                 return False
         return True
 
-    def _visit(self, frame: _Frame, name: str, st: os.stat_result) -> None:
+    def _visit(self, frame: _Frame, name: str, st: os.stat_result, row: Row | None) -> None:
+        if row is not None and row_matches(row, st):
+            # Unchanged since the last scan: the row is reused as it is.
+            warning = row[7] if row[1] == KIND_FILE else row[6]
+            if warning:
+                self._problem(join(frame.rel, name), Level.WARNING, warning)
+            if row[1] != KIND_FILE:
+                self.counters.symlinks += 1
+            frame.tree.children.append(_Same(row, st))
+            return
+        frame.tree.clean = False
         rel = join(frame.rel, name)
         path = f"{frame.path}/{name}"
         mode = st.st_mode
@@ -354,6 +385,10 @@ class Scanner:
             self._finish(head)
 
     def _finish(self, tree: _Tree) -> None:
+        if tree.clean and tree.cached is not None and self._subtrees_clean(tree):
+            self._finish_unchanged(tree, tree.cached)
+            return
+        tree.clean = False
         nodes: list[Node] = []
         rows: list[Row] = []
         for child in tree.children:
@@ -362,20 +397,40 @@ class Scanner:
                 nodes.append(DirNode(child.name, child.mode, child.tree.id))
                 rows.append(dir_row(child.name))
                 continue
-            if isinstance(child, _Hashing):
-                self._pending -= 1
-                known = self._resolve(child, tree)
-                if known is None:
-                    continue
-            else:
-                known = child
+            known = self._known(child, tree)
+            if known is None:
+                continue
             nodes.append(known.node)
             rows.append(known.row)
             if isinstance(known.node, FileNode):
                 self.counters.files += 1
                 self.counters.bytes += known.node.size
-        tree.id = self._snapshot.add_tree(encode_tree(nodes))
-        self._statcache.add_dir(tree.key, tree.rel, tree.st, tree.trusted, rows)
+        record = encode_tree(nodes)
+        tree.id = self._snapshot.add_tree(record)
+        self._statcache.add_dir(tree.key, tree.rel, tree.st, tree.trusted, (tree.id, record), rows)
+        tree.children = []
+
+    def _known(self, child: _Known | _Hashing | _Same, tree: _Tree) -> _Known | None:
+        if isinstance(child, _Same):
+            return child.known()
+        if isinstance(child, _Hashing):
+            self._pending -= 1
+            return self._resolve(child, tree)
+        return child
+
+    @staticmethod
+    def _subtrees_clean(tree: _Tree) -> bool:
+        return all(c.tree.clean for c in tree.children if isinstance(c, _SubDir))
+
+    def _finish_unchanged(self, tree: _Tree, cached: CachedDir) -> None:
+        """Nothing below changed: the last scan's records are this scan's records."""
+        tree.id = cached.tree_id
+        self._snapshot.add_known(cached.tree_id, cached.tree_record)
+        self._statcache.add_unchanged(tree.key, cached)
+        for child in tree.children:
+            if isinstance(child, _Same) and child.row[1] == KIND_FILE:
+                self.counters.files += 1
+                self.counters.bytes += child.row[3]
         tree.children = []
 
     def _omit(self, tree: _Tree, name: str, message: str) -> None:
@@ -384,7 +439,7 @@ class Scanner:
         The directory's listing is then not trusted by the next scan, which must meet
         and report the entry again rather than skip it silently.
         """
-        tree.trusted = False
+        tree.trusted = tree.clean = False
         self._problem(join(tree.rel, name) if name else tree.rel, Level.ERROR, message)
 
     def _problem(self, path: str, level: Level, message: str) -> None:

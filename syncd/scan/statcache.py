@@ -13,12 +13,18 @@ symlinks the target.
 - Either is trusted only if its ctime was older than hashing.SETTLE_NS when it was read,
   so that any later change is sure to move the ctime.
 
-Records are keyed by a 64-bit hash of the directory path and hold the path itself, so a
-hash collision is a cache miss, never a wrong answer.
+A record also keeps the directory's tree id and tree record as the scan wrote them: a
+directory whose listing, children and subdirectories are all unchanged has exactly that
+record again, and the next scan copies both records as they are instead of building,
+encoding and hashing them (most directories of a registry tree, on most rescans).
+
+Records are keyed by a hash of the directory path and hold the path itself, so a hash
+collision is a cache miss, never a wrong answer.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +40,7 @@ from syncd.errors import SnapshotFileError
 from syncd.store.recordfile import RecordFileReader, RecordFileWriter
 
 MAGIC = b"SYNCDSTC"
-FORMAT = 4
+FORMAT = 5
 
 # A child row as stored: [name, KIND_FILE, ino, size, mtime_ns, ctime_ns, recipe, warning],
 # [name, KIND_DIR] or [name, KIND_SYMLINK, ino, mtime_ns, ctime_ns, target, warning].
@@ -64,28 +70,51 @@ def same_dir(st: os.stat_result, cached: CachedDir) -> bool:
     return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns) == cached.stat
 
 
-@dataclass(frozen=True, slots=True)
+def row_matches(row: Row, st: os.stat_result) -> bool:
+    """The entry's stat is what the last scan saw (for a file or a symlink row)."""
+    if row[1] == KIND_FILE:
+        return (row[2], row[3], row[4], row[5]) == (
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+        )
+    if row[1] == KIND_SYMLINK:
+        return (row[2], row[3], row[4]) == (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    return False
+
+
+def row_recipe(row: Row) -> Recipe:
+    return tuple((digest, length) for digest, length in row[6])
+
+
+@dataclass(slots=True)
 class CachedDir:
     stat: tuple[int, int, int]  # the directory's (ino, mtime_ns, ctime_ns)
     trusted: bool
-    rows: dict[str, Row]
+    tree_id: bytes
+    tree_record: bytes
+    raw: bytes  # the whole stat cache record, to copy when nothing changed
+    row_list: list[Row]  # in name order
+    _rows: dict[str, Row] | None = None
+
+    @property
+    def rows(self) -> dict[str, Row]:
+        if self._rows is None:
+            self._rows = {row[0]: row for row in self.row_list}
+        return self._rows
 
     def unchanged_file(self, name: str, st: os.stat_result) -> tuple[Recipe, str | None] | None:
         """(recipe, warning) if the file's stat is what the last scan saw."""
         row = self.rows.get(name)
-        if row is None or row[1] != KIND_FILE:
+        if row is None or row[1] != KIND_FILE or not row_matches(row, st):
             return None
-        now = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        if (row[2], row[3], row[4], row[5]) != now:
-            return None
-        return row[6], row[7]
+        return row_recipe(row), row[7]
 
     def unchanged_link(self, name: str, st: os.stat_result) -> tuple[str, str | None] | None:
         """(target, warning) if the symlink's stat is what the last scan saw."""
         row = self.rows.get(name)
-        if row is None or row[1] != KIND_SYMLINK:
-            return None
-        if (row[2], row[3], row[4]) != (st.st_ino, st.st_mtime_ns, st.st_ctime_ns):
+        if row is None or row[1] != KIND_SYMLINK or not row_matches(row, st):
             return None
         return row[5], row[6]
 
@@ -94,11 +123,21 @@ class StatCacheWriter:
     def __init__(self, stream: BinaryIO) -> None:
         self._file = RecordFileWriter(stream, MAGIC)
 
-    def add_dir(
-        self, key: bytes, path: str, st: os.stat_result, trusted: bool, rows: list[Row]
+    def add_dir(  # noqa: PLR0917 (one record's fields, written in one place)
+        self,
+        key: bytes,
+        path: str,
+        st: os.stat_result,
+        trusted: bool,
+        tree: tuple[bytes, bytes],
+        rows: list[Row],
     ) -> None:
-        record = [path, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, trusted, rows]
+        """`tree` is the directory's (tree id, tree record) as written to the snapshot."""
+        record = [path, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, trusted, *tree, rows]
         self._file.add(key, pack(record))
+
+    def add_unchanged(self, key: bytes, cached: CachedDir) -> None:
+        self._file.add(key, cached.raw)
 
     def finish(self) -> None:
         self._file.finish({"format": FORMAT, "chunk": CHUNK_SIZE})
@@ -139,15 +178,14 @@ class StatCache:
 
 
 def _decode_dir(path: str, record: bytes) -> CachedDir | None:
+    # Our own file, so no full validation here: a snapshot built from a damaged entry
+    # fails decode_tree's checks, or its record's id check, wherever it is read.
     value = unpack(record)
-    if not isinstance(value, list) or len(value) != 6 or value[0] != path:
+    if not isinstance(value, list) or len(value) != 8 or value[0] != path:
         return None
-    _, ino, mtime, ctime, trusted, children = value
-    rows: dict[str, Row] = {}
-    for row in children:
-        if row[1] == KIND_FILE:
-            # Our own file, so no full validation here: a snapshot that used a damaged
-            # recipe fails decode_tree's checks wherever it is read.
-            row[6] = tuple(map(tuple, row[6]))
-        rows[row[0]] = row
-    return CachedDir((int(ino), int(mtime), int(ctime)), bool(trusted), rows)
+    _, ino, mtime, ctime, trusted, tree_id, tree_record, rows = value
+    names = [row[0] for row in rows]
+    if any(a >= b for a, b in itertools.pairwise(names)):
+        return None  # rows out of order: not a listing this scan can reuse
+    stat = (int(ino), int(mtime), int(ctime))
+    return CachedDir(stat, bool(trusted), bytes(tree_id), bytes(tree_record), bytes(record), rows)

@@ -112,20 +112,37 @@ def _sorted_unique(
     """Sort by key; store a record once when its (key, check, length) repeats: the same
     128-bit digest and size is the same record written twice (equal subtrees)."""
     order = sorted(range(len(keys)), key=keys.__getitem__)
-    out = (array("Q"), array("Q"), array("Q"), array("I"))
-    seen: set[tuple[int, int]] = set()
+    kept = _without_repeats(order, keys, checks, lengths)
+    return (
+        array("Q", [keys[i] for i in kept]),
+        array("Q", [checks[i] for i in kept]),
+        array("Q", [offsets[i] for i in kept]),
+        array("I", [lengths[i] for i in kept]),
+    )
+
+
+def _without_repeats(
+    order: list[int], keys: array[int], checks: array[int], lengths: array[int]
+) -> list[int]:
+    """`order` less repeats of a (key, check, length); repeats are adjacent by key, so
+    only a run of equal keys (rare) needs a set."""
+    kept: list[int] = []
+    seen: set[tuple[int, int]] | None = None
     last_key = -1
     for i in order:
-        if keys[i] != last_key:
-            seen.clear()
-            last_key = keys[i]
-        identity = (checks[i], lengths[i])
-        if identity in seen:
+        key = keys[i]
+        if key != last_key:
+            last_key, seen = key, None
+            kept.append(i)
             continue
-        seen.add(identity)
-        for column, source in zip(out, (keys, checks, offsets, lengths), strict=True):
-            column.append(source[i])
-    return out
+        if seen is None:
+            first = kept[-1]
+            seen = {(checks[first], lengths[first])}
+        identity = (checks[i], lengths[i])
+        if identity not in seen:
+            seen.add(identity)
+            kept.append(i)
+    return kept
 
 
 class RecordFileReader:

@@ -1,0 +1,401 @@
+"""The push benchmark: `syncd push` against `rsync -a --delete` over SSH, one run.
+
+Both go through the same OpenSSH sshd on a loopback port (tests/sshd.py), both with the
+client's default ssh settings, and each pair alternates (A B A B ...) after one
+untimed warm-up. Far trees are prepared untimed before every run: empty for the cold
+push, otherwise a hard-linked copy of month 1 (both tools replace files by rename, so
+the master copy is never changed), which syncd's far side has scanned once, as it
+would have after its previous apply.
+
+Figures (targets from the push issue):
+- month-2 bytes on the wire / bytes truly new in month 2 (<= 1.03), also for rsync and
+  for shipping oc-mirror's cumulative (non-differential) archives;
+- month-2 push wall time / rsync's (<= 0.8);
+- no-change push of a >= 200k-link registry tree: wire bytes (<= 4 KB) and wall time /
+  rsync's (<= 0.5);
+- cold push of month 1 / rsync's wall time (<= 1.0).
+
+"Truly new" is the distinct new content: every file of month 2 (cache and working-dir)
+and every member of its archives whose bytes appear nowhere in month 1, counted once
+(a new layer is both a cache file and an archive member), plus the tar headers of new
+archive members.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    DEFAULT_WORKDIR,
+    RESULTS,
+    Command,
+    Row,
+    Series,
+    alternate,
+    cached_tree,
+    freeze_code,
+    machine,
+    markdown_table,
+    seconds_text,
+    wait_for_quiet,
+    write_json,
+)
+from bench.linktree import LinkTreeSpec
+from bench.linktree import generate as generate_links
+from syncd.sample import LARGE, SMALL, SampleSpec, generate_month
+from tests.sshd import SSHServer
+
+SYNCD_STATE = ".syncd"
+
+
+def log(text: str) -> None:
+    print(f"[push-bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+# -- trees ---------------------------------------------------------------------------
+
+
+def month_trees(workdir: Path, spec: SampleSpec, name: str) -> tuple[Path, Path]:
+    params = {"generator": "syncd.sample.generate_month", "month": 1, "spec": asdict(spec)}
+    one = cached_tree(workdir, f"{name}-m1", params, lambda r: _month(r, spec, 1), log=log)
+    two = cached_tree(
+        workdir,
+        f"{name}-m2",
+        {**params, "month": 2},
+        lambda r: _month_two(one, r, spec),
+        log=log,
+    )
+    return one, two
+
+
+def _month(root: Path, spec: SampleSpec, month: int) -> None:
+    generate_month(root, month, spec, via_registry=False)
+
+
+def _month_two(one: Path, root: Path, spec: SampleSpec) -> None:
+    shutil.copytree(one, root, symlinks=True, ignore=shutil.ignore_patterns(SYNCD_STATE))
+    generate_month(root, 2, spec, via_registry=False)
+
+
+def link_tree(workdir: Path, links: int) -> Path:
+    spec = LinkTreeSpec(links=links)
+    return cached_tree(
+        workdir,
+        f"linktree-{links}",
+        {"generator": "bench.linktree", "version": 1, "spec": asdict(spec)},
+        lambda root: log(json.dumps(generate_links(root, spec).as_json())),
+        log=log,
+    )
+
+
+# -- what is truly new ------------------------------------------------------------------
+
+
+def _is_archive(path: Path) -> bool:
+    return (
+        path.parent.name == "content" and re.fullmatch(r"mirror_\d{6}\.tar", path.name) is not None
+    )
+
+
+def _files(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and SYNCD_STATE not in path.relative_to(root).parts:
+            yield path
+
+
+def _data(root: Path) -> Iterator[tuple[str, int]]:
+    """(sha256, size) of every file's bytes and every archive member's data."""
+    for path in _files(root):
+        if _is_archive(path):
+            yield from ((digest, size) for digest, size, _, _ in _members(path))
+        else:
+            data = path.read_bytes()
+            yield hashlib.sha256(data).hexdigest(), len(data)
+
+
+def _members(archive: Path) -> Iterator[tuple[str, int, str, int]]:
+    """(data sha256, data size, member identity, header bytes) of every member."""
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            reader = tar.extractfile(member)
+            data = reader.read() if reader else b""
+            digest = hashlib.sha256(data).hexdigest()
+            identity = f"{member.name}\0{member.mtime}\0{digest}"
+            yield digest, len(data), identity, member.offset_data - member.offset
+
+
+def truly_new(one: Path, two: Path) -> dict[str, int]:
+    """Distinct new bytes (counted once wherever they appear) plus new members' headers."""
+    before = {digest for digest, _ in _data(one)}
+    new: dict[str, int] = {d: size for d, size in _data(two) if d not in before}
+    old_members = {
+        identity
+        for path in _files(one)
+        if _is_archive(path)
+        for _, _, identity, _ in _members(path)
+    }
+    headers = sum(
+        header
+        for path in _files(two)
+        if _is_archive(path)
+        for _, _, identity, header in _members(path)
+        if identity not in old_members
+    )
+    content = sum(new.values())
+    return {"content_bytes": content, "header_bytes": headers, "total": content + headers}
+
+
+def cumulative_archive_bytes(two: Path) -> int:
+    """What a non-differential month-2 archive set would hold: the whole cache (all
+    blobs and the repositories tree) and the working-dir."""
+    total = 0
+    for folder in (two / ".oc-mirror" / ".cache", two / "content" / "working-dir"):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                total += 512 + -(-path.stat().st_size // 512) * 512
+    return total
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+class Setup:
+    def __init__(self, workdir: Path, code: Path) -> None:
+        self.workdir = workdir
+        self.scratch = workdir / "push"
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        self.scratch.mkdir(parents=True)
+        self.sshd = SSHServer.start(self.scratch / "sshd")
+        self.env = self.sshd.env()
+        self.env["PYTHONPATH"] = str(code)
+        self.python = sys.executable
+        self.ssh = (
+            f"ssh -F {self.sshd.ssh_dir / 'config'} -o UserKnownHostsFile={self.sshd.known_hosts}"
+        )
+
+    def close(self) -> None:
+        self.sshd.stop()
+
+    def syncd_push(self, name: str, src: Path, far: Path, prepare: Callable[[], None]) -> Command:
+        out = self.scratch / f"{name}.json"
+        remote = f"{self.python} -m syncd"
+        argv = [
+            self.python,
+            "-m",
+            "syncd",
+            "push",
+            str(src),
+            f"ssh://far{far}",
+            "--json",
+            "--remote-syncd",
+            remote,
+        ]
+        return Command(name, argv, env=self.env, prepare=prepare, stdout=out)
+
+    def rsync(self, name: str, src: Path, far: Path, prepare: Callable[[], None]) -> Command:
+        out = self.scratch / f"{name}.txt"
+        argv = [
+            "rsync",
+            "-a",
+            "--delete",
+            "--stats",
+            "-e",
+            self.ssh,
+            "--exclude",
+            f"/{SYNCD_STATE}",
+            f"{src}/",
+            f"far:{far}/",
+        ]
+        return Command(name, argv, env=self.env, prepare=prepare, stdout=out)
+
+    def far_copy(self, master: Path, far: Path, *, scanned: bool) -> Callable[[], None]:
+        """A `prepare`: `far` becomes a hard-linked copy of `master` (optionally scanned by
+        syncd, as a far side is after its previous apply)."""
+
+        def prepare() -> None:
+            shutil.rmtree(far, ignore_errors=True)
+            if master is not None:
+                subprocess.run(["cp", "-al", str(master), str(far)], check=True)
+                shutil.rmtree(far / SYNCD_STATE, ignore_errors=True)
+                if scanned:
+                    time.sleep(0.05)  # ctimes the hard links moved settle, as in life
+                    argv = [self.python, "-m", "syncd", "scan", str(far)]
+                    subprocess.run(argv, env=self.env, check=True, capture_output=True)
+
+        return prepare
+
+    def empty(self, far: Path) -> Callable[[], None]:
+        def prepare() -> None:
+            shutil.rmtree(far, ignore_errors=True)
+
+        return prepare
+
+
+def syncd_wire(setup: Setup, name: str) -> dict[str, Any]:
+    summary: dict[str, Any] = json.loads((setup.scratch / f"{name}.json").read_text())
+    return summary
+
+
+def rsync_wire(setup: Setup, name: str) -> int:
+    text = (setup.scratch / f"{name}.txt").read_text()
+    sent = int(re.search(r"Total bytes sent: ([\d,]+)", text).group(1).replace(",", ""))  # type: ignore[union-attr]
+    received = int(re.search(r"Total bytes received: ([\d,]+)", text).group(1).replace(",", ""))  # type: ignore[union-attr]
+    return sent + received
+
+
+def time_row(figure: str, a: Series, b: Series, target: float | None) -> Row:
+    ratio = a.seconds / b.seconds
+    return Row(
+        figure,
+        seconds_text(a),
+        seconds_text(b),
+        ratio,
+        f"{ratio:.2f}",
+        "report" if target is None else f"<= {target}",
+        None if target is None else ratio <= target,
+    )
+
+
+# -- the runs ---------------------------------------------------------------------------
+
+
+def run(workdir: Path, runs: int, quick: bool) -> tuple[list[Row], dict[str, Any]]:
+    code, digest = freeze_code(workdir)
+    spec, links = (SMALL, 20_000) if quick else (LARGE, 200_000)
+    one, two = month_trees(workdir, spec, "ocmirror-small" if quick else "ocmirror-large")
+    tree_k = link_tree(workdir, links)
+    setup = Setup(workdir, code)
+    rows: list[Row] = []
+    data: dict[str, Any] = {"code": digest, "runs": runs}
+    try:
+        s = setup.scratch
+        for src in (one, two, tree_k):  # the sources' own state is warm, as on a connected host
+            subprocess.run(
+                [setup.python, "-m", "syncd", "scan", str(src)],
+                env=setup.env,
+                check=True,
+                capture_output=True,
+            )
+
+        log("cold push of month 1 (far side empty)")
+        a = setup.syncd_push("cold-syncd", one, s / "far-syncd", setup.empty(s / "far-syncd"))
+        b = setup.rsync("cold-rsync", one, s / "far-rsync", setup.empty(s / "far-rsync"))
+        cold_a, cold_b = alternate(a, b, runs, log=log)
+        rows.append(time_row("cold push of month 1 / rsync (wall)", cold_a, cold_b, 1.0))
+
+        log("month-2 push (far side holds month 1)")
+        a = setup.syncd_push(
+            "m2-syncd", two, s / "far-syncd", setup.far_copy(one, s / "far-syncd", scanned=True)
+        )
+        b = setup.rsync(
+            "m2-rsync", two, s / "far-rsync", setup.far_copy(one, s / "far-rsync", scanned=False)
+        )
+        m2_a, m2_b = alternate(a, b, runs, log=log)
+        rows.append(time_row("month-2 push / rsync (wall)", m2_a, m2_b, 0.8))
+        summary = syncd_wire(setup, "m2-syncd")
+        new = truly_new(one, two)
+        ours = summary["wire_bytes_sent"] + summary["wire_bytes_received"]
+        theirs = rsync_wire(setup, "m2-rsync")
+        cumulative = cumulative_archive_bytes(two)
+        data["month2"] = {
+            "truly_new": new,
+            "syncd_wire": ours,
+            "rsync_wire": theirs,
+            "cumulative_archives": cumulative,
+            "syncd_summary": summary,
+        }
+        rows.append(_bytes_row("month-2 wire bytes / truly new: syncd", ours, new["total"], 1.03))
+        rows.append(
+            _bytes_row("month-2 wire bytes / truly new: rsync -a", theirs, new["total"], None)
+        )
+        rows.append(
+            _bytes_row("month-2 cumulative archives / truly new", cumulative, new["total"], None)
+        )
+
+        log(f"no-change push of {tree_k.name}")
+        a = setup.syncd_push(
+            "nc-syncd",
+            tree_k,
+            s / "far-syncd",
+            setup.far_copy(tree_k, s / "far-syncd", scanned=True),
+        )
+        b = setup.rsync(
+            "nc-rsync",
+            tree_k,
+            s / "far-rsync",
+            setup.far_copy(tree_k, s / "far-rsync", scanned=False),
+        )
+        nc_a, nc_b = alternate(a, b, runs, log=log)
+        rows.append(
+            time_row(f"no-change push of {links // 1000}k links / rsync (wall)", nc_a, nc_b, 0.5)
+        )
+        nc = syncd_wire(setup, "nc-syncd")
+        wire = nc["wire_bytes_sent"] + nc["wire_bytes_received"]
+        rows.append(
+            Row(
+                "no-change push: wire bytes (syncd; rsync)",
+                f"{wire} B",
+                f"{rsync_wire(setup, 'nc-rsync')} B",
+                wire / 4096,
+                f"{wire} B",
+                "<= 4 KB",
+                wire <= 4096,
+            )
+        )
+        data["series"] = [x.as_json() for x in (cold_a, cold_b, m2_a, m2_b, nc_a, nc_b)]
+    finally:
+        setup.close()
+    return rows, data
+
+
+def _bytes_row(figure: str, ours: int, base: int, target: float | None) -> Row:
+    ratio = ours / base
+    return Row(
+        figure,
+        f"{ours / 1e6:.1f} MB",
+        f"{base / 1e6:.1f} MB",
+        ratio,
+        f"{ratio:.3f}",
+        "report" if target is None else f"<= {target}",
+        None if target is None else ratio <= target,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small trees: check the harness")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
+    args = parser.parse_args(argv)
+    if not args.no_wait and not args.quick:
+        wait_for_quiet(0.5, 900, log)
+    rows, data = run(args.workdir, max(1, args.runs), args.quick)
+    table = markdown_table(rows)
+    print(table)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    suffix = "-quick" if args.quick else ""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"push-{stamp}{suffix}.md").write_text(table + "\n")
+    write_json(
+        RESULTS / f"push-{stamp}{suffix}.json",
+        {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data},
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
