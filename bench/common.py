@@ -55,6 +55,8 @@ class Run:
     user: float
     system: float
     exact: bool = True  # False: peak RSS is wait4's figure, floored by the launcher's RSS
+    others_cpu: float = 0.0  # CPU seconds the rest of the machine used during the run
+    disturbed: bool = False  # others_cpu was high: other processes competed with this run
 
 
 @dataclass(slots=True)
@@ -80,6 +82,8 @@ class Series:
             "user": [round(r.user, 3) for r in self.runs],
             "system": [round(r.system, 3) for r in self.runs],
             "peak_rss_exact": all(r.exact for r in self.runs),
+            "others_cpu": [r.others_cpu for r in self.runs],
+            "disturbed": [r.disturbed for r in self.runs],
         }
 
 
@@ -106,12 +110,65 @@ def _read_usage(usage_file: Path) -> tuple[int, float, float] | None:
         return None
 
 
-def run_timed(command: Command) -> Run:
-    """Run `command` once (after its untimed `prepare` and a sync) and measure it."""
+@dataclass(slots=True)
+class Quiet:
+    """How runs guard against other processes (other sessions' tests, say).
+
+    Before each run: wait until the whole machine is idle (busy below `idle_share` of
+    all CPUs over `sample` seconds). After it: the CPU time everything else used during
+    the run (/proc/stat's busy time less the command's own user + system time) is the
+    run's `others_cpu`; a run where it exceeds `disturbed_share` of the wall time (and
+    0.1 s) is disturbed, and `alternate` runs it again, up to `retries` times.
+    """
+
+    enabled: bool = True
+    idle_share: float = 0.1
+    sample: float = 0.5
+    patience: float = 600.0
+    disturbed_share: float = 0.2
+    retries: int = 3
+
+
+QUIET = Quiet()
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_busy_seconds() -> float:
+    """CPU time all CPUs together have spent busy since boot (/proc/stat), in seconds."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields)
+    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+
+
+def wait_until_idle(log: Callable[[str], None] | None = None) -> float:
+    """Wait until the machine is idle (see Quiet); return the busy share seen last."""
+    cpus = os.cpu_count() or 1
+    deadline = time.monotonic() + QUIET.patience
+    told = False
+    while True:
+        before = cpu_busy_seconds()
+        time.sleep(QUIET.sample)
+        share = (cpu_busy_seconds() - before) / (QUIET.sample * cpus)
+        if share < QUIET.idle_share or time.monotonic() > deadline:
+            return share
+        if log is not None and not told:
+            log(f"  other processes keep {share:.0%} of the CPUs busy; waiting")
+            told = True
+
+
+def run_timed(command: Command, log: Callable[[str], None] | None = None) -> Run:
+    """Run `command` once (after its untimed `prepare`, a sync and, if QUIET.enabled,
+    a wait for an idle machine) and measure it."""
     if command.prepare is not None:
         command.prepare()
     # Write back what earlier runs left dirty, so that no run pays for another's writes.
     os.sync()
+    if QUIET.enabled:
+        wait_until_idle(log)
+    busy_before = cpu_busy_seconds()
     out: IO[bytes] | int
     out = command.stdout.open("wb") if command.stdout else subprocess.DEVNULL
     usage_file = Path(tempfile.gettempdir()) / f"syncd-bench-usage-{os.getpid()}"
@@ -126,6 +183,7 @@ def run_timed(command: Command) -> Run:
         proc.stderr.close()
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
+        busy = cpu_busy_seconds() - busy_before
     finally:
         if not isinstance(out, int):
             out.close()
@@ -136,32 +194,51 @@ def run_timed(command: Command) -> Run:
     measured = _read_usage(usage_file)
     usage_file.unlink(missing_ok=True)
     if measured is None:  # no GNU time: an upper bound that includes this process's pages
-        return Run(seconds, usage.ru_maxrss * 1024, usage.ru_utime, usage.ru_stime, exact=False)
-    return Run(seconds, *measured)
+        rss, user, system = usage.ru_maxrss * 1024, usage.ru_utime, usage.ru_stime
+        exact = False
+    else:
+        (rss, user, system), exact = measured, True
+    others = max(0.0, busy - user - system)
+    return Run(seconds, rss, user, system, exact, round(others, 3), _disturbed(others, seconds))
+
+
+def _disturbed(others_cpu: float, seconds: float) -> bool:
+    return others_cpu > max(0.1, QUIET.disturbed_share * seconds)
 
 
 def alternate(
     a: Command, b: Command, runs: int, *, log: Callable[[str], None]
 ) -> tuple[Series, Series]:
-    """One untimed warm-up of each, then `runs` timed runs of each, alternating A B A B."""
-    run_timed(a)
-    run_timed(b)
+    """One untimed warm-up of each, then `runs` timed runs of each, alternating A B A B.
+
+    A disturbed run (see Quiet) is run again, up to QUIET.retries times.
+    """
+    run_timed(a, log)
+    run_timed(b, log)
     series_a, series_b = Series(a.name), Series(b.name)
     for i in range(runs):
         for command, series in ((a, series_a), (b, series_b)):
-            result = run_timed(command)
-            series.runs.append(result)
-            log(
-                f"  [{i + 1}/{runs}] {command.name}: {result.seconds:.3f} s, "
-                f"peak RSS {result.peak_rss / 2**20:.1f} MiB"
-            )
+            series.runs.append(_undisturbed_run(command, f"[{i + 1}/{runs}]", log))
     return series_a, series_b
 
 
-def repeat(command: Command, runs: int) -> Series:
+def _undisturbed_run(command: Command, label: str, log: Callable[[str], None]) -> Run:
+    for attempt in range(QUIET.retries + 1):
+        result = run_timed(command, log)
+        log(
+            f"  {label} {command.name}: {result.seconds:.3f} s, "
+            f"peak RSS {result.peak_rss / 2**20:.1f} MiB, others {result.others_cpu:.2f} s CPU"
+            + (" (disturbed)" if result.disturbed else "")
+        )
+        if not (QUIET.enabled and result.disturbed) or attempt == QUIET.retries:
+            return result
+    raise AssertionError("unreachable")
+
+
+def repeat(command: Command, runs: int, log: Callable[[str], None] | None = None) -> Series:
     series = Series(command.name)
-    for _ in range(runs):
-        series.runs.append(run_timed(command))
+    for i in range(runs):
+        series.runs.append(_undisturbed_run(command, f"[{i + 1}/{runs}]", log or (lambda _: None)))
     return series
 
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import linktree
+from bench import common, linktree
 from bench.common import (
     DEFAULT_WORKDIR,
     REPO,
@@ -270,7 +270,7 @@ def measure(bench: Bench, tree_l: Path, tree_k: Path) -> list[Row]:
     l_cold, l_hash, l_rescan, l_walk, l_info = bench.tree("L", tree_l)
     k_cold, k_hash, k_rescan, k_walk, k_info = bench.tree("K", tree_k)
     log("RSS of `python -c 'import syncd.scan.api'`")
-    imported = repeat(bench.import_only(), bench.runs)
+    imported = repeat(bench.import_only(), bench.runs, log)
     bench.figures["import_rss"] = imported.as_json()
     files, base = k_info["files"], imported.peak_rss
     log("start-up: `python -m syncd --version` vs `python -c pass`")
@@ -330,7 +330,9 @@ def report_markdown(
         f"{info.get('load_before_measuring', '?')} when measuring began, "
         f"{info['load_at_end']} at end; syncd sources sha256 {info['code_digest']}.",
         "",
-        f"Medians of {sizes.runs} alternating runs after one warm-up each (range in brackets).",
+        f"Medians of {sizes.runs} alternating runs after one warm-up each (range in brackets). "
+        f"Each run waited for an idle machine: {info['quiet']}. "
+        f"Runs kept although disturbed: {_disturbed_kept(figures)}.",
         "",
         markdown_table(rows),
         "",
@@ -356,6 +358,17 @@ def report_markdown(
             f"baseline peak RSS {mib(f['baseline']['median_peak_rss'])}."
         )
     return "\n".join(lines) + "\n"
+
+
+def _disturbed_kept(figures: dict[str, Any]) -> str:
+    kept = [
+        f"{series['name']} x{sum(series['disturbed'])}"
+        for figure in figures.values()
+        if isinstance(figure, dict)
+        for series in figure.values()
+        if isinstance(series, dict) and any(series.get("disturbed", ()))
+    ]
+    return ", ".join(kept) or "none"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,10 +400,20 @@ def main(argv: list[str] | None = None) -> int:
 
     tree_l, tree_k = build_trees(workdir, sizes)
     info = machine(workdir)
-    if not (args.quick or args.no_wait):
+    common.QUIET.enabled = not args.no_wait
+    if args.quick:  # exercise the guard, but never wait long: this only checks the harness
+        common.QUIET.sample, common.QUIET.patience, common.QUIET.retries = 0.2, 2.0, 1
+    elif common.QUIET.enabled:
         info["load_before_measuring"] = round(wait_for_quiet(LOAD_THRESHOLD, args.patience, log), 2)
     code, info["code_digest"] = frozen_working_code(workdir, args.python)
     log(f"syncd runs from a copy of {REPO} in {code} (sources sha256 {info['code_digest']})")
+    info["quiet"] = (
+        f"busy < {common.QUIET.idle_share:.0%} of the CPUs over {common.QUIET.sample} s, "
+        f"re-run (up to {common.QUIET.retries}x) when others used > "
+        f"{common.QUIET.disturbed_share:.0%} of the run's wall time in CPU"
+        if common.QUIET.enabled
+        else "off"
+    )
     bench = Bench(workdir, args.python, runs, code)
     rows = measure(bench, tree_l, tree_k)
     info["load_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -25,6 +25,7 @@ from protocol.messages import (
     Hello,
     Message,
     MsgType,
+    Report,
     Trees,
     Want,
     decode_message,
@@ -36,6 +37,9 @@ VERSION_MIN = 1
 VERSION_MAX = 1
 # A peer must accept at least one whole piece per frame.
 MIN_PEER_FRAME = CHUNK_SIZE + 4096
+# The server capability that promises a REPORT after RESULT when the client asks for one
+# with the HELLO parameters `verify` or `post_apply` (SPEC.md, REPORT).
+CAP_REPORT = "report"
 
 
 class Role(Enum):
@@ -55,6 +59,7 @@ class Phase(Enum):
     DESCEND = auto()
     TRANSFER = auto()
     FINISHED = auto()
+    REPORTED = auto()  # the server's REPORT followed its RESULT
     CLOSED = auto()
 
 
@@ -84,6 +89,8 @@ TRANSITIONS: dict[tuple[Role, Phase, Dir, MsgType], Phase] = {
     (C, P.TRANSFER, Dir.SEND, M.BLOBS): P.TRANSFER,
     (C, P.TRANSFER, Dir.RECV, M.RESULT): P.FINISHED,
     (C, P.FINISHED, Dir.SEND, M.BYE): P.CLOSED,
+    (C, P.FINISHED, Dir.RECV, M.REPORT): P.REPORTED,
+    (C, P.REPORTED, Dir.SEND, M.BYE): P.CLOSED,
     (S, P.START, Dir.RECV, M.HELLO): P.HELLO_RECEIVED,
     (S, P.HELLO_RECEIVED, Dir.SEND, M.HELLO): P.AWAIT_OFFER,
     (S, P.HELLO_RECEIVED, Dir.RECV, M.OFFER): P.EARLY,
@@ -100,6 +107,8 @@ TRANSITIONS: dict[tuple[Role, Phase, Dir, MsgType], Phase] = {
     (S, P.TRANSFER, Dir.RECV, M.BLOBS): P.TRANSFER,
     (S, P.TRANSFER, Dir.SEND, M.RESULT): P.FINISHED,
     (S, P.FINISHED, Dir.RECV, M.BYE): P.CLOSED,
+    (S, P.FINISHED, Dir.SEND, M.REPORT): P.REPORTED,
+    (S, P.REPORTED, Dir.RECV, M.BYE): P.CLOSED,
 }
 
 
@@ -142,6 +151,8 @@ class Connection:
         self._may_report = False
         self._trees_due: deque[bytes] = deque()  # ids asked for and not yet answered
         self._blobs_due: deque[tuple[bytes, int]] = deque()  # (digest, length) likewise
+        self.report_asked = False  # the client's HELLO asked for verify or post_apply
+        self.report_offered = False  # the server's HELLO has the `report` capability
 
     # -- outgoing ---------------------------------------------------------------------
 
@@ -178,6 +189,7 @@ class Connection:
             raise ProtocolError(
                 ErrorCode.VERSION, "the server's HELLO must name the chosen version"
             )
+        self._note_report_terms(message)
 
     # -- incoming ---------------------------------------------------------------------
 
@@ -237,10 +249,24 @@ class Connection:
             )
         else:
             self.version = low
+        self._note_report_terms(message)
         max_frame = message.params.get("max_frame", MIN_PEER_FRAME)
         if type(max_frame) is not int or max_frame < MIN_PEER_FRAME:
             raise ProtocolError(ErrorCode.LIMIT, f"peer's max_frame {max_frame!r} is too small")
         self.peer_max_frame = max_frame
+
+    def _note_report_terms(self, message: Hello) -> None:
+        """The client's HELLO may ask for a REPORT; the server's may promise one."""
+        if (self.role is Role.CLIENT) == (message is self._last_sent_hello(message)):
+            verify = message.params.get("verify", False)
+            post_apply = message.params.get("post_apply")
+            if type(verify) is not bool or not (post_apply is None or type(post_apply) is str):
+                raise ProtocolError(
+                    ErrorCode.VERSION, "HELLO: verify must be a boolean, post_apply a string"
+                )
+            self.report_asked = verify or post_apply is not None
+        else:
+            self.report_offered = CAP_REPORT in message.caps
 
     def _verify_trees(self, message: Trees) -> TreesReceived:
         received = []

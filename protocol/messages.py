@@ -31,6 +31,7 @@ class MsgType(IntEnum):
     RESULT = 9
     ERROR = 10
     BYE = 11
+    REPORT = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,32 @@ class Result:
 
 
 @dataclass(frozen=True, slots=True)
+class Report:
+    """What the far side found after RESULT, sent only when the client's HELLO asked
+    (`verify`, `post_apply`): its own parity check of the served root, and its post-apply
+    command. `exit_status` is the command's exit code (128 + N when killed by signal N);
+    `output` is the tail of what it printed."""
+
+    snapshot: bytes
+    verify: str
+    summary: str
+    post_apply: str
+    exit_status: int
+    output: str
+    TYPE: ClassVar[MsgType] = MsgType.REPORT
+
+    def fields(self) -> list[object]:
+        return [
+            self.snapshot,
+            self.verify,
+            self.summary,
+            self.post_apply,
+            self.exit_status,
+            self.output,
+        ]
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     code: int
     message: str
@@ -167,9 +194,15 @@ class Bye:
         return []
 
 
-Message = Hello | Offer | State | GetTrees | Trees | Plan | Want | Blobs | Result | Error | Bye
+Message = (
+    Hello | Offer | State | GetTrees | Trees | Plan | Want | Blobs | Result | Error | Bye | Report
+)
 
 RESULT_STATUSES = ("applied", "up-to-date", "staged")
+VERIFY_STATUSES = ("ok", "failed", "error", "skipped")
+POST_APPLY_STATUSES = ("ok", "failed", "done-before", "skipped", "refused")
+REPORT_SUMMARY_MAX = 4096
+REPORT_OUTPUT_MAX = 16384
 
 
 def encode_message(message: Message) -> list[object]:
@@ -321,6 +354,25 @@ def _bye(f: list[object], limits: Limits) -> Bye:
     return Bye()
 
 
+def _report(f: list[object], limits: Limits) -> Report:
+    verify = _str(f[1], "REPORT verify", 32)
+    if verify not in VERIFY_STATUSES:
+        raise ProtocolError(ErrorCode.MALFORMED, f"REPORT: unknown verify status {verify!r}")
+    post_apply = _str(f[3], "REPORT post_apply", 32)
+    if post_apply not in POST_APPLY_STATUSES:
+        raise ProtocolError(
+            ErrorCode.MALFORMED, f"REPORT: unknown post_apply status {post_apply!r}"
+        )
+    return Report(
+        _digest(f[0], "REPORT snapshot"),
+        verify,
+        _str(f[2], "REPORT summary", REPORT_SUMMARY_MAX),
+        post_apply,
+        _int(f[4], "REPORT exit status", 255),
+        _str(f[5], "REPORT output", REPORT_OUTPUT_MAX),
+    )
+
+
 _Decoder = Callable[[list[object], Limits], Message]
 
 _DECODERS: dict[int, tuple[int, _Decoder]] = {
@@ -335,4 +387,5 @@ _DECODERS: dict[int, tuple[int, _Decoder]] = {
     MsgType.RESULT: (5, _result),
     MsgType.ERROR: (2, _error),
     MsgType.BYE: (0, _bye),
+    MsgType.REPORT: (6, _report),
 }

@@ -12,7 +12,8 @@ from syncd.errors import UsageError
 from syncd.scan.problems import Problem, Reporter
 from syncd.scan.scanner import Scanner, ScanOptions
 from syncd.scan.statcache import StatCache, StatCacheWriter
-from syncd.snapshot import SnapshotWriter, Summary
+from syncd.errors import SnapshotFileError
+from syncd.snapshot import SnapshotReader, SnapshotWriter, Summary
 from syncd.state import StateDir
 from syncd.store.recordfile import replace_atomically
 
@@ -79,17 +80,33 @@ def _scan_into_state(
             snapshot, statcache = SnapshotWriter(snap_out), StatCacheWriter(cache_out)
             scanner = Scanner(root, cache, snapshot, statcache, options=options, report=report)
             summary = scanner.run()
-            snapshot.finish(summary)
-            statcache.finish()
+            keep = scanner.unchanged and _holds(state.snapshot, summary)
+            if not keep:
+                snapshot.finish(summary)
+                statcache.finish()
     except BaseException:
         for tmp in (snap_tmp, cache_tmp):
             tmp.unlink(missing_ok=True)
         raise
     finally:
         cache.close()
-    replace_atomically(snap_tmp, state.snapshot)
-    replace_atomically(cache_tmp, state.statcache)
+    if keep:
+        # Every record was the last scan's: the state files already say all of it.
+        for tmp in (snap_tmp, cache_tmp):
+            tmp.unlink(missing_ok=True)
+    else:
+        replace_atomically(snap_tmp, state.snapshot)
+        replace_atomically(cache_tmp, state.statcache)
     return summary, scanner.hashed_bytes
+
+
+def _holds(path: Path, summary: Summary) -> bool:
+    """The snapshot file at `path` is readable and describes exactly `summary`."""
+    try:
+        with SnapshotReader(path) as old:
+            return old.summary == summary
+    except SnapshotFileError:
+        return False
 
 
 def _raise_open_file_limit() -> None:

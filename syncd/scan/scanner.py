@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.paths import join
-from protocol.tree import KIND_FILE, DirNode, FileNode, LinkNode, Node, encode_tree
+from protocol.tree import KIND_DIR, KIND_FILE, DirNode, FileNode, LinkNode, Node, encode_tree
 from syncd.errors import ScanAborted
 from syncd.scan.hashing import SETTLE_NS, FileChanged, RangeJob, StatKey, run_job
 from syncd.scan.jobs import HashQueue, Part
@@ -164,6 +164,7 @@ class Scanner:
         self._queue: deque[_Tree] = deque()
         self._pending = 0
         self._hashes: HashQueue | None = None
+        self.unchanged = False  # after run(): nothing differs from the last scan
 
     @property
     def hashed_bytes(self) -> int:
@@ -179,6 +180,7 @@ class Scanner:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
         assert root_tree.id is not None
+        self.unchanged = root_tree.clean
         c = self.counters
         return Summary(root_tree.id, c.files, c.dirs, c.symlinks, c.bytes, c.errors == 0)
 
@@ -277,7 +279,10 @@ class Scanner:
                 self.counters.symlinks += 1
             frame.tree.children.append(_Same(row, st))
             return
-        frame.tree.clean = False
+        if row is None or row[1] != KIND_DIR or not stat.S_ISDIR(st.st_mode):
+            # A directory still a directory leaves its parent clean: its own subtree
+            # says whether it changed (_subtrees_clean).
+            frame.tree.clean = False
         rel = join(frame.rel, name)
         path = f"{frame.path}/{name}"
         mode = st.st_mode
