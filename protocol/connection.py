@@ -189,7 +189,7 @@ class Connection:
             raise ProtocolError(
                 ErrorCode.VERSION, "the server's HELLO must name the chosen version"
             )
-        self._note_report_terms(message)
+        self._note_report_terms(message, from_client=self.role is Role.CLIENT)
 
     # -- incoming ---------------------------------------------------------------------
 
@@ -249,15 +249,15 @@ class Connection:
             )
         else:
             self.version = low
-        self._note_report_terms(message)
+        self._note_report_terms(message, from_client=self.role is Role.SERVER)
         max_frame = message.params.get("max_frame", MIN_PEER_FRAME)
         if type(max_frame) is not int or max_frame < MIN_PEER_FRAME:
             raise ProtocolError(ErrorCode.LIMIT, f"peer's max_frame {max_frame!r} is too small")
         self.peer_max_frame = max_frame
 
-    def _note_report_terms(self, message: Hello) -> None:
+    def _note_report_terms(self, message: Hello, *, from_client: bool) -> None:
         """The client's HELLO may ask for a REPORT; the server's may promise one."""
-        if (self.role is Role.CLIENT) == (message is self._last_sent_hello(message)):
+        if from_client:
             verify = message.params.get("verify", False)
             post_apply = message.params.get("post_apply")
             if type(verify) is not bool or not (post_apply is None or type(post_apply) is str):
@@ -312,7 +312,16 @@ class Connection:
             )
         if following is Phase.FINISHED and self._blobs_due:
             raise ProtocolError(ErrorCode.UNEXPECTED, "RESULT while blobs are still due")
+        self._check_report(message)
         self.phase = following
+
+    def _check_report(self, message: Message) -> None:
+        """A REPORT only when asked for; when asked for and promised, not BYE before it."""
+        if isinstance(message, Report) and not self.report_asked:
+            raise ProtocolError(ErrorCode.UNEXPECTED, "REPORT that the client did not ask for")
+        promised = self.report_asked and self.report_offered
+        if message.TYPE is MsgType.BYE and self.phase is Phase.FINISHED and promised:
+            raise ProtocolError(ErrorCode.UNEXPECTED, "BYE before the promised REPORT")
 
     @property
     def trees_due(self) -> int:

@@ -20,6 +20,11 @@ VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parent.parent / "protocol" / "vectors" / "frames.json").read_text()
 )
 CONVERSATION: list[dict[str, Any]] = VECTORS["conversation"]
+CONVERSATIONS: dict[str, list[dict[str, Any]]] = {
+    "push": CONVERSATION,
+    "report": VECTORS["report_conversation"],
+}
+FRAMES = [(name, item) for name, frames in CONVERSATIONS.items() for item in frames]
 
 
 def decode_frame(frame: bytes) -> Message:
@@ -28,8 +33,12 @@ def decode_frame(frame: bytes) -> Message:
     return decode_message(decoder.next_payload(), DEFAULT_LIMITS)
 
 
-@pytest.mark.parametrize("item", CONVERSATION, ids=[f["message"]["type"] for f in CONVERSATION])
-def test_each_frame_decodes_and_reencodes_to_the_same_bytes(item: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("name", "item"), FRAMES, ids=[f"{n}-{f['message']['type']}" for n, f in FRAMES]
+)
+def test_each_frame_decodes_and_reencodes_to_the_same_bytes(
+    name: str, item: dict[str, Any]
+) -> None:
     frame = bytes.fromhex(item["frame"])
     message = decode_frame(frame)
     assert describe(message) == item["message"]
@@ -37,13 +46,14 @@ def test_each_frame_decodes_and_reencodes_to_the_same_bytes(item: dict[str, Any]
     assert pack(encode_message(message)) == frame[4:]
 
 
-def test_whole_conversation_fed_byte_by_byte() -> None:
+@pytest.mark.parametrize("name", list(CONVERSATIONS))
+def test_whole_conversation_fed_byte_by_byte(name: str) -> None:
     """Each side is a real Connection fed one byte at a time; on its turn it reads what it
     received and sends the recorded message, which must give exactly the recorded bytes."""
     sides = {"client": Connection(Role.CLIENT), "server": Connection(Role.SERVER)}
     seen: dict[str, list[object]] = {"client": [], "server": []}
     expected: dict[str, list[object]] = {"client": [], "server": []}
-    for item in CONVERSATION:
+    for item in CONVERSATIONS[name]:
         side, other = item["from"], "server" if item["from"] == "client" else "client"
         seen[side] += drain(sides[side])
         frame = bytes.fromhex(item["frame"])

@@ -22,6 +22,7 @@ from protocol.messages import (
     Message,
     Offer,
     Plan,
+    Report,
     Result,
     State,
     Trees,
@@ -75,6 +76,24 @@ def conversation() -> list[tuple[str, Message]]:
     ]
 
 
+def report_conversation() -> list[tuple[str, Message]]:
+    """A push that finds the far side up to date, with the client asking for a parity
+    check and the far side's own post-apply command: RESULT, then REPORT, then BYE."""
+    root = tree_id(encode_tree([]))
+    params = {"max_frame": MIN_PEER_FRAME + 65536, "root": "/srv/mirror"}
+    asked = {**params, "verify": True, "post_apply": ""}
+    summary = "OK: 2 images ok, 0 broken; 0 errors, 0 warnings"
+    return [
+        ("client", Hello((1, 1), "syncd 0.1.0", (), asked)),
+        ("client", Offer(root, 0, 0, True, True)),
+        ("server", Hello((1, 1), "syncd 0.1.0", ("report",), params)),
+        ("server", State(root, 0, 0, 0, 0)),
+        ("server", Result("up-to-date", root, 0, 0)),
+        ("server", Report(root, "ok", summary, "ok", 0, "uploaded 2 images\n")),
+        ("client", Bye()),
+    ]
+
+
 def hostile() -> list[dict[str, object]]:
     """Frames a server must refuse right after the client's HELLO, with the error code."""
     oversize = HEADER.pack(MIN_PEER_FRAME + 65536 + 1)
@@ -97,16 +116,25 @@ def drain(connection: Connection) -> list[object]:
     return events
 
 
-def build() -> dict[str, object]:
+def frames_of(messages: list[tuple[str, Message]]) -> list[dict[str, object]]:
     sides = {"client": Connection(Role.CLIENT), "server": Connection(Role.SERVER)}
     frames = []
-    for side, message in conversation():
+    for side, message in messages:
         drain(sides[side])
         frame = sides[side].send(message)
         sides["server" if side == "client" else "client"].receive_data(frame)
         frames.append({"from": side, "message": describe(message), "frame": frame.hex()})
     drain(sides["server"])
-    return {"version": 1, "conversation": frames, "hostile_after_hello": hostile()}
+    return frames
+
+
+def build() -> dict[str, object]:
+    return {
+        "version": 1,
+        "conversation": frames_of(conversation()),
+        "report_conversation": frames_of(report_conversation()),
+        "hostile_after_hello": hostile(),
+    }
 
 
 if __name__ == "__main__":

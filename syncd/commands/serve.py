@@ -20,6 +20,7 @@ from protocol.messages import Result
 from syncd.apply.engine import resume_pending
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.session.afterapply import PostApplyPolicy
 from syncd.session.server import ServeOptions, serve_session
 from syncd.session.wire import PeerError
 from syncd.state import StateDir
@@ -38,6 +39,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--stdio", action="store_true", required=True, help="speak on stdin/stdout")
     parser.add_argument("--root", type=Path, required=True, help="the far tree to keep in step")
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
+    after = parser.add_mutually_exclusive_group()
+    after.add_argument(
+        "--post-apply",
+        metavar="CMD",
+        help="after an apply whose parity check passes, run CMD (sh -c, in ROOT) when the "
+        "client asks for the post-apply command; once per snapshot. The client cannot "
+        "choose another command",
+    )
+    after.add_argument(
+        "--allow-post-apply",
+        action="store_true",
+        help="run the post-apply command the client proposes (this lets the client's key "
+        "run commands here: prefer --post-apply CMD)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -49,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot create root {root}: {exc.strerror}") from exc
     state = StateDir(root, args.state)
-    options = ServeOptions(root, state, MIN_PEER_FRAME + 64 * 1024)
+    policy = PostApplyPolicy(args.allow_post_apply, args.post_apply or None)
+    options = ServeOptions(root, state, MIN_PEER_FRAME + 64 * 1024, policy)
     with state.lock():
         finished = resume_pending(root, state)
         if finished is not None:

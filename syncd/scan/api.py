@@ -8,11 +8,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from syncd.errors import UsageError
+from syncd.errors import SnapshotFileError, UsageError
 from syncd.scan.problems import Problem, Reporter
 from syncd.scan.scanner import Scanner, ScanOptions
 from syncd.scan.statcache import StatCache, StatCacheWriter
-from syncd.errors import SnapshotFileError
 from syncd.snapshot import SnapshotReader, SnapshotWriter, Summary
 from syncd.state import StateDir
 from syncd.store.recordfile import replace_atomically

@@ -12,7 +12,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.connection import MIN_PEER_FRAME, Connection, Role
+from protocol.connection import CAP_REPORT, MIN_PEER_FRAME, Connection, Role
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
     Blobs,
@@ -21,6 +21,7 @@ from protocol.messages import (
     Hello,
     Offer,
     Plan,
+    Report,
     Result,
     State,
     Trees,
@@ -46,6 +47,9 @@ class PushOutcome:
     payload_bytes: int = 0
     wire_bytes_sent: int = 0
     wire_bytes_received: int = 0
+    # The far side's REPORT, when options asked for one and the far side can give it.
+    report: Report | None = None
+    far_reports: bool = False  # the far side has the `report` capability
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,14 @@ class PushOptions:
     delete: bool
     remote_root: str  # the path the far side should serve ("" when it decides)
     max_frame: int = MIN_PEER_FRAME + 64 * 1024
+    verify: bool = False  # ask the far side to check parity after the apply (REPORT)
+    # Ask it to run its post-apply command once parity holds: the command proposed, or ""
+    # for the far side's own; None asks for nothing. The far side decides (SPEC.md).
+    post_apply: str | None = None
+
+    @property
+    def wants_report(self) -> bool:
+        return self.verify or self.post_apply is not None
 
 
 async def push_session(
@@ -98,13 +110,20 @@ class _Session:
             "max_frame": self.options.max_frame,
             "root": self.options.remote_root,
         }
+        if self.options.verify:
+            params["verify"] = True
+        if self.options.post_apply is not None:
+            params["post_apply"] = self.options.post_apply
         await self.wire.send(Hello((1, 1), f"syncd {__version__}", (), params))
         await self.wire.send(
             Offer(summary.root, summary.files, summary.bytes, summary.complete, self.options.delete)
         )
+        result: Result | None = None
         while True:
             event = await self.wire.next_event()
-            if isinstance(event, State):
+            if isinstance(event, Hello):
+                self.outcome.far_reports = CAP_REPORT in event.caps
+            elif isinstance(event, State):
                 self.outcome.far_before = event
             elif isinstance(event, GetTrees):
                 await self._answer_trees(event.ids)
@@ -113,8 +132,13 @@ class _Session:
             elif isinstance(event, Want):
                 self._queue_reads(event.blobs)
             elif isinstance(event, Result):
-                return await self._finish(event)
-            elif not isinstance(event, Hello):
+                result = event
+                if not (self.options.wants_report and self.outcome.far_reports):
+                    return await self._finish(result)
+            elif isinstance(event, Report) and result is not None:
+                self.outcome.report = event
+                return await self._finish(result)
+            else:
                 raise ProtocolError(ErrorCode.UNEXPECTED, f"unexpected {type(event).__name__}")
 
     async def _finish(self, result: Result) -> PushOutcome:

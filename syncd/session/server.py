@@ -15,11 +15,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from protocol.connection import Connection, Role, TreesReceived
+from protocol.connection import CAP_REPORT, Connection, Role, TreesReceived
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
     Blobs,
@@ -43,6 +43,7 @@ from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
 from syncd.plan.descent import Descent
 from syncd.scan.api import ScanResult, scan_root
+from syncd.session.afterapply import AfterApplyRequest, PostApplyPolicy, after_apply
 from syncd.session.wire import Channel, Wire
 from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
@@ -63,6 +64,7 @@ class ServeOptions:
     root: Path
     state: StateDir
     max_frame: int
+    post_apply: PostApplyPolicy = field(default_factory=PostApplyPolicy)
 
 
 async def serve_session(channel: Channel, options: ServeOptions) -> Result:
@@ -98,7 +100,8 @@ async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanRe
         "root": str(options.root),
     }
     version = wire.connection.version or 1
-    await wire.send(Hello((version, version), f"syncd {__version__}", (), params))
+    caps = (CAP_REPORT,)  # it answers `verify` and `post_apply` with a REPORT
+    await wire.send(Hello((version, version), f"syncd {__version__}", caps, params))
     offer = await _expect(wire, Offer)
     scanned = await scan
     with SnapshotReader(scanned.snapshot_path) as current, Staging.open(options.state) as staging:
@@ -113,6 +116,11 @@ async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanRe
         else:
             result = await _sync(wire, options, offer, current, staging)
         await wire.send(result)
+    request = AfterApplyRequest.from_hello(hello)
+    if request.asked:
+        await wire.send(
+            await after_apply(options.root, options.state, result, request, options.post_apply)
+        )
     await _expect(wire, Bye)
     return result
 

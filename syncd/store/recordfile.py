@@ -113,20 +113,22 @@ def _sorted_unique(
     128-bit digest and size is the same record written twice (equal subtrees)."""
     order = sorted(range(len(keys)), key=keys.__getitem__)
     kept = _without_repeats(order, keys, checks, lengths)
+    del order
+    # Columns filled from generators: no list of Python ints per column at once.
     return (
-        array("Q", [keys[i] for i in kept]),
-        array("Q", [checks[i] for i in kept]),
-        array("Q", [offsets[i] for i in kept]),
-        array("I", [lengths[i] for i in kept]),
+        array("Q", (keys[i] for i in kept)),
+        array("Q", (checks[i] for i in kept)),
+        array("Q", (offsets[i] for i in kept)),
+        array("I", (lengths[i] for i in kept)),
     )
 
 
 def _without_repeats(
     order: list[int], keys: array[int], checks: array[int], lengths: array[int]
-) -> list[int]:
+) -> array[int]:
     """`order` less repeats of a (key, check, length); repeats are adjacent by key, so
     only a run of equal keys (rare) needs a set."""
-    kept: list[int] = []
+    kept: array[int] = array("L")
     seen: set[tuple[int, int]] | None = None
     last_key = -1
     for i in order:

@@ -1,0 +1,567 @@
+"""Removable media: volume indexes and receipts (SPEC.md, section 9). Sans-IO.
+
+Both are files of the same shape: an 8-byte magic, then frames (a u32 big-endian length
+and one msgpack array `[kind, fields...]`, as on the wire), in a fixed order, ending with
+an END frame that carries the BLAKE3 of every byte before it and an optional Ed25519
+signature over that checksum. Decoding is bounded (each frame by `Limits.max_frame`,
+each msgpack object by the codec) and strict: every field's type and range is checked,
+every name validated and every tree record verified against its id where it is decoded,
+so a hostile or damaged file yields ProtocolError and nothing else.
+
+A volume index describes one volume of an export: the export and the volume, the target
+snapshot with all of its tree records (any single volume lets the far side work out what
+it lacks), the volume's pack files with their sizes and checksums, and where each blob
+lies in them. The blob entries tile each pack exactly, so a pack is nothing but its
+blobs, back to back, and verifying every blob verifies every byte of it.
+
+A receipt is the far side's state for the next export: its site id, its fresh snapshot
+(all tree records), the blobs it has staged, and the last export it imported.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+import blake3
+
+from protocol.codec import pack, unpack
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.limits import CHUNK_SIZE, DEFAULT_LIMITS, DIGEST_SIZE, Limits
+from protocol.tree import DirNode, decode_tree, tree_id
+
+MAGIC_INDEX = b"SYNCDVOL"
+MAGIC_RECEIPT = b"SYNCDRCT"
+FORMAT = 1
+SIGNATURE_CONTEXT = b"syncd media signature v1\x00"
+SITE_ID_SIZE = 16
+PUBLIC_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+MAX_VOLUMES = 9999
+MAX_FILES = 9999
+MAX_INT = 2**63 - 1
+
+# Export ids and file names become folder and file names on FAT/NTFS media: ASCII
+# letters, digits, '.', '_' and '-', never ':' or '/', not starting with a dot.
+SAFE_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
+
+# Encoders put about this many bytes of tree records, or this many entries, in one frame.
+TREES_FRAME_BYTES = 1 << 20
+ENTRIES_PER_FRAME = 65536
+
+# Upper bounds of an index's size, for planning a volume before its packs exist:
+# everything but the tree frames and the blob entries; one entry; one pack file.
+INDEX_FIXED_MAX = 1024
+INDEX_PER_BLOB_MAX = 56
+INDEX_PER_FILE_MAX = 128
+
+_LENGTH = struct.Struct(">I")
+
+
+class Kind(IntEnum):
+    VOLUME = 1
+    FILES = 2
+    TREES = 3
+    BLOBS = 4
+    END = 5
+    RECEIPT = 6
+    STAGED = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    public_key: bytes  # raw Ed25519 public key
+    signature: bytes  # over signed_message(magic, checksum)
+
+
+# Signs a message (signed_message's bytes); supplied by the caller, which holds the key.
+Signer = Callable[[bytes], Signature]
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeHeader:
+    export_id: str
+    created_ns: int  # when the export was made; orders exports (SPEC.md 9.6)
+    volume: int  # 1..volumes
+    volumes: int
+    target: bytes  # snapshot id the export brings the far side to
+    target_files: int
+    target_bytes: int
+    delete: bool  # the far side deletes entries the target lacks
+    site: bytes | None  # the far site the export was computed for; None: any site
+    export_blobs: int  # blobs in all volumes of the export
+    export_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class PackFile:
+    name: str
+    size: int
+    checksum: bytes  # BLAKE3 of the file's bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BlobEntry:
+    digest: bytes
+    file: int  # position in VolumeIndex.files
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeIndex:
+    header: VolumeHeader
+    files: tuple[PackFile, ...]
+    trees: dict[bytes, bytes]  # tree id -> canonical record, every one reachable from target
+    blobs: tuple[BlobEntry, ...]  # sorted by (file, offset), tiling each file
+    checksum: bytes
+    signature: Signature | None
+
+    def signed_message(self) -> bytes:
+        return signed_message(MAGIC_INDEX, self.checksum)
+
+
+@dataclass(frozen=True, slots=True)
+class LastExport:
+    export_id: str
+    created_ns: int
+    applied: bool
+    volumes: tuple[int, ...]  # the volume numbers imported so far, ascending
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptHeader:
+    site: bytes
+    sequence: int  # receipts of one site are numbered 1, 2, ...
+    created_ns: int
+    root: bytes  # the far side's snapshot id
+    files: int
+    bytes: int
+    complete: bool  # the far side's scan left nothing out
+    last_export: LastExport | None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    header: ReceiptHeader
+    trees: dict[bytes, bytes]
+    staged: tuple[tuple[bytes, int], ...]  # (digest, length) the far side holds in staging
+    checksum: bytes
+    signature: Signature | None
+
+    def signed_message(self) -> bytes:
+        return signed_message(MAGIC_RECEIPT, self.checksum)
+
+
+def signed_message(magic: bytes, checksum: bytes) -> bytes:
+    """What a signature signs: a context string, the file's magic and its checksum."""
+    return SIGNATURE_CONTEXT + magic + checksum
+
+
+# -- encoding -----------------------------------------------------------------------------
+
+
+def _frame(kind: Kind, *fields: object) -> bytes:
+    body = pack([int(kind), *fields])
+    return _LENGTH.pack(len(body)) + body
+
+
+def encode_trees(records: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """TREES frames for (tree id, record) pairs; the same bytes serve every volume."""
+    frames: list[bytes] = []
+    batch: list[list[bytes]] = []
+    size = 0
+    for key, record in records:
+        if batch and size + len(record) > TREES_FRAME_BYTES:
+            frames.append(_frame(Kind.TREES, batch))
+            batch, size = [], 0
+        batch.append([key, record])
+        size += len(record) + 40
+    if batch:
+        frames.append(_frame(Kind.TREES, batch))
+    return b"".join(frames)
+
+
+def _batched(kind: Kind, items: Sequence[list[object]]) -> bytes:
+    return b"".join(
+        _frame(kind, list(items[i : i + ENTRIES_PER_FRAME]))
+        for i in range(0, len(items), ENTRIES_PER_FRAME)
+    )
+
+
+def _finish(body: bytes, magic: bytes, sign: Signer | None) -> bytes:
+    checksum = blake3.blake3(body).digest()
+    signature = None
+    if sign is not None:
+        made = sign(signed_message(magic, checksum))
+        signature = [made.public_key, made.signature]
+    return body + _frame(Kind.END, checksum, signature)
+
+
+def encode_index(
+    header: VolumeHeader,
+    files: Sequence[PackFile],
+    trees: bytes,
+    blobs: Sequence[BlobEntry],
+    sign: Signer | None = None,
+) -> bytes:
+    """A volume index; `trees` is `encode_trees` of the target's records."""
+    h = header
+    head = _frame(
+        Kind.VOLUME,
+        FORMAT,
+        h.export_id,
+        h.created_ns,
+        h.volume,
+        h.volumes,
+        h.target,
+        h.target_files,
+        h.target_bytes,
+        h.delete,
+        h.site,
+        h.export_blobs,
+        h.export_bytes,
+    )
+    listing = _frame(Kind.FILES, [[f.name, f.size, f.checksum] for f in files])
+    entries = [[b.digest, b.file, b.offset, b.length] for b in blobs]
+    body = MAGIC_INDEX + head + listing + trees + _batched(Kind.BLOBS, entries)
+    return _finish(body, MAGIC_INDEX, sign)
+
+
+def encode_receipt(
+    header: ReceiptHeader,
+    trees: bytes,
+    staged: Sequence[tuple[bytes, int]],
+    sign: Signer | None = None,
+) -> bytes:
+    h = header
+    last = None
+    if h.last_export is not None:
+        e = h.last_export
+        last = [e.export_id, e.created_ns, e.applied, list(e.volumes)]
+    head = _frame(
+        Kind.RECEIPT,
+        FORMAT,
+        h.site,
+        h.sequence,
+        h.created_ns,
+        h.root,
+        h.files,
+        h.bytes,
+        h.complete,
+        last,
+    )
+    entries: list[list[object]] = [[digest, length] for digest, length in staged]
+    body = MAGIC_RECEIPT + head + trees + _batched(Kind.STAGED, entries)
+    return _finish(body, MAGIC_RECEIPT, sign)
+
+
+# -- decoding: frames -----------------------------------------------------------------------
+
+
+class _Frames:
+    """The frames of one file, in order, each decoded within the limits, with one frame
+    of look-ahead (a run of frames of one kind ends at the first of another)."""
+
+    def __init__(self, data: bytes | memoryview, magic: bytes, limits: Limits) -> None:
+        self._data = memoryview(data)
+        self._limits = limits
+        what = "volume index" if magic == MAGIC_INDEX else "receipt"
+        if bytes(self._data[: len(magic)]) != magic:
+            raise ProtocolError(ErrorCode.MALFORMED, f"not a syncd {what} (bad magic)")
+        self._at = len(magic)
+        self._peeked: tuple[list[object], int] | None = None
+
+    def _read(self) -> tuple[list[object], int]:
+        """The next frame and the offset where it starts."""
+        if self._peeked is not None:
+            frame, self._peeked = self._peeked, None
+            return frame
+        data, at = self._data, self._at
+        if at + _LENGTH.size > len(data):
+            raise ProtocolError(ErrorCode.TRUNCATED, "the file ends before its END frame")
+        (length,) = _LENGTH.unpack_from(data, at)
+        if length > self._limits.max_frame:
+            raise ProtocolError(ErrorCode.LIMIT, f"frame of {length} bytes at offset {at}")
+        end = at + _LENGTH.size + length
+        if end > len(data):
+            raise ProtocolError(ErrorCode.TRUNCATED, f"frame at offset {at} is cut short")
+        value = unpack(data[at + _LENGTH.size : end], self._limits)
+        if not isinstance(value, list) or not value or type(value[0]) is not int:
+            raise ProtocolError(ErrorCode.MALFORMED, f"frame at offset {at} is not [kind, ...]")
+        self._at = end
+        return value, at
+
+    def expect(self, kind: Kind, arity: int) -> list[object]:
+        """The fields of the next frame, which must be of `kind` with `arity` fields."""
+        frame, _ = self._read()
+        return _fields(frame, kind, arity)
+
+    def each(self, kind: Kind) -> Iterator[list[object]]:
+        """The arrays carried by the run of `kind` frames that comes next (maybe none)."""
+        while True:
+            frame, at = self._read()
+            if frame[0] != kind:
+                self._peeked = (frame, at)
+                return
+            (items,) = _fields(frame, kind, 1)
+            yield _list(items, f"{kind.name} frame")
+
+    def end(self) -> tuple[bytes, Signature | None]:
+        """Read the END frame, which must close the file and match its checksum."""
+        frame, at = self._read()
+        checksum_field, signature_field = _fields(frame, Kind.END, 2)
+        checksum = _digest(checksum_field, "END checksum")
+        if self._at != len(self._data):
+            raise ProtocolError(ErrorCode.MALFORMED, "bytes after the END frame")
+        if blake3.blake3(self._data[:at]).digest() != checksum:
+            raise ProtocolError(ErrorCode.HASH_MISMATCH, "checksum does not match the file")
+        return checksum, _signature(signature_field)
+
+
+def _fields(frame: list[object], kind: Kind, arity: int) -> list[object]:
+    if frame[0] != kind:
+        raise ProtocolError(ErrorCode.MALFORMED, f"expected a {kind.name} frame, got {frame[0]}")
+    if len(frame) != arity + 1:
+        raise ProtocolError(ErrorCode.MALFORMED, f"{kind.name} frame: wrong number of fields")
+    return frame[1:]
+
+
+def _signature(value: object) -> Signature | None:
+    if value is None:
+        return None
+    key, sig = _pair(value, "signature")
+    if not isinstance(key, bytes) or len(key) != PUBLIC_KEY_SIZE:
+        raise ProtocolError(ErrorCode.MALFORMED, "signature: public key is not 32 bytes")
+    if not isinstance(sig, bytes) or len(sig) != SIGNATURE_SIZE:
+        raise ProtocolError(ErrorCode.MALFORMED, "signature: signature is not 64 bytes")
+    return Signature(key, sig)
+
+
+# -- decoding: values -----------------------------------------------------------------------
+
+
+def _int(value: object, what: str, low: int = 0, high: int = MAX_INT) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected an integer {low}..{high}")
+    return value
+
+
+def _bool(value: object, what: str) -> bool:
+    if type(value) is not bool:
+        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected a boolean")
+    return value
+
+
+def _digest(value: object, what: str, size: int = DIGEST_SIZE) -> bytes:
+    if not isinstance(value, bytes) or len(value) != size:
+        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected {size} bytes")
+    return value
+
+
+def _list(value: object, what: str) -> list[object]:
+    if not isinstance(value, list):
+        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected an array")
+    return value
+
+
+def _pair(value: object, what: str, size: int = 2) -> list[object]:
+    if not isinstance(value, list) or len(value) != size:
+        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected an array of {size}")
+    return value
+
+
+def safe_name(value: object, what: str) -> str:
+    """A name usable as a file or folder name on any medium (SAFE_NAME), else BAD_PATH."""
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected a string")
+    if SAFE_NAME.fullmatch(value) is None:
+        raise ProtocolError(ErrorCode.BAD_PATH, f"{what} {value!r} is not a safe file name")
+    return value
+
+
+def _format(value: object) -> None:
+    if value != FORMAT or type(value) is not int:
+        raise ProtocolError(ErrorCode.VERSION, f"media format {value!r} is not supported")
+
+
+# -- decoding: volume index -------------------------------------------------------------------
+
+
+def decode_index(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> VolumeIndex:
+    """Decode and validate a whole volume index (its checksum included, not its signature:
+    checking that needs a key, see syncd/media/signing.py)."""
+    frames = _Frames(data, MAGIC_INDEX, limits)
+    header = _volume_header(frames.expect(Kind.VOLUME, 12))
+    (listing,) = frames.expect(Kind.FILES, 1)
+    files = _files(listing)
+    trees = _trees(frames, header.target, limits)
+    blobs = _blobs(frames, files)
+    checksum, signature = frames.end()
+    return VolumeIndex(header, files, trees, blobs, checksum, signature)
+
+
+def _volume_header(f: list[object]) -> VolumeHeader:
+    _format(f[0])
+    volumes = _int(f[4], "volume count", 1, MAX_VOLUMES)
+    site = None if f[9] is None else _digest(f[9], "site id", SITE_ID_SIZE)
+    return VolumeHeader(
+        export_id=safe_name(f[1], "export id"),
+        created_ns=_int(f[2], "created"),
+        volume=_int(f[3], "volume number", 1, volumes),
+        volumes=volumes,
+        target=_digest(f[5], "target snapshot"),
+        target_files=_int(f[6], "target files"),
+        target_bytes=_int(f[7], "target bytes"),
+        delete=_bool(f[8], "delete"),
+        site=site,
+        export_blobs=_int(f[10], "export blobs"),
+        export_bytes=_int(f[11], "export bytes"),
+    )
+
+
+def _files(value: object) -> tuple[PackFile, ...]:
+    items = _list(value, "FILES")
+    if len(items) > MAX_FILES:
+        raise ProtocolError(ErrorCode.LIMIT, f"more than {MAX_FILES} pack files")
+    files: list[PackFile] = []
+    for item in items:
+        name, size, checksum = _pair(item, "pack file", 3)
+        files.append(
+            PackFile(
+                safe_name(name, "pack file name"),
+                _int(size, "pack file size"),
+                _digest(checksum, "pack file checksum"),
+            )
+        )
+    names = [f.name for f in files]
+    if len(set(names)) != len(names) or "index" in names:
+        raise ProtocolError(ErrorCode.BAD_PATH, "pack file names repeat or name the index")
+    return tuple(files)
+
+
+def _trees(frames: _Frames, root: bytes, limits: Limits) -> dict[bytes, bytes]:
+    """Every TREES frame: records verified against their ids, validated, and exactly the
+    set reachable from `root`."""
+    records: dict[bytes, bytes] = {}
+    for items in frames.each(Kind.TREES):
+        for item in items:
+            key, record = _pair(item, "tree")
+            key = _digest(key, "tree id")
+            if not isinstance(record, bytes):
+                raise ProtocolError(ErrorCode.MALFORMED, "tree record is not bytes")
+            if tree_id(record) != key:
+                raise ProtocolError(ErrorCode.HASH_MISMATCH, f"tree {key.hex()}: wrong record")
+            if records.setdefault(key, record) is not record:
+                raise ProtocolError(ErrorCode.MALFORMED, f"tree {key.hex()} is listed twice")
+    _check_closure(records, root, limits)
+    return records
+
+
+def _check_closure(records: dict[bytes, bytes], root: bytes, limits: Limits) -> None:
+    seen = {root}
+    todo = [root]
+    while todo:
+        key = todo.pop()
+        record = records.get(key)
+        if record is None:
+            raise ProtocolError(ErrorCode.MALFORMED, f"tree {key.hex()} is missing")
+        for node in decode_tree(record, limits):
+            if isinstance(node, DirNode) and node.tree not in seen:
+                seen.add(node.tree)
+                todo.append(node.tree)
+    if len(seen) != len(records):
+        raise ProtocolError(ErrorCode.MALFORMED, "tree records not reachable from the root")
+
+
+def _blobs(frames: _Frames, files: tuple[PackFile, ...]) -> tuple[BlobEntry, ...]:
+    """Every BLOBS frame: entries in (file, offset) order, tiling each file exactly."""
+    entries: list[BlobEntry] = []
+    seen: set[bytes] = set()
+    ends = [0] * len(files)
+    last_file = 0
+    for items in frames.each(Kind.BLOBS):
+        for item in items:
+            entry = _blob_entry(item, len(files))
+            if entry.digest in seen:
+                raise ProtocolError(ErrorCode.MALFORMED, f"blob {entry.digest.hex()} twice")
+            if entry.file < last_file or entry.offset != ends[entry.file]:
+                raise ProtocolError(
+                    ErrorCode.MALFORMED, f"blob {entry.digest.hex()}: not where the last one ended"
+                )
+            seen.add(entry.digest)
+            last_file, ends[entry.file] = entry.file, entry.offset + entry.length
+            entries.append(entry)
+    for file, end in zip(files, ends, strict=True):
+        if end != file.size:
+            raise ProtocolError(
+                ErrorCode.MALFORMED, f"{file.name}: blobs cover {end} of its {file.size} bytes"
+            )
+    return tuple(entries)
+
+
+def _blob_entry(item: object, files: int) -> BlobEntry:
+    digest, file, offset, length = _pair(item, "blob entry", 4)
+    if not files:
+        raise ProtocolError(ErrorCode.MALFORMED, "a blob entry, but no pack file")
+    return BlobEntry(
+        _digest(digest, "blob digest"),
+        _int(file, "blob file", 0, files - 1),
+        _int(offset, "blob offset"),
+        _int(length, "blob length", 1, CHUNK_SIZE),
+    )
+
+
+# -- decoding: receipt ------------------------------------------------------------------------
+
+
+def decode_receipt(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> Receipt:
+    """Decode and validate a whole receipt (checksum included, not its signature)."""
+    frames = _Frames(data, MAGIC_RECEIPT, limits)
+    header = _receipt_header(frames.expect(Kind.RECEIPT, 9))
+    trees = _trees(frames, header.root, limits)
+    staged = _staged(frames)
+    checksum, signature = frames.end()
+    return Receipt(header, trees, staged, checksum, signature)
+
+
+def _receipt_header(f: list[object]) -> ReceiptHeader:
+    _format(f[0])
+    return ReceiptHeader(
+        site=_digest(f[1], "site id", SITE_ID_SIZE),
+        sequence=_int(f[2], "receipt sequence", 1),
+        created_ns=_int(f[3], "created"),
+        root=_digest(f[4], "snapshot"),
+        files=_int(f[5], "files"),
+        bytes=_int(f[6], "bytes"),
+        complete=_bool(f[7], "complete"),
+        last_export=None if f[8] is None else _last_export(f[8]),
+    )
+
+
+def _last_export(value: object) -> LastExport:
+    export_id, created, applied, volumes = _pair(value, "last export", 4)
+    numbers = [_int(v, "imported volume", 1, MAX_VOLUMES) for v in _list(volumes, "volumes")]
+    if numbers != sorted(set(numbers)):
+        raise ProtocolError(ErrorCode.NOT_CANONICAL, "imported volumes not strictly ascending")
+    return LastExport(
+        safe_name(export_id, "export id"),
+        _int(created, "export created"),
+        _bool(applied, "applied"),
+        tuple(numbers),
+    )
+
+
+def _staged(frames: _Frames) -> tuple[tuple[bytes, int], ...]:
+    staged: dict[bytes, int] = {}
+    for items in frames.each(Kind.STAGED):
+        for item in items:
+            digest, length = _pair(item, "staged blob")
+            key = _digest(digest, "staged digest")
+            if key in staged:
+                raise ProtocolError(ErrorCode.MALFORMED, f"staged blob {key.hex()} twice")
+            staged[key] = _int(length, "staged length", 1, CHUNK_SIZE)
+    return tuple(staged.items())
