@@ -14,13 +14,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-BLOCK = 512
-ZERO_BLOCK = bytes(BLOCK)
+from syncd.tarheader import (
+    BLOCK,
+    HEADER_ONLY,
+    METADATA,
+    REGULAR,
+    ZERO_BLOCK,
+    Window,
+    check_header,
+    number,
+    pax_records,
+    text,
+)
+
 _WINDOW = 64 << 10  # many link members of ~1 KiB each per read
 _MAX_META = 1 << 20  # PAX records and GNU long names above this are refused
-_REGULAR = frozenset(b"0\x007")
-_HEADER_ONLY = frozenset(b"123456")  # links, devices, directories, fifos: no data
-_META = frozenset(b"xgLK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,20 +53,6 @@ class TarIndex:
     file_size: int
 
 
-class _Window:
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._start = 0
-        self._data = b""
-
-    def read(self, offset: int, length: int) -> bytes:
-        end = offset + length
-        if not (self._start <= offset and end <= self._start + len(self._data)):
-            self._data = os.pread(self._fd, max(length, _WINDOW), offset)
-            self._start = offset
-        return self._data[offset - self._start : end - self._start]
-
-
 def read_index(fd: int) -> TarIndex:
     """Index the archive open on `fd`; raises OSError only when reading fails."""
     return _Reader(fd, os.fstat(fd).st_size).run()
@@ -66,7 +60,7 @@ def read_index(fd: int) -> TarIndex:
 
 class _Reader:
     def __init__(self, fd: int, file_size: int) -> None:
-        self.window = _Window(fd)
+        self.window = Window(fd, _WINDOW)
         self.file_size = file_size
         self.members: list[Member] = []
         self.pax: dict[str, str] = {}
@@ -95,22 +89,22 @@ class _Reader:
         padded = data + -(-size // BLOCK) * BLOCK
         if padded > self.file_size:
             return self._cut_member(name, position, data, size)
-        if kind in _META:
+        if kind in METADATA:
             return self._meta(kind, data, size, padded)
-        self.members.append(Member(name, data, size, kind in _REGULAR and not name.endswith("/")))
+        self.members.append(Member(name, data, size, kind in REGULAR and not name.endswith("/")))
         self.pax, self.long_name = {}, None
         return padded
 
     def _header(self, header: bytes, position: int) -> tuple[int, int, str] | TarIssue:
         """The member's type flag, data size and name, from a header and what preceded it."""
-        problem = _check_sum(header, position)
+        problem = check_header(header, position)
         if problem:
             return TarIssue(True, position, problem)
         kind = header[156]
-        size = 0 if kind in _HEADER_ONLY else _number(header[124:136])
+        size = 0 if kind in HEADER_ONLY else number(header[124:136])
         if size is None:
             return TarIssue(True, position, f"unreadable size field in the header at {position}")
-        if kind not in _META and "size" in self.pax:
+        if kind not in METADATA and "size" in self.pax:
             size = int(self.pax["size"])
         return kind, size, self._name(header)
 
@@ -119,7 +113,7 @@ class _Reader:
             return TarIssue(True, data - BLOCK, f"a {size}-byte metadata header at {data - BLOCK}")
         body = self.window.read(data, size)
         if kind == ord("x"):
-            self.pax = _pax_records(body)
+            self.pax = pax_records(body)
             if "size" in self.pax and not self.pax["size"].isdigit():
                 return TarIssue(True, data - BLOCK, f"bad PAX size record at {data - BLOCK}")
         elif kind == ord("L"):
@@ -131,9 +125,9 @@ class _Reader:
             return self.pax["path"]
         if self.long_name is not None:
             return self.long_name
-        name = _text(header[0:100])
+        name = text(header[0:100])
         if header[257:263] == b"ustar\x00":  # POSIX ustar: a prefix may hold the start
-            prefix = _text(header[345:500])
+            prefix = text(header[345:500])
             if prefix:
                 return f"{prefix}/{name}"
         return name
@@ -165,54 +159,3 @@ class _Reader:
             f"member {name} (header at offset {position}) is cut short: the file ends after {what}"
         )
         return TarIssue(True, position, message)
-
-
-def _check_sum(header: bytes, position: int) -> str | None:
-    stored = _number(header[148:156])
-    blanked = header[:148] + b" " * 8 + header[156:]
-    unsigned = sum(blanked)
-    signed = sum(b - 256 if b > 127 else b for b in blanked)
-    if stored is None or stored not in (unsigned, signed):
-        what = "not a tar archive" if position == 0 else "a corrupt tar header"
-        return f"{what} (bad header checksum at offset {position})"
-    return None
-
-
-def _number(field: bytes) -> int | None:
-    """Octal text (NUL or space terminated) or GNU base-256 (high bit of the first byte)."""
-    if field and field[0] & 0x80:
-        if field[0] == 0xFF:
-            return None  # negative
-        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
-    text = field.split(b"\x00", 1)[0].strip(b" ")
-    if not text:
-        return 0
-    try:
-        return int(text, 8)
-    except ValueError:
-        return None
-
-
-def _text(field: bytes) -> str:
-    return field.split(b"\x00", 1)[0].decode("utf-8", "replace")
-
-
-def _pax_records(data: bytes) -> dict[str, str]:
-    """PAX records are 'LEN key=value\\n', LEN counting the whole record."""
-    found: dict[str, str] = {}
-    position = 0
-    while position < len(data):
-        space = data.find(b" ", position, position + 20)
-        if space < 0:
-            break
-        try:
-            length = int(data[position:space])
-        except ValueError:
-            break
-        record = data[space + 1 : position + length]
-        if length <= 0 or not record.endswith(b"\n"):
-            break
-        key, _, value = record[:-1].partition(b"=")
-        found[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
-        position += length
-    return found
