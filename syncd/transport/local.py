@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from syncd.transport.channel import DEFAULT_READ, Channel
+from syncd.transport.closing import ClosesOnce
 from syncd.transport.errors import ChannelClosed, ConnectError
 from syncd.transport.ratelimit import RateLimited
 from syncd.transport.tail import TailBuffer, describe_exit, format_diagnostics
@@ -56,12 +57,13 @@ async def open_local(
     return channel
 
 
-class LocalChannel:
+class LocalChannel(ClosesOnce):
     """A `Channel` over a child's stdin/stdout; its stderr is kept for `diagnostics()`."""
 
     def __init__(
         self, proc: asyncio.subprocess.Process, description: str, *, close_timeout: float
     ) -> None:
+        super().__init__()
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         self._proc = proc
         self._stdin = proc.stdin
@@ -70,8 +72,6 @@ class LocalChannel:
         self._close_timeout = close_timeout
         self._stderr = TailBuffer()
         self._stderr_task = asyncio.create_task(self._stderr.pump(proc.stderr.read))
-        self._closing = False
-        self._close_task: asyncio.Task[None] | None = None
         self._note: str | None = None
 
     async def read(self, max_bytes: int = DEFAULT_READ) -> bytes:
@@ -95,12 +95,6 @@ class LocalChannel:
 
     def _gone(self) -> ChannelClosed:
         return ChannelClosed(f"{self._description}: the far side stopped reading its input")
-
-    async def close(self) -> None:
-        self._closing = True
-        if self._close_task is None:
-            self._close_task = asyncio.ensure_future(self._close())
-        await asyncio.shield(self._close_task)
 
     async def _close(self) -> None:
         drain = asyncio.create_task(self._discard_output())

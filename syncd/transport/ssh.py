@@ -32,6 +32,7 @@ import asyncssh
 
 from syncd.errors import UsageError
 from syncd.transport.channel import DEFAULT_READ, Channel
+from syncd.transport.closing import ClosesOnce
 from syncd.transport.errors import ChannelClosed, ConnectError, HostKeyError
 from syncd.transport.ratelimit import RateLimited
 from syncd.transport.tail import TailBuffer, describe_exit, format_diagnostics
@@ -310,7 +311,7 @@ async def open_ssh(
     return channel
 
 
-class SSHChannel:
+class SSHChannel(ClosesOnce):
     """A `Channel` over one SSH session's stdin/stdout; it owns the connection."""
 
     def __init__(
@@ -321,14 +322,13 @@ class SSHChannel:
         *,
         close_timeout: float,
     ) -> None:
+        super().__init__()
         self._conn = conn
         self._process = process
         self._description = description
         self._close_timeout = close_timeout
         self._stderr = TailBuffer()
         self._stderr_task = asyncio.create_task(self._stderr.pump(self._read_stderr))
-        self._closing = False
-        self._close_task: asyncio.Task[None] | None = None
         self._note: str | None = None
 
     async def _read_stderr(self, n: int) -> bytes:
@@ -357,12 +357,6 @@ class SSHChannel:
             raise ChannelClosed(
                 f"{self._description}: the far side stopped reading its input"
             ) from exc
-
-    async def close(self) -> None:
-        self._closing = True
-        if self._close_task is None:
-            self._close_task = asyncio.ensure_future(self._close())
-        await asyncio.shield(self._close_task)
 
     async def _close(self) -> None:
         drain = asyncio.create_task(self._discard_output())

@@ -21,6 +21,7 @@ import stat
 from typing import Protocol
 
 from syncd.transport.channel import DEFAULT_READ
+from syncd.transport.closing import ClosesOnce
 from syncd.transport.errors import ChannelClosed
 
 _READ_LIMIT = 1 << 20
@@ -140,7 +141,7 @@ class _ThreadWriter:
         os.close(self._fd)
 
 
-class StdioChannel:
+class StdioChannel(ClosesOnce):
     """A `Channel` over the stream that was this process's stdin/stdout."""
 
     def __init__(
@@ -151,12 +152,11 @@ class StdioChannel:
         *,
         close_timeout: float = CLOSE_TIMEOUT,
     ) -> None:
+        super().__init__()
         self._close_timeout = close_timeout
         self._reader = reader
         self._writer = writer
         self._restore = restore
-        self._closing = False
-        self._close_task: asyncio.Task[None] | None = None
 
     async def read(self, max_bytes: int = DEFAULT_READ) -> bytes:
         if self._closing:
@@ -171,12 +171,6 @@ class StdioChannel:
             raise ChannelClosed("stdio: write after close")
         if data:
             await self._writer.write(data)
-
-    async def close(self) -> None:
-        self._closing = True
-        if self._close_task is None:
-            self._close_task = asyncio.ensure_future(self._close())
-        await asyncio.shield(self._close_task)
 
     async def _close(self) -> None:
         try:
