@@ -6,12 +6,13 @@ the test command installs both.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from syncd.sample import TINY, Registry, SampleSpec
+from syncd.sample import TINY, Registry, SampleSpec, generate_month
 
 RegistryFactory = Callable[..., Registry]
 
@@ -35,6 +36,18 @@ def registry_factory() -> Iterator[RegistryFactory]:
     yield start
     for registry in started:
         registry.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_months(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Month 1 and month 2 of the TINY sample, generated once per test session; copy
+    them before changing anything."""
+    base = tmp_path_factory.mktemp("tiny-months")
+    one, two = base / "one", base / "two"
+    generate_month(one, 1, TINY, via_registry=False)
+    shutil.copytree(one, two, symlinks=True)
+    generate_month(two, 2, TINY, via_registry=False)
+    return {1: one, 2: two}
 
 
 # OpenSSH server fixtures for the transport tests (started only when a test asks).

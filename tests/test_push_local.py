@@ -12,19 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from syncd.sample import TINY, generate_month
 from tests.pushutil import pull_every_tag, push, snapshot_id, syncd_env
 
 
-@pytest.fixture(scope="module")
-def months(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    """Month 1 and month 2 source trees, generated once for the module."""
-    base = tmp_path_factory.mktemp("months")
-    one, two = base / "one", base / "two"
-    generate_month(one, 1, TINY, via_registry=False)
-    shutil.copytree(one, two, symlinks=True)
-    generate_month(two, 2, TINY, via_registry=False)
-    return {1: one, 2: two}
+@pytest.fixture
+def months(tiny_months: dict[int, Path]) -> dict[int, Path]:
+    return tiny_months
 
 
 def copy_source(src: Path, dst: Path) -> Path:

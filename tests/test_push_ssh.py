@@ -9,21 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from syncd.sample import TINY, generate_month
 from tests.pushutil import pull_every_tag, push, run_push, snapshot_id
 from tests.sshd import SSHServer
 
 REMOTE = f"{shlex.quote(sys.executable)} -m syncd"
 
 
-@pytest.fixture(scope="module")
-def months(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    base = tmp_path_factory.mktemp("months-ssh")
-    one, two = base / "one", base / "two"
-    generate_month(one, 1, TINY, via_registry=False)
-    shutil.copytree(one, two, symlinks=True)
-    generate_month(two, 2, TINY, via_registry=False)
-    return {1: one, 2: two}
+@pytest.fixture
+def months(tiny_months: dict[int, Path]) -> dict[int, Path]:
+    return tiny_months
 
 
 def source(months: dict[int, Path], month: int, dst: Path) -> Path:

@@ -80,7 +80,10 @@ def report_conversation() -> list[tuple[str, Message]]:
     """A push that finds the far side up to date, with the client asking for a parity
     check and the far side's own post-apply command: RESULT, then REPORT, then BYE."""
     root = tree_id(encode_tree([]))
-    params: dict[str, str | int | bool] = {"max_frame": MIN_PEER_FRAME + 65536, "root": "/srv/mirror"}
+    params: dict[str, str | int | bool] = {
+        "max_frame": MIN_PEER_FRAME + 65536,
+        "root": "/srv/mirror",
+    }
     asked: dict[str, str | int | bool] = {**params, "verify": True, "post_apply": ""}
     summary = "OK: 2 images ok, 0 broken; 0 errors, 0 warnings"
     return [
