@@ -57,6 +57,7 @@ class Run:
     exact: bool = True  # False: peak RSS is wait4's figure, floored by the launcher's RSS
     others_cpu: float = 0.0  # CPU seconds the rest of the machine used during the run
     disturbed: bool = False  # others_cpu was high: other processes competed with this run
+    io_stall: float = 0.0  # seconds some task (this command or another) waited on I/O
 
 
 @dataclass(slots=True)
@@ -84,6 +85,7 @@ class Series:
             "peak_rss_exact": all(r.exact for r in self.runs),
             "others_cpu": [r.others_cpu for r in self.runs],
             "disturbed": [r.disturbed for r in self.runs],
+            "io_stall": [r.io_stall for r in self.runs],
         }
 
 
@@ -143,6 +145,15 @@ def cpu_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / _CLK_TCK
 
 
+def io_stall_seconds() -> float:
+    """Time some task has been stalled on I/O since boot (/proc/pressure/io), in seconds."""
+    try:
+        line = Path("/proc/pressure/io").read_text().split("\n", 1)[0]
+        return int(line.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def wait_until_idle(log: Callable[[str], None] | None = None) -> float:
     """Wait until the machine is idle (see Quiet); return the busy share seen last."""
     cpus = os.cpu_count() or 1
@@ -168,7 +179,7 @@ def run_timed(command: Command, log: Callable[[str], None] | None = None) -> Run
     os.sync()
     if QUIET.enabled:
         wait_until_idle(log)
-    busy_before = cpu_busy_seconds()
+    busy_before, stall_before = cpu_busy_seconds(), io_stall_seconds()
     out: IO[bytes] | int
     out = command.stdout.open("wb") if command.stdout else subprocess.DEVNULL
     usage_file = Path(tempfile.gettempdir()) / f"syncd-bench-usage-{os.getpid()}"
@@ -184,6 +195,7 @@ def run_timed(command: Command, log: Callable[[str], None] | None = None) -> Run
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
         busy = cpu_busy_seconds() - busy_before
+        io_stall = io_stall_seconds() - stall_before
     finally:
         if not isinstance(out, int):
             out.close()
@@ -199,7 +211,8 @@ def run_timed(command: Command, log: Callable[[str], None] | None = None) -> Run
     else:
         (rss, user, system), exact = measured, True
     others = max(0.0, busy - user - system)
-    return Run(seconds, rss, user, system, exact, round(others, 3), _disturbed(others, seconds))
+    disturbed = _disturbed(others, seconds)
+    return Run(seconds, rss, user, system, exact, round(others, 3), disturbed, round(io_stall, 3))
 
 
 def _disturbed(others_cpu: float, seconds: float) -> bool:
@@ -227,8 +240,8 @@ def _undisturbed_run(command: Command, label: str, log: Callable[[str], None]) -
         result = run_timed(command, log)
         log(
             f"  {label} {command.name}: {result.seconds:.3f} s, "
-            f"peak RSS {result.peak_rss / 2**20:.1f} MiB, others {result.others_cpu:.2f} s CPU"
-            + (" (disturbed)" if result.disturbed else "")
+            f"peak RSS {result.peak_rss / 2**20:.1f} MiB, others {result.others_cpu:.2f} s CPU, "
+            f"I/O stall {result.io_stall:.2f} s" + (" (disturbed)" if result.disturbed else "")
         )
         if not (QUIET.enabled and result.disturbed) or attempt == QUIET.retries:
             return result

@@ -404,6 +404,12 @@ def decode_index(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> V
     return VolumeIndex(header, files, trees, blobs, checksum, signature)
 
 
+def peek_header(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> VolumeHeader:
+    """The header of a volume index from its first bytes alone, unverified: enough to put
+    volumes in order before each is read and verified in full."""
+    return _volume_header(_Frames(data, MAGIC_INDEX, limits).expect(Kind.VOLUME, 12))
+
+
 def _volume_header(f: list[object]) -> VolumeHeader:
     _format(f[0])
     volumes = _int(f[4], "volume count", 1, MAX_VOLUMES)

@@ -24,6 +24,11 @@ COMMANDS = {
     "push": "syncd.commands.push",
     "serve": "syncd.commands.serve",
     "verify": "syncd.commands.verify",
+    "export": "syncd.commands.export",
+    "import": "syncd.commands.imports",
+    "receipt": "syncd.commands.receipt",
+    "daemon": "syncd.commands.daemon",
+    "status": "syncd.commands.status",
     "sample": "syncd.sample.command",
 }
 COMMAND_MODULES = tuple(COMMANDS.values())

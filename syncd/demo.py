@@ -5,7 +5,9 @@ pushes it with `syncd push` to an empty far root, then generates month 2 (oc-mir
 differential archive) and pushes again: the far side asks for exactly what it lacks.
 After each push, `syncd verify` checks the far tree's parity and the real oracle agrees:
 Debian's docker-registry serves the far cache and skopeo pulls every image from it.
-Each step prints the command it runs.
+Each step prints the command it runs. With --media, the two months travel on removable
+media instead: export volumes, import them (in reverse order), write a receipt, export
+month 2 against it, import, and the same parity checks.
 """
 
 from __future__ import annotations
@@ -86,6 +88,37 @@ def run(workdir: Path, preset_name: str) -> int:
     return 0 if far_parity(far) else 1
 
 
+def run_media(workdir: Path, preset_name: str) -> int:
+    """The same two months for a site with no link: volumes out, a receipt back."""
+    spec = preset(preset_name) if preset_name else SMALL
+    site, far, usb = workdir / "connected", workdir / "far-site", workdir / "usb"
+    step("Month 1: oc-mirror fills the cache and writes content/mirror_*.tar")
+    generate_month(site, 1, spec)
+    if not media_month(site, far, usb / "m1", None):
+        return 1
+    step("Far side: write a receipt (its fresh snapshot) for the connected side")
+    receipt = usb / "receipt-1"
+    if syncd("receipt", "--root", str(far), "--to", str(receipt)).returncode != 0:
+        return 1
+    step("Month 2: new images; oc-mirror writes a differential archive")
+    generate_month(site, 2, spec)
+    return 0 if media_month(site, far, usb / "m2", receipt) else 1
+
+
+def media_month(site: Path, far: Path, media: Path, receipt: Path | None) -> bool:
+    """Export onto 16 MB volumes (against `receipt`: exactly what the far side lacks),
+    import them in reverse order, check parity."""
+    basis = ["--receipt", str(receipt)] if receipt else []
+    step(f"Export onto 16 MB volumes, against {receipt.name if receipt else 'no receipt yet'}")
+    exported = syncd("export", str(site), "--to", str(media), "--volume-size", "16M", *basis)
+    if exported.returncode != 0:
+        return False
+    step("Far side: import the volumes in reverse order; it applies once all are in")
+    volumes = sorted(media.glob("*/vol-*"), reverse=True)
+    imported = syncd("import", *map(str, volumes), "--root", str(far))
+    return imported.returncode == 0 and far_parity(far)
+
+
 def far_parity(far: Path) -> bool:
     step("Parity of the far side: syncd verify, then the real oracle")
     state = far.parent / f"{far.name}-verify-state"
@@ -99,13 +132,18 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", type=Path, help="where to put the sample (default: a temp dir)"
     )
     parser.add_argument("--preset", default="small", help="sample size: tiny, small or large")
+    parser.add_argument(
+        "--media",
+        action="store_true",
+        help="removable media instead of push: export, import, receipt",
+    )
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="syncd-demo-"))
     if workdir.exists() and any(workdir.iterdir()):
         print(f"demo: {workdir} is not empty; give an empty or new --workdir", file=sys.stderr)
         return 2
     print(f"demo workdir: {workdir}")
-    status = run(workdir, args.preset)
+    status = (run_media if args.media else run)(workdir, args.preset)
     print("\ndemo: " + ("OK" if status == 0 else "FAILED"))
     return status
 

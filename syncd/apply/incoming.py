@@ -109,6 +109,12 @@ class Incoming:
         """A finished region holds this piece (it counts as staged)."""
         return digest in self._filled
 
+    def finished(self) -> Iterator[tuple[bytes, int]]:
+        """(digest, length) of every piece a finished region holds (counted as staged)."""
+        for digest, regions in self._filled.items():
+            key, index = regions[0]
+            yield digest, self._files[key].recipe[index][1]
+
     def put(self, digest: bytes, data: bytes) -> None:
         """Write a verified piece into every region waiting for it."""
         for key, index in self._pending.pop(digest, ()):

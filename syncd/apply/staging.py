@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +61,10 @@ class _Locations:
         if loc is not None and digest_at(loc) == digest:
             return loc
         return self._others.get(digest)
+
+    def locations(self) -> Iterator[int]:
+        yield from self._by_prefix.values()
+        yield from self._others.values()
 
     def add(self, digest: bytes, loc: int) -> None:
         key = _prefix(digest)
@@ -192,6 +196,14 @@ class Staging:
         if loc is None:
             raise StagingError(f"blob {digest.hex()} is not staged in {self.folder}")
         return self._read(loc, packs.KIND_BLOB, digest)
+
+    def blobs(self) -> Iterator[tuple[bytes, int]]:
+        """(digest, length) of every staged blob, from the pack headers (not verified)."""
+        for loc in self._blobs.locations():
+            number, offset = loc >> _OFFSET_BITS, loc & ((1 << _OFFSET_BITS) - 1)
+            record = packs.read_header(self._fds[number], offset)
+            if record is not None:
+                yield record.digest, record.length
 
     def tree_record(self, key: bytes) -> bytes | None:
         loc = self._trees.get(key, self._digest_at)

@@ -32,13 +32,9 @@ from protocol.messages import (
     State,
     Want,
 )
-from protocol.tree import FileNode, Node, decode_tree
 from syncd import __version__
-from syncd.apply.blobindex import BlobIndex
 from syncd.apply.engine import apply_target
-from syncd.apply.incoming import ASSEMBLE_MIN
-from syncd.apply.livetree import LiveTree
-from syncd.apply.pieces import PieceReader
+from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
 from syncd.plan.descent import Descent
@@ -138,17 +134,9 @@ def _check_root(hello: Hello, root: Path) -> None:
 async def _sync(
     wire: Wire, options: ServeOptions, offer: Offer, current: SnapshotReader, staging: Staging
 ) -> Result:
-    live = _LiveBlobs(current)
-    route = _Routing(staging)
-    descent = Descent(
-        offer.root,
-        live_tree=lambda tree: current.record(tree) is not None,
-        staged=lambda tree: _staged_tree(staging, tree),
-        have_blob=lambda digest: (
-            staging.has_blob(digest) or staging.incoming.has(digest) or live.has(digest)
-        ),
-        on_file=route.plan,
-    )
+    live = LiveBlobs(current)
+    route = Routing(staging)
+    descent = far_descent(offer.root, current, staging, live, route)
     clock = time.monotonic()
     await _descend(wire, descent, staging)
     log.info(
@@ -186,72 +174,6 @@ async def _sync(
     return Result("applied", applied.root, applied.files_written, applied.files_deleted)
 
 
-def _staged_tree(staging: Staging, tree: bytes) -> list[Node] | None:
-    record = staging.tree_record(tree)
-    return None if record is None else decode_tree(record)
-
-
-class _LiveBlobs:
-    """The far side's live pieces, indexed on first use (a no-change push never needs it)."""
-
-    def __init__(self, current: SnapshotReader) -> None:
-        self._current = current
-        self._index: BlobIndex | None = None
-
-    @property
-    def index(self) -> BlobIndex:
-        if self._index is None:
-            self._index = BlobIndex.build(self._current)
-        return self._index
-
-    def has(self, digest: bytes) -> bool:
-        return self.index.has(digest)
-
-
-class _Routing:
-    """Where arriving pieces go: into the large files being assembled (written once, in
-    place), and into the packs when a small file needs them too (incoming.py)."""
-
-    def __init__(self, staging: Staging) -> None:
-        self.staging = staging
-        self._for_packs: set[bytes] = set()
-
-    def plan(self, node: FileNode, transfer: bool) -> None:
-        if not transfer:
-            return  # built from local pieces by the apply
-        if node.size >= ASSEMBLE_MIN:
-            self.staging.incoming.prepare(node.recipe)
-        else:
-            self._for_packs.update(digest for digest, _ in node.recipe)
-
-    def put(self, digest: bytes, data: bytes) -> None:
-        incoming = self.staging.incoming
-        assembled = incoming.needs(digest)
-        if assembled:
-            incoming.put(digest, data)
-        if digest in self._for_packs or not assembled:
-            self.staging.add_blob(digest, data)
-
-    def finish(self, root: Path, live: _LiveBlobs) -> None:
-        """Fill the assembled files' remaining holes from local pieces, before anything
-        in the live tree changes (the files that hold some of them may be replaced)."""
-        incoming = self.staging.incoming
-        if not incoming.pending_pieces():
-            return
-        tree = LiveTree(root)
-        reader = PieceReader(self.staging, live.index, tree)
-        try:
-            missing = incoming.fill(reader.read_if_present)
-        finally:
-            reader.close()
-            tree.close()
-        if missing:
-            raise SyncdError(
-                f"{len(missing)} pieces are neither sent nor on the far side "
-                f"(first: {missing[0][0].hex()}); nothing was changed"
-            )
-
-
 async def _descend(wire: Wire, descent: Descent, staging: Staging) -> None:
     """Ask for missing trees a few requests ahead, so the descent is not one round trip
     per directory level."""
@@ -271,7 +193,7 @@ async def _descend(wire: Wire, descent: Descent, staging: Staging) -> None:
             descent.received(tree.children)
 
 
-async def _transfer(wire: Wire, wanted: dict[bytes, int], route: _Routing) -> None:
+async def _transfer(wire: Wire, wanted: dict[bytes, int], route: Routing) -> None:
     """Ask for `wanted` within the credit window and stage what arrives; staging writes
     run on their own thread, so the wire is read while the disk catches up."""
     with _StagingThread(route) as stager:
@@ -304,7 +226,7 @@ class _StagingThread:
     """One writer thread (so pieces are staged in the order they came), fed without
     waiting until STAGING_AHEAD bytes are in its hands."""
 
-    def __init__(self, route: _Routing) -> None:
+    def __init__(self, route: Routing) -> None:
         self._route = route
         self._pool = ThreadPoolExecutor(1, "syncd-stage")
         self._work: deque[tuple[asyncio.Future[None], int]] = deque()

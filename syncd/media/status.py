@@ -1,0 +1,74 @@
+"""Which volumes the far side still needs for the export in progress.
+
+A volume is still needed when it was never seen, or when it was seen and holds a blob
+the target still lacks (a damaged copy: its good blobs were kept, the rest must come
+from a sound copy). Blobs lacking that no seen volume holds, once every volume has been
+seen, cannot come from this export at all: the far tree changed since the receipt the
+export was made from, and only a new receipt and export can fill them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from syncd.media.progress import ImportProgress, load_digests
+from syncd.state import StateDir
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    never_seen: tuple[int, ...]
+    damaged: tuple[int, ...]  # seen, but holding blobs still lacking
+    lacking_blobs: int
+    lacking_bytes: int
+    in_no_volume: int  # lacking blobs no volume can bring (every volume seen)
+
+    @property
+    def volumes(self) -> tuple[int, ...]:
+        return tuple(sorted({*self.never_seen, *self.damaged}))
+
+    @property
+    def complete(self) -> bool:
+        return self.lacking_blobs == 0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "missing_volumes": list(self.volumes),
+            "never_seen": list(self.never_seen),
+            "damaged": list(self.damaged),
+            "lacking_blobs": self.lacking_blobs,
+            "lacking_bytes": self.lacking_bytes,
+            "blobs_in_no_volume": self.in_no_volume,
+        }
+
+    def describe(self, progress: ImportProgress) -> str:
+        if self.complete:
+            return "every blob of the target is here"
+        parts = []
+        if self.volumes:
+            numbers = ", ".join(str(n) for n in self.volumes)
+            parts.append(f"still missing volume(s) {numbers} of {progress.volumes}")
+        if self.damaged:
+            numbers = ", ".join(str(n) for n in self.damaged)
+            parts.append(f"(volume(s) {numbers} were damaged: import a sound copy)")
+        if self.in_no_volume:
+            parts.append(
+                f"{self.in_no_volume} blob(s) the target needs are in no volume of export "
+                f"{progress.export_id}: the far tree changed since its receipt; write a new "
+                "receipt and export again"
+            )
+        return " ".join(parts)
+
+
+def missing(state: StateDir, progress: ImportProgress, lacking: dict[bytes, int]) -> Missing:
+    """What `lacking` (blobs the target still needs) means in volumes."""
+    held: set[bytes] = set()
+    damaged: list[int] = []
+    for number in sorted(progress.seen):
+        digests = load_digests(state, number)
+        held |= digests
+        if not digests.isdisjoint(lacking):
+            damaged.append(number)
+    never_seen = progress.never_seen
+    orphans = 0 if never_seen else sum(1 for digest in lacking if digest not in held)
+    return Missing(tuple(never_seen), tuple(damaged), len(lacking), sum(lacking.values()), orphans)

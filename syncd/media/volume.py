@@ -1,0 +1,213 @@
+"""Reading one volume: its index decoded and checked, then its packs, verified as read.
+
+Opening a volume checks everything that can be checked without reading the packs: the
+index (bounded decoding, its checksum, every name and tree record), the signature
+policy, and that each pack file is a regular file of the size the index says. Reading
+then goes through each pack once, front to back, in large reads made a little ahead on
+a worker thread (the medium is read while the last read is being staged): the whole
+file is hashed against its checksum, and each blob the caller wants is hashed against its
+digest before it is handed over. A blob or file that fails is noted as a problem; the
+blobs that proved themselves are still handed over (they are named by their content,
+so keeping them is safe), and the caller refuses the volume.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import blake3
+
+from protocol.errors import ProtocolError
+from protocol.media import BlobEntry, PackFile, VolumeHeader, VolumeIndex, decode_index, peek_header
+from syncd.media.errors import VolumeRefused
+from syncd.media.layout import INDEX_NAME, describe
+from syncd.media.signing import signature_problem
+
+MAX_INDEX_BYTES = 1 << 30
+READ_BYTES = 16 << 20
+READ_AHEAD = 2  # groups read while the current one is staged
+_PEEK_BYTES = 4096
+_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(slots=True)
+class Volume:
+    path: Path
+    index: VolumeIndex
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        h = self.index.header
+        return f"volume {h.volume}/{h.volumes} of export {h.export_id} ({self.path})"
+
+    def refuse(self, problem: str) -> VolumeRefused:
+        return VolumeRefused(self.label, problem)
+
+
+def peek(path: Path) -> VolumeHeader | None:
+    """A volume's header, unverified, for ordering; None when it cannot be read."""
+    try:
+        with (path / INDEX_NAME).open("rb") as stream:
+            head = stream.read(_PEEK_BYTES)
+        return peek_header(head)
+    except (OSError, ProtocolError):
+        return None
+
+
+def open_volume(path: Path, required_key: bytes | None) -> Volume:
+    """Read and check a volume's index and files; raises VolumeRefused naming the problem."""
+    label = describe(path)
+    data = _read_index(path, label)
+    try:
+        index = decode_index(data)
+    except ProtocolError as exc:
+        raise VolumeRefused(label, f"index: {exc}") from exc
+    volume = Volume(path, index)
+    problem = signature_problem(index.signature, index.signed_message(), required_key)
+    if problem is not None:
+        raise volume.refuse(f"index: {problem}")
+    for pack in index.files:
+        _check_file(volume, pack)
+    return volume
+
+
+def _read_index(path: Path, label: str) -> bytes:
+    try:
+        fd = os.open(path / INDEX_NAME, _FLAGS)
+    except OSError as exc:
+        raise VolumeRefused(label, f"cannot open its index: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "rb") as stream:
+            data = stream.read(MAX_INDEX_BYTES + 1)
+    except OSError as exc:
+        raise VolumeRefused(label, f"cannot read its index: {exc.strerror}") from exc
+    if len(data) > MAX_INDEX_BYTES:
+        raise VolumeRefused(label, f"index larger than {MAX_INDEX_BYTES} bytes")
+    return data
+
+
+def _check_file(volume: Volume, pack: PackFile) -> None:
+    try:
+        info = os.lstat(volume.path / pack.name)
+    except FileNotFoundError:
+        raise volume.refuse(f"{pack.name} is missing") from None
+    except OSError as exc:
+        raise volume.refuse(f"{pack.name}: {exc.strerror}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise volume.refuse(f"{pack.name} is not a regular file")
+    if info.st_size != pack.size:
+        raise volume.refuse(
+            f"{pack.name} is {info.st_size} bytes, its index says {pack.size} "
+            "(truncated or damaged copy)"
+        )
+
+
+def read_blobs(volume: Volume, wanted: Callable[[bytes], bool]) -> Iterator[tuple[bytes, bytes]]:
+    """(digest, bytes) of every wanted blob, verified, pack by pack; what fails is added
+    to `volume.problems`."""
+    entries = volume.index.blobs
+    start = 0
+    for file_no, pack in enumerate(volume.index.files):
+        end = start
+        while end < len(entries) and entries[end].file == file_no:
+            end += 1
+        yield from _read_pack(volume, pack, entries[start:end], wanted)
+        start = end
+
+
+def _read_pack(
+    volume: Volume, pack: PackFile, entries: tuple[BlobEntry, ...], wanted: Callable[[bytes], bool]
+) -> Iterator[tuple[bytes, bytes]]:
+    try:
+        fd = os.open(volume.path / pack.name, _FLAGS)
+    except OSError as exc:
+        volume.problems.append(f"{pack.name}: cannot open: {exc.strerror}")
+        return
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    before = len(volume.problems)
+    try:
+        with ThreadPoolExecutor(1, "syncd-import-read") as pool:
+            for group, chunk in _read_ahead(pool, fd, _groups(entries)):
+                if chunk is None:
+                    volume.problems.append(f"{pack.name} ends before offset {group[0].offset}")
+                    return
+                hasher.update(chunk)
+                yield from _verified(volume, pack, group, chunk, wanted)
+        if os.fstat(fd).st_size != pack.size:
+            volume.problems.append(f"{pack.name} changed size while it was read")
+    except OSError as exc:
+        volume.problems.append(f"{pack.name}: read error: {exc.strerror}")
+        return
+    finally:
+        os.close(fd)
+    if hasher.digest() != pack.checksum and len(volume.problems) == before:
+        volume.problems.append(f"{pack.name} does not match its checksum")
+
+
+def _groups(entries: tuple[BlobEntry, ...]) -> Iterator[tuple[BlobEntry, ...]]:
+    """Consecutive entries of about READ_BYTES (one entry when it is larger)."""
+    start = size = 0
+    for i, entry in enumerate(entries):
+        if i > start and size + entry.length > READ_BYTES:
+            yield entries[start:i]
+            start, size = i, 0
+        size += entry.length
+    if start < len(entries):
+        yield entries[start:]
+
+
+def _read_ahead(
+    pool: ThreadPoolExecutor, fd: int, groups: Iterator[tuple[BlobEntry, ...]]
+) -> Iterator[tuple[tuple[BlobEntry, ...], memoryview | None]]:
+    """Each group with its bytes, read on the pool up to READ_AHEAD groups ahead, so
+    that the medium is read while what came before is being staged."""
+    pending: deque[tuple[tuple[BlobEntry, ...], Future[memoryview | None]]] = deque()
+    for group in groups:
+        length = group[-1].offset + group[-1].length - group[0].offset
+        pending.append((group, pool.submit(_read_exactly, fd, group[0].offset, length)))
+        if len(pending) > READ_AHEAD:
+            first, future = pending.popleft()
+            yield first, future.result()
+    while pending:
+        first, future = pending.popleft()
+        yield first, future.result()
+
+
+def _read_exactly(fd: int, offset: int, length: int) -> memoryview | None:
+    buffer = bytearray(length)
+    view = memoryview(buffer)
+    got = 0
+    while got < length:
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n == 0:
+            return None
+        got += n
+    return view
+
+
+def _verified(
+    volume: Volume,
+    pack: PackFile,
+    group: tuple[BlobEntry, ...],
+    chunk: memoryview,
+    wanted: Callable[[bytes], bool],
+) -> Iterator[tuple[bytes, bytes]]:
+    base = group[0].offset
+    for entry in group:
+        if not wanted(entry.digest):
+            continue
+        data = chunk[entry.offset - base : entry.offset - base + entry.length]
+        if blake3.blake3(data).digest() != entry.digest:
+            volume.problems.append(
+                f"{pack.name}: the blob at offset {entry.offset} does not match its digest "
+                f"{entry.digest.hex()[:16]} (damaged copy?)"
+            )
+            continue
+        yield entry.digest, bytes(data)
