@@ -2,7 +2,8 @@
 
 All outgoing frames go through one queue and one writer task, so frames leave in the
 order `send` was called whatever the tasks calling it, and a slow peer slows every
-sender (the queue is bounded). Byte counters feed the `wire_bytes_*` figures.
+sender: the queue holds at most QUEUED_BYTES (a BLOBS frame can be 16 MiB, so a count
+of frames would not bound memory). Byte counters feed the `wire_bytes_*` figures.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import Error, Message
 from syncd.errors import SyncdError
 
-QUEUED_FRAMES = 64
+QUEUED_BYTES = 32 << 20
 READ_SIZE = 1 << 20
 
 
@@ -49,7 +50,9 @@ class Wire:
         self.channel = channel
         self.bytes_sent = 0
         self.bytes_received = 0
-        self._frames: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUED_FRAMES)
+        self._frames: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queued = 0
+        self._room = asyncio.Condition()
         self._writer: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Wire:
@@ -64,20 +67,34 @@ class Wire:
             self._writer.exception()
 
     async def send(self, message: Message) -> None:
-        frame = self.connection.send(message)
+        frame = self.connection.send(message)  # in call order, before any wait
         self.bytes_sent += len(frame)
-        await self._frames.put(frame)
+        self._frames.put_nowait(frame)
+        self._queued += len(frame)
+        if self._queued > QUEUED_BYTES:
+            async with self._room:
+                await self._room.wait_for(self._has_room)
+
+    def _has_room(self) -> bool:
+        return self._queued <= QUEUED_BYTES or self._writer is None or self._writer.done()
 
     async def flush(self) -> None:
         """Wait until every queued frame has been written (or the writer failed)."""
         if self._writer is None or self._writer.done():
             return
-        await self._frames.put(None)
+        self._frames.put_nowait(None)
         await self._writer
 
     async def _write_frames(self) -> None:
-        while (frame := await self._frames.get()) is not None:
-            await self.channel.write(frame)
+        try:
+            while (frame := await self._frames.get()) is not None:
+                await self.channel.write(frame)
+                self._queued -= len(frame)
+                async with self._room:
+                    self._room.notify_all()
+        finally:
+            async with self._room:
+                self._room.notify_all()  # senders waiting for room must see the end
 
     async def next_event(self) -> Event:
         """The next event from the peer; raises PeerError on ERROR, ProtocolError on
