@@ -1,9 +1,12 @@
-"""Building entries in the workspace, complete and durable, before they are renamed in.
+"""Building entries in the workspace, complete, before they are made durable and
+renamed in.
 
-A file is written from its pieces (each verified as read), given its mode and mtime, and
-fsynced. A placed tree is built depth-first; each directory gets its target mode and an
-fsync only after everything below it is in, so that a read-only mode never stops the
-build and the directory's entries are durable with it.
+A file is written from its pieces (each verified as read) and given its mode and mtime.
+A placed tree is built depth-first; each directory gets its target mode only after
+everything below it is in, so that a read-only mode never stops the build. The builder
+does not fsync: it leaves every file and directory it made open in `pending`, and the
+executor fsyncs them (many at once, which lets the file system commit them together)
+before the entry is renamed into the live tree.
 """
 
 from __future__ import annotations
@@ -49,6 +52,13 @@ class Builder:
         self._incoming = incoming
         self._uses: Counter[bytes] = uses if uses is not None else Counter()
         self.built = Built()
+        # Descriptors of what the last built entry wrote, still to be fsynced and closed
+        # by the caller (who takes them with take_pending).
+        self.pending: list[int] = []
+
+    def take_pending(self) -> list[int]:
+        taken, self.pending = self.pending, []
+        return taken
 
     def file(self, node: FileNode, dir_fd: int, name: str) -> None:
         assembled = self._assembled(node, dir_fd, name)
@@ -62,9 +72,10 @@ class Builder:
                     _write_all(fd, self._pieces.read(digest, length))
             os.fchmod(fd, node.mode)
             os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
-            os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        self.pending.append(fd)
         self.built.files += 1
         self.built.bytes += node.size
 
@@ -92,9 +103,8 @@ class Builder:
                 node = next(children, None)
                 if node is None:
                     os.fchmod(fd, dir_mode)
-                    os.fsync(fd)
-                    os.close(fd)
                     stack.pop()
+                    self.pending.append(fd)
                 elif isinstance(node, DirNode):
                     child = self._mkdir(fd, node.name)
                     stack.append((iter(self._target(node.tree)), child, node.mode))

@@ -1,7 +1,12 @@
 """Running an ordered plan against the live tree, one atomic step at a time.
 
-Each entry is built complete and fsynced in the workspace (builder.py), then renamed into
-place. Every directory a step changed is fsynced at the end of its phase, before the next
+Each entry is built complete in the workspace (builder.py), made durable, then renamed
+into place. Building runs up to AHEAD entries ahead of the renames, and their fsyncs run
+on a few threads meanwhile: fsyncs issued together are committed together, where one
+after another each costs a journal commit. An entry is renamed in only after all of its
+own files and directories are durable, and the renames keep the plan's order.
+
+Every directory a step changed is fsynced at the end of its phase, before the next
 phase starts, so no step of a later phase can outlive, in a power loss, a step of an
 earlier one: a tag link is never durable before the data it names. (Only our own files
 and directories are synced: syncfs(2) would be cheaper for many small files, but it
@@ -16,7 +21,9 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from protocol.tree import DirNode
 from syncd.apply.builder import Builder
@@ -34,6 +41,25 @@ from syncd.plan.order import (
 )
 
 StepHook = Callable[[int, str], None]
+AHEAD = 64  # entries built ahead of the renames
+AHEAD_FDS = 4096  # open descriptors waiting for their fsync, at most (roughly)
+SYNC_THREADS = 4
+
+
+def _sync_and_close(fds: list[int]) -> None:
+    try:
+        for fd in fds:
+            os.fsync(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+class _Built:
+    """An entry built in the workspace, its fsyncs running."""
+
+    def __init__(self, index: int, op: Op, temp: str | None, synced: Future[None] | None, fds: int):
+        self.index, self.op, self.temp, self.synced, self.fds = index, op, temp, synced, fds
 
 
 class Executor:
@@ -49,14 +75,44 @@ class Executor:
         self._changed: set[str] = set()  # directories changed since their last fsync
 
     def run(self, ops: list[Op]) -> None:
-        for i, op in enumerate(ops):
-            temp = self._prepare(op)
+        ahead: deque[_Built] = deque()
+        open_fds = 0
+        with ThreadPoolExecutor(SYNC_THREADS, "syncd-fsync") as pool:
             try:
-                self._apply(op, temp)
+                for i, op in enumerate(ops):
+                    temp = self._prepare(op)
+                    fds = self._builder.take_pending()
+                    synced = pool.submit(_sync_and_close, fds) if fds else None
+                    ahead.append(_Built(i, op, temp, synced, len(fds)))
+                    open_fds += len(fds)
+                    while len(ahead) > AHEAD or open_fds > AHEAD_FDS:
+                        open_fds -= self._finish(ahead.popleft(), ops)
+                while ahead:
+                    open_fds -= self._finish(ahead.popleft(), ops)
+            finally:
+                for built in ahead:  # stopped early: let the pending fsyncs end
+                    if built.synced is not None:
+                        built.synced.exception()
+
+    def _finish(self, built: _Built, ops: list[Op]) -> int:
+        """Rename one built entry in, once its own fsyncs are done; returns its fds."""
+        if built.synced is not None:
+            try:
+                built.synced.result()
             except OSError as exc:
-                raise self._live.error(op.path, exc, _doing(op)) from exc
-            if i + 1 == len(ops) or ops[i + 1].phase != op.phase:
-                self._sync_changed()
+                raise os_error(
+                    f"{self._live.describe(built.op.path)} (built in {self._work.work})",
+                    exc,
+                    "making it durable",
+                ) from exc
+        op = built.op
+        try:
+            self._apply(op, built.temp)
+        except OSError as exc:
+            raise self._live.error(op.path, exc, _doing(op)) from exc
+        if built.index + 1 == len(ops) or ops[built.index + 1].phase != op.phase:
+            self._sync_changed()
+        return built.fds
 
     # -- building ---------------------------------------------------------------------
 
