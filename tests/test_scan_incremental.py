@@ -12,6 +12,7 @@ import pytest
 
 from protocol.limits import CHUNK_SIZE
 from syncd.scan import hashing
+from syncd.scan.hashing import SETTLE_NS, StatKey
 from tests.scanutil import files, scan, set_mtimes
 
 
@@ -184,3 +185,32 @@ def test_concurrent_writer_never_yields_a_torn_recipe(tmp_path: Path) -> None:
 def recipe_of(data: bytes) -> list[tuple[bytes, int]]:
     pieces = [data[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)]
     return [(blake3.blake3(p).digest(), len(p)) for p in pieces]
+
+
+def test_known_files_are_trusted_only_with_their_exact_settled_stat(tmp_path: Path) -> None:
+    """ScanOptions.known (what an apply just wrote) spares reading those bytes, but only
+    for the stat it names and once the ctime is settled: a later write is still seen."""
+    (tmp_path / "a").write_bytes(b"A" * 5000)
+    (tmp_path / "b").write_bytes(b"B" * 7000)
+    time.sleep(SETTLE_NS / 1e9 * 2)
+    recipe_a = ((blake3.blake3(b"A" * 5000).digest(), 5000),)
+    stale = StatKey.of((tmp_path / "b").stat())
+    (tmp_path / "b").write_bytes(b"C" * 7000)  # written after the hint was taken
+    known = {
+        "a": (StatKey.of((tmp_path / "a").stat()), recipe_a),
+        "b": (stale, ((blake3.blake3(b"B" * 7000).digest(), 7000),)),
+    }
+    result = scan(tmp_path, known=known)
+    assert result.hashed_bytes == 7000  # only b, whose hint no longer matches
+    found = files(tmp_path)
+    assert found["a"].recipe == recipe_a
+    assert found["b"].recipe == ((blake3.blake3(b"C" * 7000).digest(), 7000),)
+
+
+def test_known_files_with_a_fresh_ctime_are_read(tmp_path: Path) -> None:
+    data = b"fresh" * 1000
+    (tmp_path / "f").write_bytes(data)
+    known = {"f": (StatKey.of((tmp_path / "f").stat()), ((b"\0" * 32, len(data)),))}
+    result = scan(tmp_path, known=known)  # right away: the ctime is not settled yet
+    assert result.hashed_bytes == len(data)
+    assert files(tmp_path)["f"].recipe == ((blake3.blake3(data).digest(), len(data)),)

@@ -22,13 +22,15 @@ expected to hold it for the whole session, so that no other process applies mean
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol.tree import DirNode, FileNode, Node
+from protocol.tree import DirNode, FileNode, Node, Recipe
 from syncd.apply.blobindex import BlobIndex
 from syncd.apply.builder import Builder, Built
 from syncd.apply.errors import ApplyError, TreeChanged
@@ -43,6 +45,8 @@ from syncd.apply.workspace import Workspace
 from syncd.errors import SnapshotFileError
 from syncd.plan.order import Delete, MoveAside, Op, PlaceTree, WriteFile, plan_apply, touched
 from syncd.scan.api import scan_root
+from syncd.scan.hashing import StatKey
+from syncd.scan.scanner import ScanOptions
 from syncd.snapshot import SnapshotReader
 from syncd.state import STATE_NAME, StateDir
 
@@ -129,6 +133,9 @@ class _Changes:
     files_deleted: int = 0
     entries_deleted: int = 0
     steps: int = 0
+    # What the apply wrote: path -> (its stat now, its recipe), so the check that
+    # follows need not read those bytes again (ScanOptions.known).
+    written: dict[str, tuple[StatKey, Recipe]] = field(default_factory=dict)
 
 
 class _Apply:
@@ -155,7 +162,7 @@ class _Apply:
         try:
             workspace.reset()
             changes = self._change(live, workspace)
-            root = self._verify()
+            root = self._verify(changes.written)
             remove_journal(self.state)
             self.staging.clear()
             workspace.remove()
@@ -201,11 +208,13 @@ class _Apply:
             executor.run(ops)
         finally:
             reader.close()
-        return _Changes(builder.built, copied, files_deleted, executor.deleted, executor.steps)
+        changes = _Changes(builder.built, copied, files_deleted, executor.deleted, executor.steps)
+        changes.written = _written(self.root, _files_to_write(ops, self.target))
+        return changes
 
-    def _scan(self) -> bytes:
+    def _scan(self, known: Mapping[str, tuple[StatKey, Recipe]] | None = None) -> bytes:
         try:
-            return scan_root(self.root, self.state).summary.root
+            return scan_root(self.root, self.state, ScanOptions(known=known)).summary.root
         except OSError as exc:
             raise os_error(str(self.state.path), exc, "scanning the root") from exc
 
@@ -226,10 +235,10 @@ class _Apply:
                     f"{self.state.path}: refusing to apply it"
                 )
 
-    def _verify(self) -> bytes:
+    def _verify(self, written: Mapping[str, tuple[StatKey, Recipe]]) -> bytes:
         """The tree's id after the apply, which must be the target (with delete=False, a
         tree holding the target and extras): nothing would be left to plan."""
-        scanned = self._scan()
+        scanned = self._scan(written)
         if scanned == self.target.root:
             return scanned
         with SnapshotReader(self.state.snapshot) as final:
@@ -280,6 +289,21 @@ def _split_assembled(
         else:
             to_build.append((path, node))
     return to_build, uses
+
+
+def _written(
+    root: Path, files: Iterator[tuple[str, FileNode]]
+) -> dict[str, tuple[StatKey, Recipe]]:
+    """The stat of each file the apply wrote, as it is now, with its recipe."""
+    written: dict[str, tuple[StatKey, Recipe]] = {}
+    for path, node in files:
+        try:
+            st = os.lstat(root / path)
+        except OSError:
+            continue  # the check will find out what happened to it
+        if stat.S_ISREG(st.st_mode) and st.st_size == node.size:
+            written[path] = (StatKey.of(st), node.recipe)
+    return written
 
 
 def _files_removed(ops: list[Op], current: SnapshotReader) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import resource
 import time
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ def scan_root(
     options = options or ScanOptions()
     excluded = state.excluded_relpath()
     if excluded:
-        options = ScanOptions(options.strict, options.workers, options.exclude | {excluded})
+        options = dataclasses.replace(options, exclude=options.exclude | {excluded})
     problems: list[Problem] = []
 
     def collect(problem: Problem) -> None:

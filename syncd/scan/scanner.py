@@ -17,12 +17,22 @@ import os
 import stat
 import time
 from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.paths import join
-from protocol.tree import KIND_DIR, KIND_FILE, DirNode, FileNode, LinkNode, Node, encode_tree
+from protocol.tree import (
+    KIND_DIR,
+    KIND_FILE,
+    DirNode,
+    FileNode,
+    LinkNode,
+    Node,
+    Recipe,
+    encode_tree,
+)
 from syncd.errors import ScanAborted
 from syncd.scan.hashing import SETTLE_NS, FileChanged, RangeJob, StatKey, run_job
 from syncd.scan.jobs import HashQueue, Part
@@ -58,6 +68,10 @@ class ScanOptions:
     strict: bool = False
     workers: int = max(2, (os.cpu_count() or 2))
     exclude: frozenset[str] = frozenset()  # relative paths left out, besides ./.syncd
+    # Files whose bytes the caller knows (the apply just wrote them from verified pieces):
+    # relative path -> (the stat it saw after writing, recipe). Trusted like a stat cache
+    # entry, and only once its ctime is settled, so a later write is still seen.
+    known: Mapping[str, tuple[StatKey, Recipe]] | None = None
 
 
 @dataclass(slots=True)
@@ -322,6 +336,9 @@ class Scanner:
     def _add_file(self, frame: _Frame, name: str, path: str, st: os.stat_result) -> None:
         rel = join(frame.rel, name)
         known = frame.cached.unchanged_file(name, st) if frame.cached else None
+        if known is None:
+            hinted = self._known_recipe(rel, st)
+            known = None if hinted is None else (hinted, None)
         if known is not None:
             recipe, warning = known
             if warning:
@@ -336,6 +353,14 @@ class Scanner:
         parts = self._hashes.submit(path, StatKey.of(st), lengths)
         frame.tree.children.append(_Hashing(name, path, st, lengths, parts, warning))
         self._pending += 1
+
+    def _known_recipe(self, rel: str, st: os.stat_result) -> Recipe | None:
+        known = self._options.known.get(rel) if self._options.known else None
+        if known is None or known[0] != StatKey.of(st):
+            return None
+        if st.st_ctime_ns + SETTLE_NS >= time.time_ns():
+            return None  # too recent to trust a stat (hashing.py says why)
+        return known[1]
 
     def _resolve(self, item: _Hashing, tree: _Tree) -> _Known | None:
         """The file's node once hashed; retried if it changed, reported if it keeps changing."""
