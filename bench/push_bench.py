@@ -185,6 +185,7 @@ class Setup:
         self.env = self.sshd.env()
         self.env["PYTHONPATH"] = str(code)
         self.python = sys.executable
+        self.series: list[dict[str, Any]] = []
         self.ssh = (
             f"ssh -F {self.sshd.ssh_dir / 'config'} -o UserKnownHostsFile={self.sshd.known_hosts}"
         )
@@ -236,7 +237,10 @@ class Setup:
                 if scanned:
                     time.sleep(0.05)  # ctimes the hard links moved settle, as in life
                     argv = [self.python, "-m", "syncd", "scan", str(far)]
-                    subprocess.run(argv, env=self.env, check=True, capture_output=True)
+                else:
+                    # rsync's far side in its steady state too: its metadata read once.
+                    argv = ["find", str(far), "-printf", ""]
+                subprocess.run(argv, env=self.env, check=True, capture_output=True)
 
         return prepare
 
@@ -283,7 +287,12 @@ def time_row(figure: str, a: Series, b: Series, target: float | None) -> Row:
 # -- the runs ---------------------------------------------------------------------------
 
 
-def run(workdir: Path, runs: int, quick: bool) -> tuple[list[Row], dict[str, Any]]:
+PHASES = ("cold", "month2", "nochange")
+
+
+def run(
+    workdir: Path, runs: int, quick: bool, phases: tuple[str, ...] = PHASES
+) -> tuple[list[Row], dict[str, Any]]:
     # A push's far side (sshd, `syncd serve`, rsync's receiver) is part of the work, not
     # another process's noise: wait for an idle machine before each run, but do not
     # count the far side's CPU as a disturbance.
@@ -296,92 +305,90 @@ def run(workdir: Path, runs: int, quick: bool) -> tuple[list[Row], dict[str, Any
     rows: list[Row] = []
     data: dict[str, Any] = {"code": digest, "runs": runs}
     try:
-        s = setup.scratch
         for src in (one, two, tree_k):  # the sources' own state is warm, as on a connected host
-            subprocess.run(
-                [setup.python, "-m", "syncd", "scan", str(src)],
-                env=setup.env,
-                check=True,
-                capture_output=True,
-            )
-
-        log("cold push of month 1 (far side empty)")
-        a = setup.syncd_push("cold-syncd", one, s / "far-syncd", setup.empty(s / "far-syncd"))
-        b = setup.rsync("cold-rsync", one, s / "far-rsync", setup.empty(s / "far-rsync"))
-        cold_a, cold_b = alternate(a, b, runs, log=log)
-        rows.append(time_row("cold push of month 1 / rsync (wall)", cold_a, cold_b, 1.0))
-
-        log("month-2 push (far side holds month 1)")
-        month_one = setup.master(one)
-        a = setup.syncd_push(
-            "m2-syncd",
-            two,
-            s / "far-syncd",
-            setup.far_copy(month_one, s / "far-syncd", scanned=True),
-        )
-        b = setup.rsync(
-            "m2-rsync",
-            two,
-            s / "far-rsync",
-            setup.far_copy(month_one, s / "far-rsync", scanned=False),
-        )
-        m2_a, m2_b = alternate(a, b, runs, log=log)
-        rows.append(time_row("month-2 push / rsync (wall)", m2_a, m2_b, 0.8))
-        summary = syncd_wire(setup, "m2-syncd")
-        new = truly_new(one, two)
-        ours = summary["wire_bytes_sent"] + summary["wire_bytes_received"]
-        theirs = rsync_wire(setup, "m2-rsync")
-        cumulative = cumulative_archive_bytes(two)
-        data["month2"] = {
-            "truly_new": new,
-            "syncd_wire": ours,
-            "rsync_wire": theirs,
-            "cumulative_archives": cumulative,
-            "syncd_summary": summary,
-        }
-        rows.append(_bytes_row("month-2 wire bytes / truly new: syncd", ours, new["total"], 1.03))
-        rows.append(
-            _bytes_row("month-2 wire bytes / truly new: rsync -a", theirs, new["total"], None)
-        )
-        rows.append(
-            _bytes_row("month-2 cumulative archives / truly new", cumulative, new["total"], None)
-        )
-
-        log(f"no-change push of {tree_k.name}")
-        links_copy = setup.master(tree_k)
-        a = setup.syncd_push(
-            "nc-syncd",
-            tree_k,
-            s / "far-syncd",
-            setup.far_copy(links_copy, s / "far-syncd", scanned=True),
-        )
-        b = setup.rsync(
-            "nc-rsync",
-            tree_k,
-            s / "far-rsync",
-            setup.far_copy(links_copy, s / "far-rsync", scanned=False),
-        )
-        nc_a, nc_b = alternate(a, b, runs, log=log)
-        rows.append(
-            time_row(f"no-change push of {links // 1000}k links / rsync (wall)", nc_a, nc_b, 0.5)
-        )
-        nc = syncd_wire(setup, "nc-syncd")
-        wire = nc["wire_bytes_sent"] + nc["wire_bytes_received"]
-        rows.append(
-            Row(
-                "no-change push: wire bytes (syncd; rsync)",
-                f"{wire} B",
-                f"{rsync_wire(setup, 'nc-rsync')} B",
-                wire / 4096,
-                f"{wire} B",
-                "<= 4 KB",
-                wire <= 4096,
-            )
-        )
-        data["series"] = [x.as_json() for x in (cold_a, cold_b, m2_a, m2_b, nc_a, nc_b)]
+            argv = [setup.python, "-m", "syncd", "scan", str(src)]
+            subprocess.run(argv, env=setup.env, check=True, capture_output=True)
+        if "cold" in phases:
+            rows += _cold(setup, one, runs, data)
+        if "month2" in phases:
+            rows += _month2(setup, one, two, runs, data)
+        if "nochange" in phases:
+            rows += _no_change(setup, tree_k, links, runs, data)
+        data["series"] = setup.series
     finally:
         setup.close()
     return rows, data
+
+
+def _pair(
+    setup: Setup,
+    name: str,
+    src: Path,
+    far_of: Callable[[Path, bool], Callable[[], None]],
+    runs: int,
+) -> tuple[Series, Series]:
+    s = setup.scratch
+    a = setup.syncd_push(f"{name}-syncd", src, s / "far-syncd", far_of(s / "far-syncd", True))
+    b = setup.rsync(f"{name}-rsync", src, s / "far-rsync", far_of(s / "far-rsync", False))
+    result = alternate(a, b, runs, log=log)
+    data_series = [x.as_json() for x in result]
+    setup.series += data_series
+    return result
+
+
+def _cold(setup: Setup, one: Path, runs: int, data: dict[str, Any]) -> list[Row]:
+    log("cold push of month 1 (far side empty)")
+    a, b = _pair(setup, "cold", one, lambda far, _: setup.empty(far), runs)
+    return [time_row("cold push of month 1 / rsync (wall)", a, b, 1.0)]
+
+
+def _month2(setup: Setup, one: Path, two: Path, runs: int, data: dict[str, Any]) -> list[Row]:
+    log("month-2 push (far side holds month 1)")
+    master = setup.master(one)
+    a, b = _pair(
+        setup, "m2", two, lambda far, scanned: setup.far_copy(master, far, scanned=scanned), runs
+    )
+    summary = syncd_wire(setup, "m2-syncd")
+    new = truly_new(one, two)
+    ours = summary["wire_bytes_sent"] + summary["wire_bytes_received"]
+    theirs = rsync_wire(setup, "m2-rsync")
+    cumulative = cumulative_archive_bytes(two)
+    data["month2"] = {
+        "truly_new": new,
+        "syncd_wire": ours,
+        "rsync_wire": theirs,
+        "cumulative_archives": cumulative,
+        "syncd_summary": summary,
+    }
+    return [
+        time_row("month-2 push / rsync (wall)", a, b, 0.8),
+        _bytes_row("month-2 wire bytes / truly new: syncd", ours, new["total"], 1.03),
+        _bytes_row("month-2 wire bytes / truly new: rsync -a", theirs, new["total"], None),
+        _bytes_row("month-2 cumulative archives / truly new", cumulative, new["total"], None),
+    ]
+
+
+def _no_change(setup: Setup, tree: Path, links: int, runs: int, data: dict[str, Any]) -> list[Row]:
+    log(f"no-change push of {tree.name}")
+    master = setup.master(tree)
+    a, b = _pair(
+        setup, "nc", tree, lambda far, scanned: setup.far_copy(master, far, scanned=scanned), runs
+    )
+    nc = syncd_wire(setup, "nc-syncd")
+    wire = nc["wire_bytes_sent"] + nc["wire_bytes_received"]
+    theirs = rsync_wire(setup, "nc-rsync")
+    return [
+        time_row(f"no-change push of {links // 1000}k links / rsync (wall)", a, b, 0.5),
+        Row(
+            "no-change push: wire bytes (syncd; rsync)",
+            f"{wire} B",
+            f"{theirs} B",
+            wire / 4096,
+            f"{wire} B",
+            "<= 4 KB",
+            wire <= 4096,
+        ),
+    ]
 
 
 def _bytes_row(figure: str, ours: int, base: int, target: float | None) -> Row:
@@ -403,14 +410,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small trees: check the harness")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
+    parser.add_argument("--only", choices=PHASES, action="append", help="run only these parts")
     args = parser.parse_args(argv)
     if not args.no_wait and not args.quick:
         wait_for_quiet(0.5, 900, log)
-    rows, data = run(args.workdir, max(1, args.runs), args.quick)
+    phases = tuple(args.only) if args.only else PHASES
+    rows, data = run(args.workdir, max(1, args.runs), args.quick, phases)
     table = markdown_table(rows)
     print(table)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    suffix = "-quick" if args.quick else ""
+    suffix = ("-quick" if args.quick else "") + ("-" + "-".join(phases) if args.only else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"push-{stamp}{suffix}.md").write_text(table + "\n")
     write_json(
