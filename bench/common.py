@@ -126,7 +126,7 @@ class Quiet:
     enabled: bool = True
     idle_share: float = 0.1
     sample: float = 0.5
-    patience: float = 600.0
+    patience: float = 120.0
     disturbed_share: float = 0.2
     retries: int = 3
 

@@ -17,6 +17,11 @@ Figures (targets from the media issue):
 - importing that export into an empty root against the same `cp -r` (>= 0.8), and,
   reported, against `cp -r` of the month-1 tree itself: the import writes the whole
   tree, whose archives repeat the cache's blobs, so it writes more than it reads.
+
+syncd makes what it writes durable (fsync) before it counts: an export before its
+folder is renamed into place, an import before and during the apply. `cp -r` leaves its
+bytes in the page cache, so each comparison is also reported against `cp -r` followed by
+`sync -f` on the destination (the durable equivalent).
 """
 
 from __future__ import annotations
@@ -156,25 +161,38 @@ def throughput(setup: Setup, one: Path, runs: int) -> tuple[list[Row], dict[str,
     cp_export = setup.command("cp -r export", ["cp", "-r", str(folder), str(s / "cp")], s / "cp")
     log(f"full export of month 1 ({reference['bytes'] / 1e6:.0f} MB) vs cp -r of its files")
     ex_a, ex_b = alternate(export, cp_export, runs, log=log)
+    log("the same against cp -r; sync -f")
+    ex_c, ex_d = alternate(export, _synced(setup, "cp -r export; sync", folder), runs, log=log)
     importing = setup.command(
         "import", setup.syncd("import", folder, "--root", s / "far"), s / "far"
     )
     log("import of that export into an empty root vs cp -r of the export")
     im_a, im_b = alternate(importing, cp_export, runs, log=log)
     cp_tree = setup.command("cp -r tree", ["cp", "-r", str(one), str(s / "cp")], s / "cp")
-    log("import vs cp -r of the month-1 tree (what the import writes)")
+    log("import vs cp -r of the month-1 tree (what the import writes), then with sync -f")
     tr_a, tr_b = alternate(importing, cp_tree, runs, log=log)
+    tr_c, tr_d = alternate(importing, _synced(setup, "cp -r tree; sync", one), runs, log=log)
     rows = [
         throughput_row("full month-1 export: cp -r time / export time", ex_a, ex_b, 0.8),
+        throughput_row("full month-1 export: (cp -r; sync) / export time", ex_c, ex_d, None),
         throughput_row("import of month 1: cp -r of the export / import time", im_a, im_b, 0.8),
         throughput_row("import of month 1: cp -r of the tree / import time", tr_a, tr_b, None),
+        throughput_row("import of month 1: (cp -r of the tree; sync) / import", tr_c, tr_d, None),
     ]
+    series = (ex_a, ex_b, ex_c, ex_d, im_a, im_b, tr_a, tr_b, tr_c, tr_d)
     data = {
         "export_bytes": reference["bytes"],
         "tree_bytes": sum(p.stat().st_size for p in one.rglob("*") if p.is_file()),
-        "series": [x.as_json() for x in (ex_a, ex_b, im_a, im_b, tr_a, tr_b)],
+        "series": [x.as_json() for x in series],
     }
     return rows, data
+
+
+def _synced(setup: Setup, name: str, source: Path) -> Command:
+    """`cp -r` then `sync -f` of the destination's file system: a durable copy."""
+    target = setup.scratch / "cp"
+    script = f'cp -r "{source}" "{target}" && sync -f "{target}"'
+    return setup.command(name, ["sh", "-c", script], target)
 
 
 def run(workdir: Path, runs: int, quick: bool) -> tuple[list[Row], dict[str, Any]]:

@@ -130,3 +130,20 @@ def test_full_ignores_receipts_and_the_text_output_names_the_basis(
     assert both.code == 2  # argparse: not allowed together
     shown = syncd("receipt", "--root", far, "--to", tmp_path / "r3")
     assert shown.code == 0 and "receipt #2 of site" in shown.out
+
+
+def test_corrupt_bookkeeping_is_named_not_trusted(
+    synced: tuple[Path, Path], tmp_path: Path
+) -> None:
+    src, far = synced
+    receipt(far, tmp_path / "r")
+    export(src, tmp_path / "out", "--receipt", tmp_path / "r")
+    book = src / ".syncd" / "media" / "site-default"
+    book.write_bytes(b"\x93garbage")
+    ran = syncd("export", src, "--to", tmp_path / "out")
+    assert ran.code == 2 and f"{book}: corrupt site record" in ran.err
+    site = far / ".syncd" / "media" / "site"
+    site.write_bytes(b"\x81\xa6format\x02")
+    ran = syncd("receipt", "--root", far, "--to", tmp_path / "r2")
+    assert ran.code == 2 and f"{site}: corrupt site id file" in ran.err
+    assert not (tmp_path / "r2").exists()

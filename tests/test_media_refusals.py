@@ -216,3 +216,22 @@ def test_nothing_but_volumes_is_accepted(tmp_path: Path) -> None:
     assert ran.code == 2 and "no syncd volume here" in ran.err
     ran = syncd("import", "--root", tmp_path / "far")
     assert ran.code == 2 and "at least one DIR" in ran.err
+
+
+def test_media_inside_the_tree_are_refused(months: dict[int, Path], tmp_path: Path) -> None:
+    """A scan would take them for part of the tree, an apply would delete them."""
+    src = copy_tree(months[1], tmp_path / "src")
+    ran = syncd("export", src, "--to", src / "usb")
+    assert ran.code == 2 and "inside" in ran.err and not (src / "usb").exists()
+    summary = export(src, tmp_path / "usb")
+    far = copy_tree(months[1], tmp_path / "far")
+    inside = far / "usb"
+    shutil.copytree(tmp_path / "usb", inside)
+    ran = syncd("import", inside / summary["export"], "--root", far)
+    assert ran.code == 2 and "inside" in ran.err
+    ran = syncd("receipt", "--root", far, "--to", far / "receipt")
+    assert ran.code == 2 and "inside" in ran.err and not (far / "receipt").exists()
+    assert syncd("import", "--status", "--root", tmp_path / "nowhere").out == (
+        "no import in progress\n"
+    )
+    assert not (tmp_path / "nowhere").exists()

@@ -10,6 +10,7 @@ from pathlib import Path
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.media.export import ExportOptions, ExportOutcome, export
+from syncd.media.layout import refuse_inside
 from syncd.media.plan import FAT32_MAX_FILE, MediaLimits
 from syncd.progress import for_terminal
 from syncd.scan.problems import Problem
@@ -43,7 +44,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=str(FAT32_MAX_FILE),
         help="largest file on the media (default 4 GiB - 1, FAT32's limit)",
     )
-    parser.add_argument("--sign-key", type=Path, metavar="KEY", help="OpenSSH ed25519 key")
+    parser.add_argument(
+        "--sign-key", type=Path, metavar="KEY", help="sign each index with this OpenSSH ed25519 key"
+    )
     parser.add_argument(
         "--require-signed-by",
         type=Path,
@@ -68,6 +71,7 @@ def _size(text: str | None, option: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_inside(args.to, args.src, "--to")
     max_file = _size(args.max_file_size, "--max-file-size")
     assert max_file is not None
     limits = MediaLimits(_size(args.volume_size, "--volume-size"), max_file)

@@ -13,6 +13,7 @@ from pathlib import Path
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.media.importer import ImportOutcome, StatusReport, import_status, import_volumes
+from syncd.media.layout import refuse_inside
 from syncd.media.signing import load_public_key
 from syncd.state import StateDir
 from syncd.units import format_bytes
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         return _status(import_status(root, state), args.json)
     if not args.dirs:
         raise UsageError("give at least one DIR holding volumes (or --status)")
+    for folder in args.dirs:
+        refuse_inside(folder, root, "volume folder")
     required = load_public_key(args.require_signed_by) if args.require_signed_by else None
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.media.layout import refuse_inside
 from syncd.media.receipt import ReceiptOutcome, write_receipt
 from syncd.media.signing import load_signer
 from syncd.state import StateDir
@@ -25,7 +26,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--root", type=Path, required=True, help="the far tree")
     parser.add_argument("--to", type=Path, required=True, metavar="FILE", help="receipt file")
-    parser.add_argument("--sign-key", type=Path, metavar="KEY", help="OpenSSH ed25519 key")
+    parser.add_argument(
+        "--sign-key", type=Path, metavar="KEY", help="sign it with this OpenSSH ed25519 key"
+    )
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
     parser.set_defaults(run=run)
@@ -35,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     root: Path = args.root.absolute()
     if not root.is_dir():
         raise UsageError(f"{root}: not a directory")
+    refuse_inside(args.to, root, "receipt")
     sign = load_signer(args.sign_key) if args.sign_key else None
     outcome = write_receipt(root, StateDir(root, args.state), args.to, sign)
     if args.json:

@@ -53,7 +53,7 @@ def choose_basis(
         data, parsed = _read(receipt, required_key)
         _check_site(book, parsed, receipt)
         _check_not_older(book, parsed, receipt)
-        book.store_receipt(data, parsed.header.site, parsed.header.sequence)
+        book.store_receipt(data, parsed.header)
         return _from_receipt(book, parsed, str(receipt))
     if book.receipt_sequence and book.receipt_path.exists():
         _, parsed = _read(book.receipt_path, required_key)

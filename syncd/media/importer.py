@@ -95,19 +95,14 @@ def import_volumes(
 
 def ordered(paths: Sequence[Path]) -> list[Path]:
     """Newest export first, then by volume number; unreadable ones last (refused later)."""
-
-    def key(path: Path) -> tuple[int, int, str, int]:
-        header = peek(path)
-        if header is None:
-            return (1, 0, "", 0)
-        return (0, -header.created_ns, _reverse(header.export_id), header.volume)
-
-    return sorted(paths, key=key)
-
-
-def _reverse(text: str) -> str:
-    """A key that sorts strings in descending order (ids are ASCII)."""
-    return "".join(chr(0x7F - ord(c)) for c in text)
+    headers = {path: peek(path) for path in paths}
+    known = {path: h for path, h in headers.items() if h is not None}
+    by_volume = sorted(known, key=lambda path: known[path].volume)
+    # sorted() is stable with reverse=True too: volumes stay in order within an export.
+    newest = sorted(
+        by_volume, key=lambda path: (known[path].created_ns, known[path].export_id), reverse=True
+    )
+    return newest + [path for path in paths if path not in known]
 
 
 class _Run:
@@ -286,6 +281,8 @@ class StatusReport:
 
 def import_status(root: Path, state: StateDir) -> StatusReport:
     """What the export in progress still needs, from a fresh scan and the staging area."""
+    if not state.path.is_dir():
+        return StatusReport(None, None, False)  # nothing was ever imported here
     with state.lock():
         progress = ImportProgress.load(state)
         interrupted = read_journal(state) is not None

@@ -74,3 +74,13 @@ def _volume_children(folder: Path) -> list[Path]:
         for child in sorted(folder.iterdir())
         if _VOLUME.fullmatch(child.name) and (child / INDEX_NAME).is_file()
     ]
+
+
+def refuse_inside(path: Path, root: Path, what: str) -> None:
+    """Media must lie outside the tree: inside, a scan would take them for part of it and
+    an apply (which deletes what the target lacks) would remove them."""
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return
+    raise UsageError(f"{what} {path} is inside {root}: put it outside the tree")

@@ -1,10 +1,10 @@
 """The exporting side's memory of each far site: `STATE/media/site-<NAME>` in SRC's state.
 
 Per site name (`syncd export --site NAME`, default "default") it keeps the site id of the
-first receipt seen (a receipt from another site is then refused), the number of the
-newest receipt used (an older one is refused: the far side may have lost blobs since),
-that receipt itself (`site-<NAME>.receipt`, the basis of exports without --receipt), and
-the exports made, newest last.
+first receipt seen (a receipt from another site is then refused), the receipts used
+(number, time, far snapshot; an older one than the newest is refused: the far side may
+have lost blobs since), the newest receipt itself (`site-<NAME>.receipt`, the basis of
+exports without --receipt), and the exports made, newest last.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from pathlib import Path
 
 from protocol.codec import pack, unpack
 from protocol.errors import ProtocolError
-from protocol.media import SAFE_NAME, SITE_ID_SIZE
+from protocol.media import SAFE_NAME, SITE_ID_SIZE, ReceiptHeader
 from syncd.apply.durable import write_atomically
 from syncd.errors import UsageError
 from syncd.media.errors import MediaError
 from syncd.state import StateDir
 
 FORMAT = 1
-KEEP_EXPORTS = 100
+KEEP = 100  # receipts and exports remembered per site
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,7 @@ class SiteBook:
     name: str
     site_id: bytes | None = None
     receipt_sequence: int = 0
+    receipts: list[tuple[int, int, bytes]] = field(default_factory=list)  # (number, time, root)
     exports: list[ExportRecord] = field(default_factory=list)
 
     @property
@@ -82,10 +83,12 @@ class SiteBook:
         if isinstance(meta, dict) and meta.get("format") == FORMAT:
             site, receipt, exports = meta.get("site"), meta.get("receipt"), meta.get("exports")
             records = [_export(item) for item in exports] if isinstance(exports, list) else [None]
+            seen = _receipts(meta.get("receipts"))
             problem = "bad fields"
-            if _site_id(site) and type(receipt) is int and None not in records:
+            if _site_id(site) and type(receipt) is int and None not in records and seen is not None:
                 self.site_id = site if isinstance(site, bytes) else None
                 self.receipt_sequence = receipt
+                self.receipts = seen
                 self.exports = [r for r in records if r is not None]
                 return
         raise MediaError(f"{self.path}: corrupt site record ({problem})")
@@ -95,7 +98,8 @@ class SiteBook:
             "format": FORMAT,
             "site": self.site_id,
             "receipt": self.receipt_sequence,
-            "exports": [e.as_list() for e in self.exports[-KEEP_EXPORTS:]],
+            "receipts": [list(r) for r in self.receipts[-KEEP:]],
+            "exports": [e.as_list() for e in self.exports[-KEEP:]],
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,14 +107,16 @@ class SiteBook:
         except OSError as exc:
             raise MediaError(f"{self.path}: cannot write: {exc.strerror}") from exc
 
-    def store_receipt(self, data: bytes, site: bytes, sequence: int) -> None:
+    def store_receipt(self, data: bytes, header: ReceiptHeader) -> None:
         """Keep `data` as the newest receipt of this site (the caller checked it)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(self.receipt_path, data)
         except OSError as exc:
             raise MediaError(f"{self.receipt_path}: cannot write: {exc.strerror}") from exc
-        self.site_id, self.receipt_sequence = site, sequence
+        self.site_id, self.receipt_sequence = header.site, header.sequence
+        if all(number != header.sequence for number, _, _ in self.receipts):
+            self.receipts.append((header.sequence, header.created_ns, header.root))
         self.save()
 
     def record_export(self, record: ExportRecord) -> None:
@@ -136,3 +142,19 @@ def _export(item: object) -> ExportRecord | None:
         return None
     volumes, blobs, size, basis = (int(c) for c in counts)
     return ExportRecord(export_id, created, target, volumes, blobs, size, basis)
+
+
+def _receipts(value: object) -> list[tuple[int, int, bytes]] | None:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        return None
+    out: list[tuple[int, int, bytes]] = []
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 3):
+            return None
+        number, created, root = item
+        if type(number) is not int or type(created) is not int or not isinstance(root, bytes):
+            return None
+        out.append((number, created, root))
+    return out
