@@ -44,15 +44,17 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"syncd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    chosen = _command_in(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    chosen = _command_in(words)
+    if chosen is None and "--version" in words:
+        return parser  # --version exits while parsing: no command module is needed
     for name, module in COMMANDS.items():
         if chosen is None or name == chosen:
             importlib.import_module(module).register(sub)
     return parser
 
 
-def _command_in(argv: Sequence[str] | None) -> str | None:
-    words = list(sys.argv[1:] if argv is None else argv)
+def _command_in(words: Sequence[str]) -> str | None:
     first = next((w for w in words if not w.startswith("-")), None)
     return first if first in COMMANDS else None
 
