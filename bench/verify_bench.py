@@ -264,7 +264,9 @@ class Bench:
 
     def startup(self) -> Command:
         return Command(
-            "python -m syncd --version", [self.python, "-m", "syncd", "--version"], env=self.env
+            "python -m syncd verify --help",
+            [self.python, "-m", "syncd", "verify", "--help"],
+            env=self.env,
         )
 
     def bare_python(self) -> Command:
@@ -363,7 +365,7 @@ def measure(bench: Bench, tree_d: Path, tree_s: Path) -> list[Row]:
         bench.walk("S: find -printf", tree_s),
     )
     s_summary = _checked(bench, "S-shallow")
-    log("start-up: `python -m syncd --version` vs `python -c pass`")
+    log("start-up: `python -m syncd verify --help` vs `python -c pass`")
     started, bare = alternate(bench.startup(), bench.bare_python(), bench.runs, log=log)
     bench.figures["startup"] = {"syncd": started.as_json(), "python": bare.as_json()}
     gb = d_summary["bytes_hashed"] / 1e9
@@ -397,7 +399,7 @@ def measure(bench: Bench, tree_d: Path, tree_s: Path) -> list[Row]:
             by_hashlib.seconds - bare.seconds,
         ),
         Row(
-            figure="syncd start-up: python -m syncd --version (python -c pass)",
+            figure="syncd start-up: python -m syncd verify --help (python -c pass)",
             syncd=seconds_text(started),
             baseline=seconds_text(bare),
             ratio=started.seconds - bare.seconds,
