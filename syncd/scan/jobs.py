@@ -1,17 +1,22 @@
 """Hand hashing work to a thread pool in pieces the pool can use well.
 
-Small files travel in batches (a pool hop costs more than hashing a link file); big
-files are split into jobs of about JOB_BYTES so that one huge file still keeps every
-core busy. Results come back as `Part`s that the scanner resolves in tree order.
+Tiny files are hashed at once on the walking thread: with CPython's GIL, a worker busy
+with thousands of link files makes the walk wait for the GIL after every syscall, and a
+cold scan of 228k registry link files took 1.8x longer through the pool than inline.
+Other small files travel in batches (a pool hop costs more than hashing one); big files
+are split into jobs of about JOB_BYTES so that one huge file still keeps every core
+busy. Results come back as `Part`s that the scanner resolves in tree order.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 
-from syncd.scan.hashing import RangeJob, StatKey, run_batch, run_job
+from syncd.scan.hashing import SETTLE_NS, FileChanged, RangeJob, StatKey, run_batch, run_job
 
+INLINE_FILE = 64 << 10
 SMALL_FILE = 1 << 20
 BATCH_FILES = 128
 BATCH_BYTES = 8 << 20
@@ -68,6 +73,8 @@ class HashQueue:
 
     def submit(self, path: str, key: StatKey, lengths: Sequence[int]) -> list[Part]:
         self.hashed_bytes += key.size
+        if key.size <= INLINE_FILE and key.ctime_ns + SETTLE_NS < time.time_ns():
+            return [_inline(RangeJob(path, key, 0, lengths))]
         if key.size <= SMALL_FILE:
             return [self._add_to_batch(RangeJob(path, key, 0, lengths))]
         return [self._submit_job(job) for job in _split(path, key, lengths)]
@@ -89,6 +96,16 @@ class HashQueue:
 
     def _submit_job(self, job: RangeJob) -> Part:
         return Part(future=self._pool.submit(run_job, job))
+
+
+def _inline(job: RangeJob) -> Part:
+    """Hash now (a settled file: run_job will not sleep), as a Part already done."""
+    future: Future[list[bytes]] = Future()
+    try:
+        future.set_result(run_job(job))
+    except (OSError, FileChanged) as exc:
+        future.set_exception(exc)
+    return Part(future=future)
 
 
 def _split(path: str, key: StatKey, lengths: Sequence[int]) -> list[RangeJob]:
