@@ -5,9 +5,10 @@ pushes it with `syncd push` to an empty far root, then generates month 2 (oc-mir
 differential archive) and pushes again: the far side asks for exactly what it lacks.
 After each push, `syncd verify` checks the far tree's parity and the real oracle agrees:
 Debian's docker-registry serves the far cache and skopeo pulls every image from it.
-Each step prints the command it runs. With --media, the two months travel on removable
-media instead: export volumes, import them (in reverse order), write a receipt, export
-month 2 against it, import, and the same parity checks.
+Then the same two months travel to a second far site on removable media: export
+volumes, import them (in reverse order), write a receipt, export month 2 against it,
+import, and the same parity checks. Each step prints the command it runs; `--only push`
+or `--only media` runs one half.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from syncd.sample import SMALL, Registry, generate_month, list_images, preset, pull_all
@@ -132,20 +134,25 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", type=Path, help="where to put the sample (default: a temp dir)"
     )
     parser.add_argument("--preset", default="small", help="sample size: tiny, small or large")
-    parser.add_argument(
-        "--media",
-        action="store_true",
-        help="removable media instead of push: export, import, receipt",
-    )
+    parser.add_argument("--only", choices=sorted(HALVES), help="run one half only")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="syncd-demo-"))
     if workdir.exists() and any(workdir.iterdir()):
         print(f"demo: {workdir} is not empty; give an empty or new --workdir", file=sys.stderr)
         return 2
     print(f"demo workdir: {workdir}")
-    status = (run_media if args.media else run)(workdir, args.preset)
+    status = 0
+    for name in [args.only] if args.only else list(HALVES):
+        print(f"\n######## {name}: {HALVES[name][1]}", flush=True)
+        status = status or HALVES[name][0](workdir / name, args.preset)
     print("\ndemo: " + ("OK" if status == 0 else "FAILED"))
     return status
+
+
+HALVES: dict[str, tuple[Callable[[Path, str], int], str]] = {
+    "push": (run, "months 1 and 2 pushed to a far root"),
+    "media": (run_media, "months 1 and 2 carried on removable media, receipts back"),
+}
 
 
 if __name__ == "__main__":
