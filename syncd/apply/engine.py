@@ -44,8 +44,9 @@ from syncd.apply.target import write_target
 from syncd.apply.workspace import Workspace
 from syncd.errors import SnapshotFileError
 from syncd.plan.order import Delete, MoveAside, Op, PlaceTree, WriteFile, plan_apply, touched
-from syncd.scan.api import scan_root
+from syncd.scan.api import ScanResult, scan_root
 from syncd.scan.hashing import StatKey
+from syncd.scan.problems import Reporter
 from syncd.scan.scanner import ScanOptions
 from syncd.snapshot import SnapshotReader
 from syncd.state import STATE_NAME, StateDir
@@ -111,6 +112,18 @@ def resume_pending(
     finally:
         if staging is None:
             active.close()
+
+
+def scan_far(
+    root: Path, state: StateDir, options: ScanOptions | None = None, report: Reporter | None = None
+) -> ScanResult:
+    """The far side's own scan. Its state files go to the far root's file system, so an
+    OSError (a full disk above all) is an apply error naming the state folder, not a
+    traceback: DiskFull when there is no space left."""
+    try:
+        return scan_root(root, state, options, report)
+    except OSError as exc:
+        raise os_error(str(state.path), exc, "scanning the root") from exc
 
 
 @contextlib.contextmanager
@@ -213,10 +226,7 @@ class _Apply:
         return changes
 
     def _scan(self, known: Mapping[str, tuple[StatKey, Recipe]] | None = None) -> bytes:
-        try:
-            return scan_root(self.root, self.state, ScanOptions(known=known)).summary.root
-        except OSError as exc:
-            raise os_error(str(self.state.path), exc, "scanning the root") from exc
+        return scan_far(self.root, self.state, ScanOptions(known=known)).summary.root
 
     def _refuse_state_folder(self, ops: list[Op]) -> None:
         """A target may neither put anything where this side keeps its state nor remove a

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from protocol.media import VolumeHeader
 from protocol.tree import Node, decode_tree
-from syncd.apply.engine import ApplyResult, apply_target, resume_pending
+from syncd.apply.engine import ApplyResult, apply_target, resume_pending, scan_far
 from syncd.apply.journal import read_journal
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
@@ -35,7 +35,6 @@ from syncd.media.progress import ImportProgress, clear_digests, save_digests
 from syncd.media.status import Missing, missing
 from syncd.media.volume import Volume, open_volume, peek, read_blobs
 from syncd.plan.descent import Descent
-from syncd.scan.api import scan_root
 from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
 
@@ -83,7 +82,7 @@ def import_volumes(
     paths = find_volumes(folders)
     with state.lock():
         resumed = resume_pending(root, state)
-        scanned = scan_root(root, state)
+        scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
             run = _Run(root, state, current, staging, required_key)
             for path in ordered(paths):
@@ -288,7 +287,7 @@ def import_status(root: Path, state: StateDir) -> StatusReport:
         interrupted = read_journal(state) is not None
         if progress is None or progress.applied:
             return StatusReport(progress, None, interrupted)
-        scanned = scan_root(root, state)
+        scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
             live = LiveBlobs(current)
             descent = far_descent(progress.target, current, staging, live, None)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 from protocol.media import LastExport, ReceiptHeader, Signer, encode_receipt, encode_trees
 from syncd.apply.durable import fsync_dir
-from syncd.apply.engine import resume_pending
+from syncd.apply.engine import resume_pending, scan_far
 from syncd.apply.staging import Staging
 from syncd.media.errors import MediaError
 from syncd.media.farsite import FarSite
 from syncd.media.progress import ImportProgress
 from syncd.media.records import snapshot_records
-from syncd.scan.api import ScanResult, scan_root
+from syncd.scan.api import ScanResult
 from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
 
@@ -55,7 +55,7 @@ def write_receipt(root: Path, state: StateDir, out: Path, sign: Signer | None) -
     with state.lock():
         resume_pending(root, state)
         site = FarSite.load_or_create(state)
-        scanned = scan_root(root, state)
+        scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as snapshot, Staging.open(state) as staging:
             trees = encode_trees(snapshot_records(snapshot))
             staged = _staged(staging)

@@ -33,12 +33,12 @@ from protocol.messages import (
     Want,
 )
 from syncd import __version__
-from syncd.apply.engine import apply_target
+from syncd.apply.engine import apply_target, scan_far
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
 from syncd.plan.descent import Descent
-from syncd.scan.api import ScanResult, scan_root
+from syncd.scan.api import ScanResult
 from syncd.session.afterapply import AfterApplyRequest, PostApplyPolicy, after_apply
 from syncd.session.wire import Channel, Wire
 from syncd.snapshot import SnapshotReader
@@ -85,7 +85,7 @@ def _scan(options: ServeOptions) -> ScanResult:
     def report(problem: object) -> None:
         log.warning("scan: %s", problem)
 
-    return scan_root(options.root, options.state, report=report)
+    return scan_far(options.root, options.state, report=report)
 
 
 async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanResult]) -> Result:
