@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.tree import DirNode, FileNode, Node, Recipe
+from syncd import faults
 from syncd.apply.blobindex import BlobIndex
 from syncd.apply.builder import Builder, Built
 from syncd.apply.errors import ApplyError, TreeChanged
@@ -172,12 +173,15 @@ class _Apply:
     def run(self, *, resumed: bool, started: float) -> ApplyResult:
         live = LiveTree(self.root)
         workspace = Workspace(self.state)
+        faults.reached("apply")
         try:
             workspace.reset()
             changes = self._change(live, workspace)
             root = self._verify(changes.written)
+            faults.reached("verified")
             remove_journal(self.state)
             self.staging.clear()
+            faults.reached("cleared")
             workspace.remove()
             (self.state.path / TARGET_FILE).unlink(missing_ok=True)
         finally:
@@ -215,6 +219,7 @@ class _Apply:
             copied = ensure_pieces(to_build, self.staging, index, reader)
             self.staging.flush()
             write_journal(self.state, Journal(self.target.root, self.delete))
+            faults.reached("journal")
             builder = Builder(reader, self.target.tree, self.staging.incoming, uses)
             hook = self.hooks.before_step if self.hooks else None
             executor = Executor(live, workspace, builder, hook)

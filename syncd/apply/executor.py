@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from protocol.tree import DirNode
+from syncd import faults
 from syncd.apply.builder import Builder
 from syncd.apply.livetree import LiveTree, os_error
 from syncd.apply.workspace import Workspace
@@ -146,6 +147,7 @@ class Executor:
 
     def _step(self, what: str) -> None:
         self.steps += 1
+        faults.reached("step")
         if self._hook is not None:
             self._hook(self.steps, what)
 

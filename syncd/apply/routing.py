@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from protocol.tree import FileNode, Node, decode_tree
+from syncd import faults
 from syncd.apply.blobindex import BlobIndex
 from syncd.apply.incoming import ASSEMBLE_MIN
 from syncd.apply.livetree import LiveTree
@@ -58,6 +59,7 @@ class Routing:
             self._for_packs.update(digest for digest, _ in node.recipe)
 
     def put(self, digest: bytes, data: bytes) -> None:
+        faults.reached("blob")
         incoming = self.staging.incoming
         assembled = incoming.needs(digest)
         if assembled:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from protocol.codec import pack, unpack
 from protocol.errors import ProtocolError
+from syncd import faults
 from syncd.apply import packs
 from syncd.apply.durable import fsync_dir, write_atomically
 from syncd.apply.errors import StagingError
@@ -240,6 +241,7 @@ class Staging:
 
     def add_tree(self, key: bytes, record: bytes) -> None:
         if self._trees.get(key, self._digest_at) is None:
+            faults.reached("tree")
             self._trees.add(key, self._append(packs.KIND_TREE, key, record))
 
     def _append(self, kind: int, digest: bytes, data: bytes) -> int:
@@ -276,6 +278,7 @@ class Staging:
 
     def flush(self) -> None:
         """Make everything added so far durable, and note it in the index."""
+        faults.reached("flush")
         try:
             self.incoming.flush()
             for number in sorted(self._dirty):

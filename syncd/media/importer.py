@@ -24,6 +24,7 @@ from pathlib import Path
 
 from protocol.media import VolumeHeader
 from protocol.tree import Node, decode_tree
+from syncd import faults
 from syncd.apply.engine import ApplyResult, apply_target, resume_pending, scan_far
 from syncd.apply.journal import read_journal
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
@@ -197,6 +198,7 @@ class _Run:
         assert self.progress is not None
         self.progress.seen.add(index.header.volume)
         self.progress.save(self.state)
+        faults.reached("volume")
         if volume.problems:
             more = len(volume.problems) - 1
             extra = f" (and {more} more problem(s))" if more else ""
@@ -255,6 +257,7 @@ class _Run:
         applied = apply_target(
             self.root, self.state, progress.target, records, self.staging, delete=progress.delete
         )
+        faults.reached("imported")
         progress.applied = True
         progress.save(self.state)
         clear_digests(self.state)
