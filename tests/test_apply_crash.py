@@ -29,10 +29,10 @@ from syncd.state import StateDir
 from tests.conftest import RegistryFactory
 from tests.scanutil import PROJECT
 from tests.test_apply_support import (
+    Checker,
     Source,
     copy_tree,
     listed_tags,
-    listing,
     make_source,
     records_of,
     registry_problems,
@@ -109,26 +109,6 @@ def stop_at(k: int) -> ApplyHooks:
             raise Stop(what)
 
     return ApplyHooks(hook)
-
-
-class Checker:
-    """What must hold at any instant, between month 1 and month 2."""
-
-    def __init__(self, month1: Source, month2: Source) -> None:
-        self.sources = (month1.root, month2.root)
-        self.entries = (listing(month1.root), listing(month2.root))
-        tags1, tags2 = listed_tags(month1.root), listed_tags(month2.root)
-        self.always, self.maybe = tags1 & tags2, tags1 | tags2
-
-    def check(self, far: Path, where: str) -> None:
-        assert registry_problems(far, *self.sources) == [], where
-        tags = listed_tags(far)
-        assert self.always <= tags <= self.maybe, where
-        for path, entry in listing(far).items():
-            if entry[0] == "dir":
-                assert any(path in e for e in self.entries), f"{where}: stray directory {path}"
-            else:
-                assert entry in (e.get(path) for e in self.entries), f"{where}: partial {path}"
 
 
 def stopped_copy(base: Path, where: Path, month2: Source, k: int) -> Path:

@@ -8,7 +8,6 @@ resumes to the target.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,11 +18,13 @@ from syncd.apply import ApplyHooks, DiskFull, Staging, StagingError, apply_targe
 from syncd.state import StateDir
 from tests.test_apply_support import (
     copy_tree,
+    fill,
     listing,
     make_source,
     records_of,
     registry_problems,
     scan_id,
+    small_tmpfs,
     stage_transfer,
 )
 
@@ -32,33 +33,10 @@ SIZE = 24 << 20
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "mnt"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "mnt", SIZE) as mount:
+        if mount is None:
+            pytest.skip("cannot mount a small tmpfs here (mounting needs root)")
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(mount: Path, leave: int) -> Path:
-    """A ballast file leaving about `leave` bytes free on the file system."""
-    stats = os.statvfs(mount)
-    ballast = mount / "ballast"
-    size = stats.f_bavail * stats.f_frsize - leave
-    with ballast.open("wb") as stream:
-        stream.truncate(0)
-        chunk = b"\0" * (1 << 20)
-        while size > 0:
-            stream.write(chunk[: min(size, len(chunk))])
-            size -= len(chunk)
-    return ballast
 
 
 def test_staging_survives_a_full_disk(small_fs: Path) -> None:

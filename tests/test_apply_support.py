@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -109,6 +110,39 @@ def records_of(source: Source) -> Iterator[SnapshotReader]:
         yield snapshot
 
 
+@contextmanager
+def small_tmpfs(mount: Path, size: int) -> Iterator[Path | None]:
+    """A tmpfs of `size` bytes mounted at `mount` (None when this host cannot mount one:
+    mounting needs root), unmounted afterwards."""
+    mount.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        yield None
+        return
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(mount: Path, leave: int) -> Path:
+    """A ballast file leaving about `leave` bytes free on the file system."""
+    stats = os.statvfs(mount)
+    ballast = mount / "ballast"
+    size = stats.f_bavail * stats.f_frsize - leave
+    with ballast.open("wb") as stream:
+        stream.truncate(0)
+        chunk = b"\0" * (1 << 20)
+        while size > 0:
+            stream.write(chunk[: min(size, len(chunk))])
+            size -= len(chunk)
+    return ballast
+
+
 def listing(root: Path) -> dict[str, tuple[object, ...]]:
     """Every entry but the state folder: kind, mode, mtime, content hash or link target."""
     found: dict[str, tuple[object, ...]] = {}
@@ -127,6 +161,26 @@ def listing(root: Path) -> dict[str, tuple[object, ...]]:
             mtime = info.st_mtime_ns if isinstance(body, str) and body != "dir" else None
             found[path.relative_to(root).as_posix()] = (body, info.st_mode, mtime)
     return found
+
+
+class Checker:
+    """What must hold at any instant, between month 1 and month 2."""
+
+    def __init__(self, month1: Source, month2: Source) -> None:
+        self.sources = (month1.root, month2.root)
+        self.entries = (listing(month1.root), listing(month2.root))
+        tags1, tags2 = listed_tags(month1.root), listed_tags(month2.root)
+        self.always, self.maybe = tags1 & tags2, tags1 | tags2
+
+    def check(self, far: Path, where: str) -> None:
+        assert registry_problems(far, *self.sources) == [], where
+        tags = listed_tags(far)
+        assert self.always <= tags <= self.maybe, where
+        for path, entry in listing(far).items():
+            if entry[0] == "dir":
+                assert any(path in e for e in self.entries), f"{where}: stray directory {path}"
+            else:
+                assert entry in (e.get(path) for e in self.entries), f"{where}: partial {path}"
 
 
 # -- reading registry storage as distribution does -------------------------------------
