@@ -37,6 +37,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.limits import DEFAULT_LIMITS
 from protocol.paths import join
 from protocol.tree import DirNode, FileNode, LinkNode, Node
 from syncd.plan.diff import TreeLookup
@@ -226,6 +228,20 @@ def plan_apply(
     return planner.ordered()
 
 
+def check_path_length(path: str, limit: int = DEFAULT_LIMITS.max_path_bytes) -> None:
+    """Refuse a target path longer than PATH_MAX. Each name was checked where its tree was
+    decoded, but trees are shared by id, so only here is a whole path known: a chain of
+    valid names can still exceed PATH_MAX, which the far side could create (one component
+    at a time) but never scan, leaving an apply that can neither finish nor be undone."""
+    # A character is at most 4 UTF-8 bytes: short paths pass without being encoded.
+    if len(path) * 4 > limit and len(path.encode()) > limit:
+        raise ProtocolError(
+            ErrorCode.LIMIT,
+            f"path of {len(path.encode())} bytes is longer than the limit of {limit} bytes: "
+            f"{path[:64]}...",
+        )
+
+
 @dataclass(slots=True)
 class _Frame:
     """A directory being compared: the target's children still to visit, and the current
@@ -268,6 +284,7 @@ class _Planner:
             node = next(frame.children, None)
             if node is not None:
                 path = join(frame.prefix, node.name)
+                check_path_length(path)
                 self._pair(path, node, frame.current.pop(node.name, None))
                 continue
             self._stack.pop()
