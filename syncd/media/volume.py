@@ -5,8 +5,8 @@ index (bounded decoding, its checksum, every name and tree record), the signatur
 policy, and that each pack file is a regular file of the size the index says. Reading
 then goes through each pack once, front to back, in large reads made a little ahead on
 a worker thread (the medium is read while the last read is being staged): the whole
-file is hashed against its checksum, and each blob the caller wants is hashed against its
-digest before it is handed over. A blob or file that fails is noted as a problem; the
+file is hashed against its checksum, and every blob against its digest (those the caller
+wants before they are handed over). A blob or file that fails is noted as a problem; the
 blobs that proved themselves are still handed over (they are named by their content,
 so keeping them is safe), and the caller refuses the volume.
 """
@@ -201,8 +201,9 @@ def _verified(
 ) -> Iterator[tuple[bytes, bytes]]:
     base = group[0].offset
     for entry in group:
-        if not wanted(entry.digest):
-            continue
+        # Every entry is checked, wanted or not: the import records which blobs each volume
+        # holds from its index, so an entry naming a blob the pack does not hold (a forged
+        # or mis-written index whose pack still matches its checksum) must refuse the volume.
         data = chunk[entry.offset - base : entry.offset - base + entry.length]
         if blake3.blake3(data).digest() != entry.digest:
             volume.problems.append(
@@ -210,4 +211,5 @@ def _verified(
                 f"{entry.digest.hex()[:16]} (damaged copy?)"
             )
             continue
-        yield entry.digest, bytes(data)
+        if wanted(entry.digest):
+            yield entry.digest, bytes(data)
