@@ -1,0 +1,51 @@
+"""CI's slice of the disk-full campaign (reliability/diskfull.py), and the far side's scan
+on a full disk: a clean error naming it, never a traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reliability import diskfull
+from reliability.campaign import Context
+from reliability.farside import copy_far, far_at_month1, make_months, month2_volumes, run_syncd
+from tests.test_apply_support import fill, small_tmpfs
+
+SEED = 20261125
+
+
+@pytest.fixture
+def mount(tmp_path: Path) -> Iterator[Path]:
+    with small_tmpfs(tmp_path / "probe", 1 << 20) as probe:
+        if probe is None:
+            pytest.skip("cannot mount a small tmpfs here (mounting needs root)")
+    yield tmp_path
+
+
+def test_quick_slice(mount: Path) -> None:
+    outcome = diskfull.run(Context(SEED, mount, quick=True))
+    assert outcome.ok, outcome.failures or outcome.figures
+
+
+def test_far_scan_on_a_full_disk_is_a_clean_error(mount: Path) -> None:
+    """Regression: the far side's own scan (serve, import, receipt) let the OSError of a
+    full disk escape as a traceback (import exited 1, 'something missing')."""
+    months = make_months(mount / "sources")
+    base = far_at_month1(months, mount / "base")
+    volumes = month2_volumes(months, base, mount)
+    with small_tmpfs(mount / "far-fs", diskfull.SIZE) as far_fs:
+        assert far_fs is not None
+        far = copy_far(base, far_fs / "far")
+        ballast = fill(far_fs, 16 << 10)
+        commands: list[tuple[str | Path, ...]] = [
+            ("push", months.two.root, far),
+            ("import", *volumes, "--root", far),
+            ("receipt", "--root", far, "--to", mount / "r2"),
+        ]
+        for command in commands:
+            done = run_syncd(*command)
+            assert done.returncode == 2, (command[0], done.stderr)
+            assert "no space left" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        ballast.unlink()
