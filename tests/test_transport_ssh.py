@@ -31,6 +31,7 @@ from syncd.transport import (
     parse_target,
     remote_command,
 )
+from syncd.transport.ssh import _host_key_algorithms
 from tests.sshd import SSHServer, far_echo_command, free_port, make_key
 
 T = TypeVar("T")
@@ -148,6 +149,74 @@ def test_changed_host_key_is_always_refused(
     assert fingerprint(sshd.host_key) in message  # what the server offered
     assert fingerprint(other) in message  # what we expected
     assert sshd.known_hosts.read_text() == f"{sshd.host_label} {other}\n"
+
+
+def other_type_key(path: Path) -> str:
+    """'ecdsa-sha2-nistp256 BASE64' of a fresh key: a type the test server does not have."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", str(path)], check=True)
+    return " ".join(path.with_name(path.name + ".pub").read_text().split()[:2])
+
+
+@pytest.mark.needs_sshd
+@pytest.mark.parametrize("accept_new", [False, True])
+def test_revoked_key_is_refused_even_when_new_keys_are_accepted(
+    sshd: SSHServer, root: Path, accept_new: bool
+) -> None:
+    """Found by the ssh campaign: asyncssh, finding no trusted [host]:port entry, falls
+    back to the bare host and drops the [host]:port @revoked lines; the revoked key then
+    looked new, and --accept-new-host-key trusted and recorded it."""
+    revoked = f"@revoked {sshd.host_label} {sshd.host_key}\n"
+    sshd.known_hosts.write_text(revoked)
+    error = refused(direct(sshd, root), accept_new_host_key=accept_new)
+    assert isinstance(error, HostKeyError)
+    assert "REVOKED" in str(error) and fingerprint(sshd.host_key) in str(error)
+    assert "\n" not in str(error)
+    assert not (root / ARGV_FILE).exists()
+    assert sshd.known_hosts.read_text() == revoked
+
+
+@pytest.mark.needs_sshd
+@pytest.mark.parametrize("accept_new", [False, True])
+def test_known_key_of_another_type_is_refused_as_changed(
+    sshd: SSHServer, root: Path, tmp_path: Path, accept_new: bool
+) -> None:
+    """Found by the ssh campaign: only the known type was offered, the server had none,
+    and the refusal read "Connection lost". Now the server shows its key and the
+    refusal names both."""
+    other = other_type_key(tmp_path / "ecdsa")
+    sshd.known_hosts.write_text(f"{sshd.host_label} {other}\n")
+    error = refused(direct(sshd, root), accept_new_host_key=accept_new)
+    assert isinstance(error, HostKeyError)
+    assert "CHANGED" in str(error)
+    assert fingerprint(sshd.host_key) in str(error) and fingerprint(other) in str(error)
+    assert not (root / ARGV_FILE).exists()
+
+
+@pytest.mark.needs_sshd
+@pytest.mark.parametrize("accept_new", [False, True])
+def test_cert_authority_line_does_not_trust_a_plain_key(
+    sshd: SSHServer, root: Path, accept_new: bool
+) -> None:
+    """Found by the ssh campaign: a host with a @cert-authority line offering a plain key
+    failed as "Connection lost"; once the plain key could be offered it would have been
+    new, and recorded under --accept-new-host-key. It is refused, by name, always."""
+    line = f"@cert-authority {sshd.host_label} {sshd.host_key}\n"
+    sshd.known_hosts.write_text(line)
+    error = refused(direct(sshd, root), accept_new_host_key=accept_new)
+    assert isinstance(error, HostKeyError)
+    assert "not certified" in str(error) and "certificate authority" in str(error)
+    assert not (root / ARGV_FILE).exists()
+    assert sshd.known_hosts.read_text() == line
+
+
+def test_known_key_types_are_offered_first(tmp_path: Path) -> None:
+    """A server with several host keys must be asked for the one known_hosts holds."""
+    other = other_type_key(tmp_path / "ecdsa")
+    known = asyncssh.SSHKnownHosts(f"[far.example]:2222 {other}\n")
+    algorithms = _host_key_algorithms(known, "far.example", 2222)
+    assert algorithms[0] == "ecdsa-sha2-nistp256"
+    assert "ssh-ed25519" in algorithms  # offered too: a changed type is shown, then refused
+    assert _host_key_algorithms(known, "elsewhere.example", 22)[0] != "ecdsa-sha2-nistp256"
 
 
 @pytest.mark.needs_sshd

@@ -12,7 +12,13 @@ Host keys are checked strictly, against the UserKnownHostsFile list (default
   and fingerprint), unless `accept_new_host_key` is set: then the key is appended to the
   first user known-hosts file (OpenSSH format, `[host]:port` when the port is not 22);
 - a host whose known keys do not include the offered one is refused as CHANGED, always.
-  This is stricter than OpenSSH's accept-new, which would add a key of a new type.
+  This is stricter than OpenSSH's accept-new, which would add a key of a new type;
+- a key a `@revoked` line lists is refused, always; a host known_hosts trusts a
+  `@cert-authority` for is refused when it offers a plain key, always.
+
+The key types known_hosts lists for the host are offered first, then the rest (as
+OpenSSH orders them): a server whose key changed type still shows it, and is refused by
+name, instead of failing the negotiation with a bare "connection lost".
 
 All of this happens during key exchange, before authentication: nothing runs on the far
 side unless its key was trusted.
@@ -29,6 +35,7 @@ import socket
 from pathlib import Path
 
 import asyncssh
+from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
 
 from syncd.errors import UsageError
 from syncd.transport.channel import DEFAULT_READ, Channel
@@ -88,6 +95,41 @@ def _keyscan_type(algorithm: str) -> str:
     return algorithm.removeprefix("ssh-")
 
 
+def _entries(
+    known: asyncssh.SSHKnownHosts, host: str, addr: str, port: int
+) -> tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]]:
+    """(trusted keys, CA keys, revoked keys) known_hosts holds for the host.
+
+    Looked up as asyncssh does (the `[host]:port` entries, else the bare host's), but with
+    the revoked keys of both: when asyncssh falls back to the bare host it drops the
+    `[host]:port` revocations, and would then call a revoked key merely unknown.
+    """
+    keys, cas, revoked = known.match(host, addr, None if port == DEFAULT_PORT else port)[:3]
+    revoked = list(revoked)
+    if port != DEFAULT_PORT:
+        for name in {host, addr} - {""}:
+            revoked += known.match(f"[{name}]:{port}", "", None)[2]
+    return list(keys), list(cas), revoked
+
+
+def _host_key_algorithms(known: asyncssh.SSHKnownHosts, host: str, port: int) -> list[str]:
+    """The types known_hosts lists for the host first, then every default type.
+
+    asyncssh alone offers only the known types, so a server whose key changed type ends
+    the negotiation ("connection lost") before its key can be named in the refusal.
+    """
+    keys, cas, _ = _entries(known, host, "", port)
+    certificates = list(get_default_certificate_algs())
+    first = (certificates if cas else []) + [alg for key in keys for alg in key.sig_algorithms]
+    ordered = first + certificates + list(get_default_public_key_algs())
+    return list(dict.fromkeys(alg.decode("ascii") for alg in ordered))
+
+
+def _fingerprints(keys: list[asyncssh.SSHKey]) -> str:
+    unique = {k.public_data: k for k in keys}.values()  # an entry may match name and address
+    return ", ".join(f"{k.get_algorithm()} {k.get_fingerprint('sha256')}" for k in unique)
+
+
 class _HostKeyCheck:
     """Decides on host keys that asyncssh did not find among the trusted ones."""
 
@@ -99,25 +141,10 @@ class _HostKeyCheck:
         self.recorded: str | None = None
 
     def validate(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
-        label = _label(host, port)
-        offered = f"{key.get_algorithm()} key {key.get_fingerprint('sha256')}"
         where = f"{host} port {port}"
-        matches = self.known.match(host, addr, None if port == DEFAULT_PORT else port)[0]
-        # An entry can match both the name and the address: list each key once.
-        known_keys = list({k.public_data: k for k in matches}.values())
-        if known_keys:
-            listed = ", ".join(
-                f"{k.get_algorithm()} {k.get_fingerprint('sha256')}" for k in known_keys
-            )
-            self.refusal = (
-                f"host key for {where} has CHANGED: the server offered {offered}, "
-                f"but known_hosts lists {listed}. This could be a man-in-the-middle attack, or "
-                f"the host was reinstalled; if you know the new key is right, remove the old "
-                f"entry with `ssh-keygen -R '{label}'` and connect again. Refused; nothing was "
-                f"run on the far side"
-            )
-            return False
-        if not self.accept_new:
+        offered = f"{key.get_algorithm()} key {key.get_fingerprint('sha256')}"
+        self.refusal = self._known_refusal(host, addr, port, key, offered)
+        if self.refusal is None and not self.accept_new:
             port_flag = "" if port == DEFAULT_PORT else f"-p {port} "
             self.refusal = (
                 f"host key for {where} is not known: the server "
@@ -126,23 +153,54 @@ class _HostKeyCheck:
                 f"~/.ssh/known_hosts` (compare the fingerprint first) or run again with "
                 f"--accept-new-host-key. Refused; nothing was run on the far side"
             )
-            return False
+        if self.refusal is None:
+            self.refusal = self._record(where, _label(host, port), key, offered)
+        return self.refusal is None
+
+    def _known_refusal(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey, offered: str
+    ) -> str | None:
+        """Why known_hosts, holding something for this host, refuses `key` (None: it
+        holds nothing: the key is new)."""
+        where = f"host key for {host} port {port}"
+        keys, cas, revoked = _entries(self.known, host, addr, port)
+        if any(r.public_data == key.public_data for r in revoked):
+            return (
+                f"{where} is REVOKED: the server offered {offered}, which a @revoked line in "
+                f"known_hosts lists. Refused; nothing was run on the far side"
+            )
+        if keys:
+            return (
+                f"{where} has CHANGED: the server offered {offered}, "
+                f"but known_hosts lists {_fingerprints(keys)}. This could be a "
+                f"man-in-the-middle attack, or the host was reinstalled; if you know the new "
+                f"key is right, remove the old entry with `ssh-keygen -R '{_label(host, port)}'` "
+                f"and connect again. Refused; nothing was run on the far side"
+            )
+        if cas:
+            return (
+                f"{where} is not certified: known_hosts trusts only keys signed by the "
+                f"certificate authority {_fingerprints(cas)} for it, but the server offered a "
+                f"plain {offered}. Refused; nothing was run on the far side"
+            )
+        return None
+
+    def _record(self, where: str, label: str, key: asyncssh.SSHKey, offered: str) -> str | None:
+        """Append the accepted new key to the user known_hosts file; why not, if it fails."""
         if self.record_to is None:
-            self.refusal = (
+            return (
                 f"host key for {where} is not known ({offered}) and cannot be recorded: "
                 f"UserKnownHostsFile is 'none'"
             )
-            return False
         try:
             _append_known_host(self.record_to, label, key)
         except OSError as exc:
-            self.refusal = (
+            return (
                 f"host key for {where} ({offered}) could not be recorded in "
                 f"{self.record_to}: {exc.strerror or exc}"
             )
-            return False
         self.recorded = f"{label} {offered}"
-        return True
+        return None
 
 
 def _append_known_host(path: Path, label: str, key: asyncssh.SSHKey) -> None:
@@ -232,6 +290,21 @@ def _connect_error(
     return ConnectError(f"cannot connect to {description}: {reason}")
 
 
+def _defaults(config: asyncssh.config.SSHConfig, connect_timeout: float) -> dict[str, object]:
+    """Our settings where ~/.ssh/config gives none."""
+    extra: dict[str, object] = {}
+    if config.get("ConnectTimeout", None) is None:
+        extra["connect_timeout"] = connect_timeout
+    if config.get("ServerAliveInterval", None) is None:
+        extra["keepalive_interval"] = KEEPALIVE_INTERVAL
+        extra["keepalive_count_max"] = KEEPALIVE_COUNT_MAX
+    if config.get("Ciphers", None) is None:
+        # AES-GCM runs on AES-NI: ~750 MiB/s through asyncssh here, against ~450 for its
+        # default ChaCha20-Poly1305. Kept as a preference: the server still chooses.
+        extra["encryption_algs"] = PREFERRED_CIPHERS
+    return extra
+
+
 async def open_ssh(
     target: Target,
     *,
@@ -273,16 +346,11 @@ async def open_ssh(
         accept_new_host_key,
         user_files[0] if user_files else None,
     )
-    extra: dict[str, object] = {}
-    if config.get("ConnectTimeout", None) is None:
-        extra["connect_timeout"] = connect_timeout
-    if config.get("ServerAliveInterval", None) is None:
-        extra["keepalive_interval"] = KEEPALIVE_INTERVAL
-        extra["keepalive_count_max"] = KEEPALIVE_COUNT_MAX
-    if config.get("Ciphers", None) is None:
-        # AES-GCM runs on AES-NI: ~750 MiB/s through asyncssh here, against ~450 for its
-        # default ChaCha20-Poly1305. Kept as a preference: the server still chooses.
-        extra["encryption_algs"] = PREFERRED_CIPHERS
+    extra = _defaults(config, connect_timeout)
+    if config.get("HostKeyAlgorithms", None) is None:
+        # Entries are looked up under HostKeyAlias when ~/.ssh/config names one.
+        alias = str(options.host_key_alias or host)
+        extra["server_host_key_algs"] = _host_key_algorithms(check.known, alias, port)
     try:
         conn = await asyncssh.connect(
             options=options,
