@@ -2,8 +2,10 @@
 
 This is what OpenSSH runs, also as a forced command (authorized_keys
 `restrict,command="syncd serve --stdio --root /srv/mirror"`): the root is fixed here,
-and a client asking for any other root is refused. stdout carries only the protocol;
-everything for humans goes to stderr.
+and a client asking for any other root is refused. A root holding the login's home
+directory or syncd's own installation is refused before anything is created
+(syncd/session/rootguard.py). stdout carries only the protocol; everything for humans
+goes to stderr.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from syncd.apply.engine import resume_pending
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.session.afterapply import PostApplyPolicy
+from syncd.session.rootguard import refuse_unsafe_root
 from syncd.session.server import ServeOptions, serve_session
 from syncd.session.wire import PeerError
 from syncd.state import StateDir
@@ -59,6 +62,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="syncd serve: %(message)s")
     root: Path = args.root.absolute()
+    refuse_unsafe_root(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
