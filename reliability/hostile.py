@@ -38,7 +38,7 @@ from protocol.messages import GetTrees, MsgType
 from reliability import hostile_cases as hc
 from reliability import symlink_race
 from reliability.campaign import Context, Figure, Outcome
-from reliability.serve_driver import Reply, Script, converse
+from reliability.serve_driver import Reply, Script, Talk, converse
 from tests.pushutil import snapshot_id, syncd_env
 
 
@@ -106,11 +106,14 @@ def expect_error(reply: Reply, codes: tuple[str, ...], word: str) -> str:
 
 
 def wire_case(
-    script: Script, codes: tuple[str, ...], word: str = ""
+    script: Script, codes: tuple[str, ...], word: str = "", talk: Talk = converse
 ) -> Callable[[Path, Path], str]:
+    """`talk` carries the script to a server for `far`: a local `syncd serve` by default,
+    the SSH campaign's forced-command login otherwise."""
+
     def run(far: Path, outside: Path) -> str:
         before = snapshot_id(far)
-        problem = expect_error(converse(far, script), codes, word)
+        problem = expect_error(talk(far, script), codes, word)
         if not problem and snapshot_id(far) != before:
             problem = "the live tree changed"
         return problem
@@ -132,49 +135,44 @@ def evil_tree_script(children: list[object]) -> Script:
     return Script(key, {key: data}, {hc.PIECE: hc.DATA})
 
 
-def path_cases() -> Iterator[Case]:
+def path_cases(talk: Talk = converse) -> Iterator[Case]:
+    category = "wire: names and paths"
     for name, (children, codes, word) in hc.EVIL_NAMES.items():
-        yield Case(
-            "wire: names and paths", name, wire_case(evil_tree_script(children), codes, word)
-        )
+        yield Case(category, name, wire_case(evil_tree_script(children), codes, word, talk))
     key, data = hc.not_utf8_record()
     script = Script(key, {key: data}, {hc.PIECE: hc.DATA})
-    yield Case(
-        "wire: names and paths", "name not UTF-8", wire_case(script, ("MALFORMED",), "UTF-8")
-    )
+    yield Case(category, "name not UTF-8", wire_case(script, ("MALFORMED",), "UTF-8", talk))
     chain = hc.deep_chain(17)
     root = next(iter(chain))
     script = Script(root, chain, {hc.PIECE: hc.DATA})
-    yield Case(
-        "wire: names and paths", "path of 4,400 bytes", wire_case(script, ("LIMIT",), "4096")
-    )
+    yield Case(category, "path of 4,400 bytes", wire_case(script, ("LIMIT",), "4096", talk))
 
 
-def bomb_cases() -> Iterator[Case]:
+def bomb_cases(talk: Talk = converse) -> Iterator[Case]:
     root = hc.record(hc.file_item("f"))[0]
     for name, (payload, codes) in hc.BOMBS.items():
         script = Script(root, inject=answer_with(hc.frame(payload)))
-        yield Case("wire: msgpack bombs", name, wire_case(script, codes))
+        yield Case("wire: msgpack bombs", name, wire_case(script, codes, talk=talk))
 
 
-def limit_cases() -> Iterator[Case]:
+def limit_cases(talk: Talk = converse) -> Iterator[Case]:
     root = hc.record(hc.file_item("f"))[0]
-    over = HEADER.pack(MIN_PEER_FRAME + 10 * 65536)
-    yield Case(
-        "wire: limits",
-        "frame over the limit",
-        wire_case(Script(root, inject=answer_with(over)), ("LIMIT",), "exceeds"),
-    )
+    over = Script(root, inject=answer_with(HEADER.pack(MIN_PEER_FRAME + 10 * 65536)))
     huge = Script(root, inject=answer_with(HEADER.pack(2**32 - 1)))
-    yield Case("wire: limits", "frame of 4 GiB - 1", wire_case(huge, ("LIMIT",), "exceeds"))
     small = Script(root, opening=hc.hello(max_frame=1024) + hc.offer(root))
-    yield Case("wire: limits", "peer max_frame of 1 KiB", wire_case(small, ("LIMIT",), "max_frame"))
     agent = hc.frame(pack([int(MsgType.HELLO), [1, 1], "a" * 70_000, [], {}]))
     long_agent = Script(root, opening=agent + hc.offer(root))
-    yield Case("wire: limits", "HELLO agent of 70,000 bytes", wire_case(long_agent, ("LIMIT",)))
+    cases: dict[str, tuple[Script, tuple[str, ...], str]] = {
+        "frame over the limit": (over, ("LIMIT",), "exceeds"),
+        "frame of 4 GiB - 1": (huge, ("LIMIT",), "exceeds"),
+        "peer max_frame of 1 KiB": (small, ("LIMIT",), "max_frame"),
+        "HELLO agent of 70,000 bytes": (long_agent, ("LIMIT",), ""),
+    }
+    for name, (script, codes, word) in cases.items():
+        yield Case("wire: limits", name, wire_case(script, codes, word, talk))
 
 
-def order_cases() -> Iterator[Case]:
+def order_cases(talk: Talk = converse) -> Iterator[Case]:
     root = hc.record(hc.file_item("f"))[0]
     cases: dict[str, tuple[Script, tuple[str, ...], str]] = {
         "BYE during the descent": (
@@ -210,7 +208,12 @@ def order_cases() -> Iterator[Case]:
         ),
     }
     for name, (script, codes, word) in cases.items():
-        yield Case("wire: messages out of order", name, wire_case(script, codes, word))
+        yield Case("wire: messages out of order", name, wire_case(script, codes, word, talk))
+
+
+def wire_cases(talk: Talk = converse) -> list[Case]:
+    """Every wire case, carried by `talk`."""
+    return [*path_cases(talk), *bomb_cases(talk), *limit_cases(talk), *order_cases(talk)]
 
 
 # -- media cases ---------------------------------------------------------------------------
@@ -307,10 +310,7 @@ def symlink_cases(ctx: Context) -> Iterator[Case]:
 
 def cases(ctx: Context) -> list[Case]:
     return [
-        *path_cases(),
-        *bomb_cases(),
-        *limit_cases(),
-        *order_cases(),
+        *wire_cases(),
         *media_cases(),
         *symlink_cases(ctx),
     ]

@@ -5,6 +5,10 @@ answers GET_TREES and WANT from tables that may hold anything, including records
 honest source would send. `inject` may replace the answer at any event with raw bytes
 (a bomb, a frame over the limit, a message out of order); `opening` replaces the whole
 greeting. The server's ERROR, its exit status and its stderr are returned.
+
+`command` replaces the local `syncd serve` process by any other that carries the same
+conversation on its stdin/stdout: the SSH campaign passes an OpenSSH client logging in
+with a forced-command key, so the same scripts reach `serve` through a real SSH channel.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import select
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +34,7 @@ from protocol.messages import (
     GetTrees,
     Hello,
     Offer,
+    Report,
     Result,
     Trees,
     Want,
@@ -52,6 +57,7 @@ class Script:
     blobs: dict[bytes, bytes] = field(default_factory=dict)
     inject: Inject | None = None
     opening: bytes | None = None  # raw bytes instead of HELLO + OFFER
+    params: dict[str, str | int | bool] | None = None  # HELLO parameters (default PARAMS)
 
 
 @dataclass(slots=True)
@@ -62,11 +68,26 @@ class Reply:
     events: list[object]
 
 
-def converse(far: Path, script: Script) -> Reply:
-    command = [sys.executable, "-m", "syncd", "serve", "--stdio", "--root", str(far)]
+# (far root, script) -> the server's reply: how a case reaches the server.
+Talk = Callable[[Path, Script], Reply]
+
+
+def converse(
+    far: Path,
+    script: Script,
+    *,
+    command: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Reply:
+    if command is None:
+        command = [sys.executable, "-m", "syncd", "serve", "--stdio", "--root", str(far)]
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=syncd_env()
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=dict(env) if env is not None else syncd_env(),
         )
         try:
             events = _talk(proc, script)
@@ -89,7 +110,8 @@ def _talk(proc: subprocess.Popen[bytes], script: Script) -> list[object]:
         _write(proc, script.opening)
         _close_input(proc)
         return _collect(proc)
-    _write(proc, conn.send(Hello((1, 1), "hostile", (), PARAMS)))
+    params = PARAMS if script.params is None else {**PARAMS, **script.params}
+    _write(proc, conn.send(Hello((1, 1), "hostile", (), params)))
     _write(proc, conn.send(Offer(script.offer_root, 1, 1, True, True)))
     while data := _read(proc):
         conn.receive_data(data)
@@ -141,6 +163,8 @@ def _answer(conn: Connection, script: Script, event: object) -> list[bytes]:
         return [conn.send(Blobs(tuple((d, script.blobs[d]) for d, _ in event.blobs)))]
     if isinstance(event, Result):
         return [] if conn.report_asked else [conn.send(Bye())]
+    if isinstance(event, Report):
+        return [conn.send(Bye())]
     return []
 
 

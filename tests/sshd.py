@@ -12,7 +12,8 @@
   IdentityFile id_forced).
 
 It runs `/usr/sbin/sshd -D -e -f sshd_config -E sshd.log` and waits until the port
-accepts connections; `stop()` terminates it (kills it if it lingers).
+accepts connections; `stop()` terminates it (kills it if it lingers). `extra_config` lines
+go first in sshd_config, where they win: sshd keeps the first value of each keyword.
 
 Fixtures: `sshd_server` (session scope) starts one server; `sshd` (function scope) resets
 the client files and authorized keys to the defaults above, makes the client HOME
@@ -115,7 +116,7 @@ class SSHServer:
     # -- lifecycle -------------------------------------------------------------------
 
     @classmethod
-    def start(cls, base: Path) -> SSHServer:
+    def start(cls, base: Path, extra_config: Sequence[str] = ()) -> SSHServer:
         server_dir, ssh_dir = base / "server", base / "home" / ".ssh"
         server_dir.mkdir(parents=True)
         ssh_dir.mkdir(parents=True, mode=0o700)
@@ -127,14 +128,15 @@ class SSHServer:
             client_key=make_key(ssh_dir / "id_ed25519", "client"),
             forced_key=make_key(ssh_dir / "id_forced", "forced"),
         )
-        server._write_sshd_config()
+        server._write_sshd_config(extra_config)
         server.reset()
         server._launch()
         return server
 
-    def _write_sshd_config(self) -> None:
+    def _write_sshd_config(self, extra: Sequence[str]) -> None:
         d = self.server_dir
         lines = [
+            *extra,
             "ListenAddress 127.0.0.1",
             f"Port {self.port}",
             f"HostKey {d / 'host_ed25519'}",
