@@ -6,14 +6,16 @@ A placed tree is built depth-first; each directory gets its target mode only aft
 everything below it is in, so that a read-only mode never stops the build. The builder
 does not fsync: it leaves every file and directory it made open in `pending`, and the
 executor fsyncs them (many at once, which lets the file system commit them together)
-before the entry is renamed into the live tree.
+before the entry is renamed into the live tree. A large tree hands its pending
+descriptors over in batches while it is built (`spill`): a tree of a million entries
+cannot hold a descriptor for each until its end.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from protocol.tree import DirNode, FileNode, LinkNode, Node
@@ -23,6 +25,8 @@ from syncd.plan.diff import TreeLookup
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+Spill = Callable[[list[int]], None]  # takes pending descriptors: fsyncs and closes them
 
 
 @dataclass(slots=True)
@@ -93,8 +97,22 @@ class Builder:
         os.symlink(target, name, dir_fd=dir_fd)
         self.built.symlinks += 1
 
-    def tree(self, tree: bytes, mode: int, dir_fd: int, name: str) -> None:
-        """Build the target's directory `tree` as `name` in `dir_fd`, with everything below."""
+    def tree(
+        self,
+        tree: bytes,
+        mode: int,
+        dir_fd: int,
+        name: str,
+        *,
+        spill: Spill | None = None,
+        spill_at: int = 256,
+    ) -> None:
+        """Build the target's directory `tree` as `name` in `dir_fd`, with everything below.
+
+        With `spill`, whenever `spill_at` descriptors are pending they are handed to it
+        (they must be durable before the tree is renamed in, not before the next entry is
+        built); the open directories of the current path stay open, depth-bounded.
+        """
         top = self._mkdir(dir_fd, name)
         stack: list[tuple[Iterator[Node], int, int]] = [(iter(self._target(tree)), top, mode)]
         try:
@@ -113,6 +131,8 @@ class Builder:
                 else:
                     assert isinstance(node, LinkNode)
                     self.symlink(node.target, fd, node.name)
+                if spill is not None and len(self.pending) >= spill_at:
+                    spill(self.take_pending())
         finally:
             for _, fd, _ in stack:
                 os.close(fd)

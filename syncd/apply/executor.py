@@ -4,7 +4,9 @@ Each entry is built complete in the workspace (builder.py), made durable, then r
 into place. Building runs up to AHEAD entries ahead of the renames, and their fsyncs run
 on a few threads meanwhile: fsyncs issued together are committed together, where one
 after another each costs a journal commit. An entry is renamed in only after all of its
-own files and directories are durable, and the renames keep the plan's order.
+own files and directories are durable, and the renames keep the plan's order. A tree
+too large to keep all of its descriptors open (a cold push places the whole root as one
+tree) has its fsyncs started in batches while it is still being built.
 
 Every directory a step changed is fsynced at the end of its phase, before the next
 phase starts, so no step of a later phase can outlive, in a power loss, a step of an
@@ -20,6 +22,7 @@ completed step left it.
 from __future__ import annotations
 
 import os
+import resource
 import stat
 from collections import deque
 from collections.abc import Callable
@@ -47,6 +50,17 @@ AHEAD_FDS = 4096  # open descriptors waiting for their fsync, at most (roughly)
 SYNC_THREADS = 4
 
 
+def fd_budget() -> int:
+    """Descriptors waiting for their fsync, at most: AHEAD_FDS, or a quarter of the
+    process's limit when that is lower. The entries built ahead and one large tree's
+    batches may each hold this many; the staging, the scan and the connection need some
+    of their own."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return AHEAD_FDS
+    return max(16, min(AHEAD_FDS, soft // 4))
+
+
 def _sync_and_close(fds: list[int]) -> None:
     try:
         for fd in fds:
@@ -56,10 +70,33 @@ def _sync_and_close(fds: list[int]) -> None:
             os.close(fd)
 
 
+class _Early:
+    """The fsyncs of a large tree's parts, started while the rest of it is still being
+    built (the builder's `spill`). Once more than `budget` descriptors are in flight it
+    waits for the oldest batches: building outruns fsyncs, and every queued batch keeps
+    its descriptors open."""
+
+    def __init__(self, pool: ThreadPoolExecutor, budget: int) -> None:
+        self._pool, self._budget = pool, budget
+        self._running: deque[tuple[Future[None], int]] = deque()
+        self.fds = 0  # descriptors in the batches still listed
+
+    def __call__(self, fds: list[int]) -> None:
+        self._running.append((self._pool.submit(_sync_and_close, fds), len(fds)))
+        self.fds += len(fds)
+        while self.fds > self._budget:
+            future, count = self._running.popleft()
+            future.result()
+            self.fds -= count
+
+    def futures(self) -> list[Future[None]]:
+        return [future for future, _ in self._running]
+
+
 class _Built:
     """An entry built in the workspace, its fsyncs running."""
 
-    def __init__(self, index: int, op: Op, temp: str | None, synced: Future[None] | None, fds: int):
+    def __init__(self, index: int, op: Op, temp: str | None, synced: list[Future[None]], fds: int):
         self.index, self.op, self.temp, self.synced, self.fds = index, op, temp, synced, fds
 
 
@@ -78,28 +115,33 @@ class Executor:
     def run(self, ops: list[Op]) -> None:
         ahead: deque[_Built] = deque()
         open_fds = 0
+        budget = fd_budget()
         with ThreadPoolExecutor(SYNC_THREADS, "syncd-fsync") as pool:
             try:
                 for i, op in enumerate(ops):
-                    temp = self._prepare(op)
+                    early = _Early(pool, budget)
+                    temp = self._prepare(op, early, max(1, budget // 8))
                     fds = self._builder.take_pending()
-                    synced = pool.submit(_sync_and_close, fds) if fds else None
-                    ahead.append(_Built(i, op, temp, synced, len(fds)))
-                    open_fds += len(fds)
-                    while len(ahead) > AHEAD or open_fds > AHEAD_FDS:
+                    synced = early.futures()
+                    if fds:
+                        synced.append(pool.submit(_sync_and_close, fds))
+                    ahead.append(_Built(i, op, temp, synced, early.fds + len(fds)))
+                    open_fds += early.fds + len(fds)
+                    while len(ahead) > AHEAD or open_fds > budget:
                         open_fds -= self._finish(ahead.popleft(), ops)
                 while ahead:
                     open_fds -= self._finish(ahead.popleft(), ops)
             finally:
                 for built in ahead:  # stopped early: let the pending fsyncs end
-                    if built.synced is not None:
-                        built.synced.exception()
+                    for future in built.synced:
+                        future.exception()
 
     def _finish(self, built: _Built, ops: list[Op]) -> int:
         """Rename one built entry in, once its own fsyncs are done; returns its fds."""
-        if built.synced is not None:
+        if built.synced:
             try:
-                built.synced.result()
+                for future in built.synced:
+                    future.result()
             except OSError as exc:
                 raise os_error(
                     f"{self._live.describe(built.op.path)} (built in {self._work.work})",
@@ -117,7 +159,7 @@ class Executor:
 
     # -- building ---------------------------------------------------------------------
 
-    def _prepare(self, op: Op) -> str | None:
+    def _prepare(self, op: Op, spill: _Early, spill_at: int) -> str | None:
         if not isinstance(op, WriteFile | MakeSymlink | PlaceTree):
             return None
         name = self._work.new_name()
@@ -128,7 +170,7 @@ class Executor:
             elif isinstance(op, MakeSymlink):
                 self._builder.symlink(op.target, fd, name)
             else:
-                self._builder.tree(op.tree, op.mode, fd, name)
+                self._builder.tree(op.tree, op.mode, fd, name, spill=spill, spill_at=spill_at)
         except OSError as exc:
             raise os_error(
                 f"{self._live.describe(op.path)} (built in {self._work.work})", exc, "building"

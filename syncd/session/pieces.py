@@ -44,17 +44,40 @@ def read_pieces(
     root: str, locate: Locate, wanted: Sequence[tuple[bytes, int]]
 ) -> list[tuple[bytes, bytes]]:
     """(digest, bytes) for each wanted piece, in order; runs in a worker thread."""
-    fds: dict[str, int] = {}
+    opened = _LastFile(root)
     try:
-        return [_read_one(root, locate, fds, digest, length) for digest, length in wanted]
+        return [_read_one(locate, opened, digest, length) for digest, length in wanted]
     finally:
-        for fd in fds.values():
-            os.close(fd)
+        opened.close()
 
 
-def _read_one(
-    root: str, locate: Locate, fds: dict[str, int], digest: bytes, length: int
-) -> tuple[bytes, bytes]:
+class _LastFile:
+    """The file read last, kept open: a large file's pieces come one after another.
+    Only one: several batches are read at once, and a batch of 512 link files each kept
+    open would take thousands of descriptors."""
+
+    def __init__(self, root: str) -> None:
+        self._root = root
+        self._open: tuple[str, int] | None = None
+
+    def fd(self, rel: str) -> int:
+        if self._open is not None and self._open[0] == rel:
+            return self._open[1]
+        self.close()
+        try:
+            fd = os.open(f"{self._root}/{rel}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SourceChanged(f"{rel}: cannot read it since the scan ({exc.strerror})") from exc
+        self._open = (rel, fd)
+        return fd
+
+    def close(self) -> None:
+        if self._open is not None:
+            os.close(self._open[1])
+            self._open = None
+
+
+def _read_one(locate: Locate, opened: _LastFile, digest: bytes, length: int) -> tuple[bytes, bytes]:
     where = locate(digest)
     if where is None:
         raise SyncdError(
@@ -63,13 +86,7 @@ def _read_one(
     rel, offset, size = where
     if size != length:
         raise SyncdError(f"the far side asked for {length} bytes of {rel}, the piece has {size}")
-    fd = fds.get(rel)
-    if fd is None:
-        try:
-            fd = fds[rel] = os.open(f"{root}/{rel}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:
-            raise SourceChanged(f"{rel}: cannot read it since the scan ({exc.strerror})") from exc
-    data = os.pread(fd, length, offset)
+    data = os.pread(opened.fd(rel), length, offset)
     if len(data) != length or blake3.blake3(data).digest() != digest:
         raise SourceChanged(f"{rel} changed since it was scanned; push again to rescan it")
     return digest, data

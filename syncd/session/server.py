@@ -52,6 +52,10 @@ MAX_TREES_DUE = 4 * TREES_PER_REQUEST
 WANT_WINDOW_BYTES = 64 << 20
 STAGING_AHEAD = 64 << 20
 WANT_BATCH = 4096
+# Blobs asked for and not yet received, at most. The byte window alone would let a tree
+# of a million 71-byte link files be asked for at once, and each blob in flight costs
+# both sides some hundred bytes of bookkeeping until it arrives.
+WANT_WINDOW_BLOBS = 16 * WANT_BATCH
 FLUSH_EVERY_BYTES = 64 << 20
 
 
@@ -134,25 +138,7 @@ def _check_root(hello: Hello, root: Path) -> None:
 async def _sync(
     wire: Wire, options: ServeOptions, offer: Offer, current: SnapshotReader, staging: Staging
 ) -> Result:
-    live = LiveBlobs(current)
-    route = Routing(staging)
-    descent = far_descent(offer.root, current, staging, live, route)
-    clock = time.monotonic()
-    await _descend(wire, descent, staging)
-    log.info(
-        "descent: %d trees from the source, %d from staging; %d blobs (%d bytes) wanted; %.2f s",
-        descent.trees_from_wire,
-        descent.trees_from_staging,
-        len(descent.wanted),
-        descent.wanted_bytes,
-        time.monotonic() - clock,
-    )
-    await wire.send(Plan(len(descent.wanted), descent.wanted_bytes))
-    clock = time.monotonic()
-    await _transfer(wire, descent.wanted, route)
-    route.finish(options.root, live)
-    staging.flush()
-    log.info("transfer: staged %d bytes in %.2f s", descent.wanted_bytes, time.monotonic() - clock)
+    await _fetch(wire, options, offer, current, staging)
     delete = offer.delete and offer.complete
     if offer.delete and not offer.complete:
         log.warning("the source's scan was incomplete: nothing will be deleted")
@@ -172,6 +158,34 @@ async def _sync(
         applied.seconds,
     )
     return Result("applied", applied.root, applied.files_written, applied.files_deleted)
+
+
+async def _fetch(
+    wire: Wire, options: ServeOptions, offer: Offer, current: SnapshotReader, staging: Staging
+) -> None:
+    """Stage every tree and piece of the offer that this side lacks. What the descent
+    and the transfer index (the trees asked for, the pieces wanted, the live pieces) is
+    gone when this returns: the apply builds its own, and at a million entries each is
+    some hundred megabytes."""
+    live = LiveBlobs(current)
+    route = Routing(staging)
+    descent = far_descent(offer.root, current, staging, live, route)
+    clock = time.monotonic()
+    await _descend(wire, descent, staging)
+    log.info(
+        "descent: %d trees from the source, %d from staging; %d blobs (%d bytes) wanted; %.2f s",
+        descent.trees_from_wire,
+        descent.trees_from_staging,
+        len(descent.wanted),
+        descent.wanted_bytes,
+        time.monotonic() - clock,
+    )
+    await wire.send(Plan(len(descent.wanted), descent.wanted_bytes))
+    clock = time.monotonic()
+    await _transfer(wire, descent.wanted, route)
+    route.finish(options.root, live)
+    staging.flush()
+    log.info("transfer: staged %d bytes in %.2f s", descent.wanted_bytes, time.monotonic() - clock)
 
 
 async def _descend(wire: Wire, descent: Descent, staging: Staging) -> None:
@@ -202,16 +216,17 @@ async def _transfer(wire: Wire, wanted: dict[bytes, int], route: Routing) -> Non
 
 async def _receive(wire: Wire, wanted: dict[bytes, int], stager: _StagingThread) -> None:
     queue = iter(wanted.items())
-    outstanding = 0
+    outstanding = blobs_out = 0
     pending = True
     while True:
-        while pending and outstanding < WANT_WINDOW_BYTES:
+        while pending and outstanding < WANT_WINDOW_BYTES and blobs_out < WANT_WINDOW_BLOBS:
             batch = _next_batch(queue, WANT_WINDOW_BYTES - outstanding)
             if not batch:
                 pending = False
                 break
             await wire.send(Want(tuple(batch)))
             outstanding += sum(length for _, length in batch)
+            blobs_out += len(batch)
         if not pending and wire.connection.blobs_due == 0:
             await stager.drain()
             return
@@ -219,6 +234,7 @@ async def _receive(wire: Wire, wanted: dict[bytes, int], stager: _StagingThread)
         if not isinstance(event, Blobs):
             raise ProtocolError(ErrorCode.UNEXPECTED, f"expected BLOBS, got {type(event).__name__}")
         outstanding -= sum(len(data) for _, data in event.blobs)
+        blobs_out -= len(event.blobs)
         await stager.stage(event.blobs)
 
 
