@@ -23,9 +23,11 @@ import json
 import math
 import os
 import random
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from bench.common import cached_tree
 
 V2 = "docker/registry/v2"
 FIXED_MTIME_NS = 1_704_067_200 * 1_000_000_000  # 2024-01-01T00:00:00Z
@@ -273,6 +275,18 @@ def generate(root: Path, spec: LinkTreeSpec) -> LinkTreeReport:
         links += len(layer_links)
     out.settle_dirs()
     return LinkTreeReport(repos, images, links, manifests, len(out.dirs))
+
+
+def cached(workdir: Path, name: str, spec: LinkTreeSpec, log: Callable[[str], None]) -> Path:
+    """`workdir/trees/name` generated from `spec`, reused while its marker matches: one
+    marker format for every benchmark and campaign that uses these trees."""
+    return cached_tree(
+        workdir,
+        name,
+        {"generator": "bench.linktree", "version": 1, "spec": asdict(spec)},
+        lambda root: log(json.dumps(generate(root, spec).as_json())),
+        log=log,
+    )
 
 
 def _tag_name(repo: str, index: int, rng: random.Random) -> str:

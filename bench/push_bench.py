@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import linktree
 from bench.common import (
     DEFAULT_WORKDIR,
     QUIET,
@@ -57,7 +58,6 @@ from bench.common import (
     write_json,
 )
 from bench.linktree import LinkTreeSpec
-from bench.linktree import generate as generate_links
 from syncd.sample import LARGE, SMALL, SampleSpec, generate_month
 from tests.sshd import SSHServer
 
@@ -94,14 +94,7 @@ def _month_two(one: Path, root: Path, spec: SampleSpec) -> None:
 
 
 def link_tree(workdir: Path, links: int) -> Path:
-    spec = LinkTreeSpec(links=links)
-    return cached_tree(
-        workdir,
-        f"linktree-{links}",
-        {"generator": "bench.linktree", "version": 1, "spec": asdict(spec)},
-        lambda root: log(json.dumps(generate_links(root, spec).as_json())),
-        log=log,
-    )
+    return linktree.cached(workdir, f"linktree-{links}", LinkTreeSpec(links=links), log)
 
 
 # -- what is truly new ------------------------------------------------------------------

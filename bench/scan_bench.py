@@ -220,13 +220,7 @@ def build_trees(workdir: Path, sizes: Sizes) -> tuple[Path, Path]:
         log=log,
     )
     link_spec = linktree.LinkTreeSpec(links=sizes.links)
-    tree_k = cached_tree(
-        workdir,
-        f"linktree-{sizes.links}",
-        {"generator": "bench.linktree", "version": 1, "spec": asdict(link_spec)},
-        lambda root: log(json.dumps(linktree.generate(root, link_spec).as_json())),
-        log=log,
-    )
+    tree_k = linktree.cached(workdir, f"linktree-{sizes.links}", link_spec, log)
     return tree_l, tree_k
 
 

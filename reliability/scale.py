@@ -45,12 +45,12 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import cached_tree
-from bench.linktree import LinkTreeSpec, generate
+from bench import linktree
+from bench.linktree import LinkTreeSpec
 from reliability.campaign import Context, Figure, Outcome
 from tests.pushutil import syncd_env
 
@@ -185,13 +185,7 @@ def source_tree(ctx: Context, links: int) -> Path:
     """The generated tree for `links`: in the scratch for CI's slice, else cached."""
     cache = ctx.scratch if ctx.quick else Path(os.environ.get(TREES_ENV, TREES))
     spec = LinkTreeSpec(links=links, seed=ctx.seed)
-    return cached_tree(
-        cache,
-        f"linktree-{links}-{ctx.seed}",
-        {"generator": "bench.linktree", "version": 1, "spec": asdict(spec)},
-        lambda root: log(json.dumps(generate(root, spec).as_json())),
-        log=log,
-    )
+    return linktree.cached(cache, f"linktree-{links}-{ctx.seed}", spec, log)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from syncd.apply.blobindex import BlobIndex, Location
 from syncd.apply.errors import ApplyError, MissingPieces
 from syncd.apply.livetree import LiveTree
 from syncd.apply.staging import Staging
+from syncd.lastopened import LastOpened
 
 _EXAMPLES = 5
 
@@ -29,7 +30,7 @@ class PieceReader:
         self._staging = staging
         self._index = index
         self._live = live
-        self._open: tuple[str, int] | None = None  # the live file read last, kept open
+        self._files = LastOpened(lambda path: live.open_entry(path, directory=False))
 
     def read(self, digest: bytes, length: int) -> bytes:
         if self._staging.has_blob(digest):
@@ -50,7 +51,7 @@ class PieceReader:
         return self.read(digest, length)
 
     def read_live(self, digest: bytes, location: Location) -> bytes:
-        fd = self._file(location.path)
+        fd = self._files.fd(location.path)
         try:
             data = os.pread(fd, location.length, location.offset)
         except OSError as exc:
@@ -62,18 +63,8 @@ class PieceReader:
             )
         return data
 
-    def _file(self, path: str) -> int:
-        if self._open is not None and self._open[0] == path:
-            return self._open[1]
-        self.close()
-        fd = self._live.open_entry(path, directory=False)
-        self._open = (path, fd)
-        return fd
-
     def close(self) -> None:
-        if self._open is not None:
-            os.close(self._open[1])
-            self._open = None
+        self._files.close()
 
 
 @dataclass(frozen=True, slots=True)

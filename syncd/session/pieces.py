@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import blake3
 
 from syncd.errors import SyncdError
+from syncd.lastopened import LastOpened
 
 BATCH_BYTES = 8 << 20
 BATCH_PIECES = 512
@@ -44,40 +45,26 @@ def read_pieces(
     root: str, locate: Locate, wanted: Sequence[tuple[bytes, int]]
 ) -> list[tuple[bytes, bytes]]:
     """(digest, bytes) for each wanted piece, in order; runs in a worker thread."""
-    opened = _LastFile(root)
+    opened = LastOpened(_opener(root))
     try:
         return [_read_one(locate, opened, digest, length) for digest, length in wanted]
     finally:
         opened.close()
 
 
-class _LastFile:
-    """The file read last, kept open: a large file's pieces come one after another.
-    Only one: several batches are read at once, and a batch of 512 link files each kept
-    open would take thousands of descriptors."""
-
-    def __init__(self, root: str) -> None:
-        self._root = root
-        self._open: tuple[str, int] | None = None
-
-    def fd(self, rel: str) -> int:
-        if self._open is not None and self._open[0] == rel:
-            return self._open[1]
-        self.close()
+def _opener(root: str) -> Callable[[str], int]:
+    def open_file(rel: str) -> int:
         try:
-            fd = os.open(f"{self._root}/{rel}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            return os.open(f"{root}/{rel}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
             raise SourceChanged(f"{rel}: cannot read it since the scan ({exc.strerror})") from exc
-        self._open = (rel, fd)
-        return fd
 
-    def close(self) -> None:
-        if self._open is not None:
-            os.close(self._open[1])
-            self._open = None
+    return open_file
 
 
-def _read_one(locate: Locate, opened: _LastFile, digest: bytes, length: int) -> tuple[bytes, bytes]:
+def _read_one(
+    locate: Locate, opened: LastOpened, digest: bytes, length: int
+) -> tuple[bytes, bytes]:
     where = locate(digest)
     if where is None:
         raise SyncdError(
