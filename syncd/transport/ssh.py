@@ -32,10 +32,8 @@ import logging
 import os
 import shlex
 import socket
+import warnings
 from pathlib import Path
-
-import asyncssh
-from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
 
 from syncd.errors import UsageError
 from syncd.transport.channel import DEFAULT_READ, Channel
@@ -44,6 +42,14 @@ from syncd.transport.errors import ChannelClosed, ConnectError, HostKeyError
 from syncd.transport.ratelimit import RateLimited
 from syncd.transport.tail import TailBuffer, describe_exit, format_diagnostics
 from syncd.transport.target import Target, format_ssh
+
+with warnings.catch_warnings():
+    # Recent cryptography releases deprecate DSA, and asyncssh's annotations touch it on
+    # import: without this, every run (and the daemon's journal) would start with a warning
+    # about a key type syncd never offers. Scoped to this import; other warnings still show.
+    warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh\.")
+    import asyncssh
+    from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
 
 CONNECT_TIMEOUT = 30.0  # used when ~/.ssh/config sets no ConnectTimeout
 KEEPALIVE_INTERVAL = 15.0  # used when ~/.ssh/config sets no ServerAliveInterval
