@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.daemon.config import ConfigError, load_config, parse_duration
+from syncd.daemon.config import ConfigError, load_config
+from syncd.units import parse_duration
 from tests.pushutil import syncd_env
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "syncd.toml"

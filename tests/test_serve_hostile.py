@@ -4,6 +4,8 @@ ends, and the live tree is exactly as it was."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from protocol.framing import HEADER
 from protocol.messages import Blobs, Error, Hello, Offer, Trees
 from protocol.tree import FileNode, encode_tree, tree_id
 from syncd.transport.local import open_local
-from tests.pushutil import snapshot_id
+from tests.pushutil import snapshot_id, syncd_env
 
 PARAMS: dict[str, str | int | bool] = {"max_frame": MIN_PEER_FRAME + 65536}
 DATA = b"hello, far side"
@@ -167,3 +169,60 @@ def test_another_root_is_refused(far: Path, tmp_path: Path) -> None:
     assert "serves" in errors[0].message
     assert snapshot_id(far) == before
     assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("opening", ["nothing", "hello only"])
+def test_a_client_that_never_opens_the_session_is_dropped(far: Path, opening: str) -> None:
+    """A stalled client (its stdin stays open) would otherwise hold the root's lock."""
+    before = snapshot_id(far)
+    conn = Connection(Role.CLIENT)
+    sent = conn.send(Hello((1, 1), "stalled", (), PARAMS)) if opening == "hello only" else b""
+    command = [sys.executable, "-m", "syncd", "serve", "--stdio", "--root", str(far)]
+    with subprocess.Popen(
+        [*command, "--handshake-timeout", "500ms"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=syncd_env(),
+    ) as serve:
+        assert serve.stdin and serve.stdout and serve.stderr
+        serve.stdin.write(sent)
+        serve.stdin.flush()
+        code = serve.wait(timeout=120)
+        replies, stderr = serve.stdout.read(), serve.stderr.read().decode()
+    assert code == 2, stderr
+    assert "no HELLO and OFFER within 0.5 s" in stderr and "Traceback" not in stderr
+    assert snapshot_id(far) == before
+    if opening == "hello only":
+        conn.receive_data(replies)
+        events = [conn.next_event(), conn.next_event()]
+        assert isinstance(events[-1], Error) and events[-1].code == ErrorCode.REMOTE
+
+
+def test_handshake_timeout_must_be_a_duration(far: Path) -> None:
+    command = [sys.executable, "-m", "syncd", "serve", "--stdio", "--root", str(far)]
+    result = subprocess.run(
+        [*command, "--handshake-timeout", "0"],
+        capture_output=True,
+        text=True,
+        env=syncd_env(),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2 and "above zero" in result.stderr
+
+
+def test_serve_reading_dev_null_ends_instead_of_hanging(far: Path) -> None:
+    """/dev/null is a character device that epoll refuses: it must be read another way."""
+    before = snapshot_id(far)
+    result = subprocess.run(
+        [sys.executable, "-m", "syncd", "serve", "--stdio", "--root", str(far)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=syncd_env(),
+        timeout=120,
+        check=False,
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 2 and "truncated" in stderr, stderr
+    assert snapshot_id(far) == before

@@ -24,10 +24,11 @@ from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.session.afterapply import PostApplyPolicy
 from syncd.session.rootguard import refuse_unsafe_root
-from syncd.session.server import ServeOptions, serve_session
+from syncd.session.server import HANDSHAKE_TIMEOUT, ServeOptions, serve_session
 from syncd.session.wire import PeerError
 from syncd.state import StateDir
 from syncd.transport.stdio import open_stdio
+from syncd.units import parse_duration
 
 log = logging.getLogger("syncd.serve")
 
@@ -42,6 +43,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--stdio", action="store_true", required=True, help="speak on stdin/stdout")
     parser.add_argument("--root", type=Path, required=True, help="the far tree to keep in step")
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
+    parser.add_argument(
+        "--handshake-timeout",
+        type=_timeout,
+        default=HANDSHAKE_TIMEOUT,
+        metavar="DURATION",
+        help="end a session whose client has not sent HELLO and OFFER within DURATION "
+        f"(e.g. 90s, 2m; default {HANDSHAKE_TIMEOUT:g}s): a stalled one holds the root's lock",
+    )
     after = parser.add_mutually_exclusive_group()
     after.add_argument(
         "--post-apply",
@@ -69,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot create root {root}: {exc.strerror}") from exc
     state = StateDir(root, args.state)
     policy = PostApplyPolicy(args.allow_post_apply, args.post_apply or None)
-    options = ServeOptions(root, state, MIN_PEER_FRAME + 64 * 1024, policy)
+    options = ServeOptions(
+        root, state, MIN_PEER_FRAME + 64 * 1024, policy, handshake_timeout=args.handshake_timeout
+    )
     with state.lock():
         finished = resume_pending(root, state)
         if finished is not None:
@@ -82,6 +93,16 @@ def run(args: argparse.Namespace) -> int:
             return int(ExitCode.FAILED)
     log.info("%s: snapshot %s", result.status, result.root.hex()[:16])
     return int(ExitCode.OK)
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the timeout must be above zero")
+    return value
 
 
 async def _serve(options: ServeOptions) -> Result:

@@ -21,11 +21,10 @@ from syncd.daemon.windows import Window, parse_window
 from syncd.errors import SyncdError, UsageError
 from syncd.transport.ratelimit import parse_rate
 from syncd.transport.target import Target, parse_target
+from syncd.units import parse_duration
 
 DEFAULT_PATH = Path("/etc/syncd/syncd.toml")
 _SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _T = TypeVar("_T")
 
 SOURCE_KEYS = {"root", "state", "quiet", "recheck"}
@@ -90,25 +89,6 @@ def load_config(path: Path) -> DaemonConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
     return _Reader(path, text).config(data)
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from a number or text like "90s", "2m", "1h30m", "250ms"."""
-    if isinstance(value, bool):
-        raise TypeError("expected a duration")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    if not isinstance(value, str):
-        raise TypeError('expected a duration such as "90s", "5m" or "1h"')
-    text = value.strip().replace(" ", "")
-    if text == "0":
-        return 0.0
-    parts = _DURATION.findall(text)
-    if not parts or "".join(number + unit for number, unit in parts) != text:
-        raise ValueError(f'{value!r} is not a duration (e.g. "90s", "5m", "1h30m")')
-    return sum(float(number) * _UNITS[unit] for number, unit in parts)
 
 
 class _Reader:

@@ -57,6 +57,10 @@ WANT_BATCH = 4096
 # both sides some hundred bytes of bookkeeping until it arrives.
 WANT_WINDOW_BLOBS = 16 * WANT_BATCH
 FLUSH_EVERY_BYTES = 64 << 20
+# A client sends HELLO and OFFER as soon as it connects. One that does not (a stalled
+# connection, a port scanner on a forced command) would otherwise hold the root's lock,
+# and so block every later push, for as long as sshd keeps the connection open.
+HANDSHAKE_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,7 @@ class ServeOptions:
     state: StateDir
     max_frame: int
     post_apply: PostApplyPolicy = field(default_factory=PostApplyPolicy)
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
 
 
 async def serve_session(channel: Channel, options: ServeOptions) -> Result:
@@ -93,16 +98,14 @@ def _scan(options: ServeOptions) -> ScanResult:
 
 
 async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanResult]) -> Result:
-    hello = await _expect(wire, Hello)
-    _check_root(hello, options.root)
-    params: dict[str, str | int | bool] = {
-        "max_frame": options.max_frame,
-        "root": str(options.root),
-    }
-    version = wire.connection.version or 1
-    caps = (CAP_REPORT,)  # it answers `verify` and `post_apply` with a REPORT
-    await wire.send(Hello((version, version), f"syncd {__version__}", caps, params))
-    offer = await _expect(wire, Offer)
+    try:
+        async with asyncio.timeout(options.handshake_timeout):
+            hello, offer = await _handshake(wire, options)
+    except TimeoutError:
+        raise SyncdError(
+            f"the client sent no HELLO and OFFER within {options.handshake_timeout:g} s "
+            "of connecting; nothing was changed"
+        ) from None
     scanned = await scan
     with SnapshotReader(scanned.snapshot_path) as current, Staging.open(options.state) as staging:
         summary = current.summary
@@ -123,6 +126,19 @@ async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanRe
         )
     await _expect(wire, Bye)
     return result
+
+
+async def _handshake(wire: Wire, options: ServeOptions) -> tuple[Hello, Offer]:
+    hello = await _expect(wire, Hello)
+    _check_root(hello, options.root)
+    params: dict[str, str | int | bool] = {
+        "max_frame": options.max_frame,
+        "root": str(options.root),
+    }
+    version = wire.connection.version or 1
+    caps = (CAP_REPORT,)  # it answers `verify` and `post_apply` with a REPORT
+    await wire.send(Hello((version, version), f"syncd {__version__}", caps, params))
+    return hello, await _expect(wire, Offer)
 
 
 def _check_root(hello: Hello, root: Path) -> None:

@@ -9,7 +9,8 @@ descriptors, then points fd 1 (and so `print()` and `sys.stdout`) at stderr and 
 /dev/null, so that a stray print or input() cannot corrupt or steal protocol bytes.
 
 Pipes, sockets and terminals are driven by the event loop; a regular file (e.g.
-`serve --stdio < frames.bin`) is read and written from a worker thread instead.
+`serve --stdio < frames.bin`) or /dev/null is read and written from a worker thread
+instead.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import selectors
 import stat
 from typing import Protocol
 
@@ -39,8 +41,17 @@ class _Writer(Protocol):
 
 
 def _is_stream(fd: int) -> bool:
+    """Whether the event loop can drive fd: a pipe, socket or terminal, but not a
+    character device epoll refuses (/dev/null: the loop would then never see input)."""
     mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+        return False
+    with selectors.DefaultSelector() as selector:
+        try:
+            selector.register(fd, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        except PermissionError:
+            return False
+    return True
 
 
 class _LoopReader:
