@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,15 @@ def run_push(
     return subprocess.run(
         command, capture_output=True, text=True, env=env or syncd_env(), timeout=600, check=False
     )
+
+
+def far_syncd(tmp_path: Path, *flags: str) -> list[str]:
+    """A far-side syncd started with `flags` after serve's own arguments."""
+    script = tmp_path / "far-syncd"
+    extra = " ".join(shlex.quote(flag) for flag in flags)
+    script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m syncd "$@" {extra}\n')
+    script.chmod(0o755)
+    return [str(script)]
 
 
 def snapshot_id(root: Path) -> str:

@@ -6,9 +6,7 @@
 from __future__ import annotations
 
 import asyncio
-import shlex
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from syncd.session.client import PushOptions, PushOutcome, push_session
 from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
 from syncd.transport.local import open_local
+from tests.pushutil import far_syncd
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +26,6 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate_month(root, 1, TINY, via_registry=False)
     scan_root(root, StateDir(root))
     return root
-
-
-def far_syncd(tmp_path: Path, *flags: str) -> list[str]:
-    """A far-side syncd started with `flags` after serve's own arguments."""
-    script = tmp_path / "far-syncd"
-    extra = " ".join(shlex.quote(flag) for flag in flags)
-    script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m syncd "$@" {extra}\n')
-    script.chmod(0o755)
-    return [str(script)]
 
 
 def push(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -114,15 +115,25 @@ async def _push(
     options = PushOptions(root=args.src, delete=args.delete, remote_root=target.path)
     progress = for_terminal(f"push to {channel.describe()}", quiet=args.json)
     try:
-        scan = await scanning
-        with SnapshotReader(scan.snapshot_path) as source:
-            outcome = await push_session(channel, source, options, progress)
-            return scan, outcome, channel.describe()
+        with contextlib.ExitStack() as readers:
+            # The session says HELLO now and OFFERs once the scan is done.
+            source = asyncio.create_task(_open_snapshot(scanning, readers))
+            try:
+                outcome = await push_session(channel, source, options, progress)
+            finally:
+                await asyncio.gather(source, return_exceptions=True)
+            return scanning.result(), outcome, channel.describe()
     except (SyncdError, ProtocolError) as exc:
         await channel.close()  # wait for the far side: its last words explain the most
         raise PushFailed(f"{channel.describe()}: {exc}{_far_words(channel)}") from exc
     finally:
         await channel.close()
+
+
+async def _open_snapshot(
+    scanning: asyncio.Task[ScanResult], readers: contextlib.ExitStack
+) -> SnapshotReader:
+    return readers.enter_context(SnapshotReader((await scanning).snapshot_path))
 
 
 class PushFailed(SyncdError):

@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=_timeout,
         default=HANDSHAKE_TIMEOUT,
         metavar="DURATION",
-        help="end a session whose client has not sent HELLO and OFFER within DURATION "
-        f"(e.g. 90s, 2m; default {HANDSHAKE_TIMEOUT:g}s): a stalled one holds the root's lock",
+        help="end a session whose client has sent no HELLO within DURATION (e.g. 90s, "
+        f"2m; default {HANDSHAKE_TIMEOUT:g}s): a stalled one would hold the root's lock",
     )
     after = parser.add_mutually_exclusive_group()
     after.add_argument(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,9 +70,14 @@ class PushOptions:
 
 
 async def push_session(
-    channel: Channel, source: SnapshotReader, options: PushOptions, progress: Progress | None = None
+    channel: Channel,
+    source: SnapshotReader | Awaitable[SnapshotReader],
+    options: PushOptions,
+    progress: Progress | None = None,
 ) -> PushOutcome:
-    """Run one push conversation to its end."""
+    """Run one push conversation to its end. `source` may still be on its way (a scan
+    running): HELLO goes out at once, OFFER when the snapshot is there, so the far
+    side's handshake timeout never depends on how long the scan takes."""
     wire = Wire(Connection(Role.CLIENT), channel)
     async with wire:
         session = _Session(wire, source, options, progress or NoProgress())
@@ -91,13 +97,18 @@ async def push_session(
 
 class _Session:
     def __init__(
-        self, wire: Wire, source: SnapshotReader, options: PushOptions, progress: Progress
+        self,
+        wire: Wire,
+        source: SnapshotReader | Awaitable[SnapshotReader],
+        options: PushOptions,
+        progress: Progress,
     ) -> None:
         self.wire = wire
-        self.source = source
+        self._pending = source
+        self.source: SnapshotReader  # set by run(), once the snapshot is there
         self.options = options
         self.progress = progress
-        self.outcome = PushOutcome(Result("up-to-date", source.root, 0, 0))
+        self.outcome = PushOutcome(Result("up-to-date", b"", 0, 0))  # set by _finish()
         self._index: BlobIndex | None = None
         self._reads: asyncio.Queue[asyncio.Future[list[tuple[bytes, bytes]]] | None] = (
             asyncio.Queue()
@@ -105,7 +116,16 @@ class _Session:
         self._sender = asyncio.create_task(self._send_blobs())
 
     async def run(self) -> PushOutcome:
+        await self.wire.send(Hello((1, 1), f"syncd {__version__}", (), self._params()))
+        pending = self._pending
+        self.source = pending if isinstance(pending, SnapshotReader) else await pending
         summary = self.source.summary
+        await self.wire.send(
+            Offer(summary.root, summary.files, summary.bytes, summary.complete, self.options.delete)
+        )
+        return await self._converse()
+
+    def _params(self) -> dict[str, str | int | bool]:
         params: dict[str, str | int | bool] = {
             "max_frame": self.options.max_frame,
             "root": self.options.remote_root,
@@ -114,10 +134,9 @@ class _Session:
             params["verify"] = True
         if self.options.post_apply is not None:
             params["post_apply"] = self.options.post_apply
-        await self.wire.send(Hello((1, 1), f"syncd {__version__}", (), params))
-        await self.wire.send(
-            Offer(summary.root, summary.files, summary.bytes, summary.complete, self.options.delete)
-        )
+        return params
+
+    async def _converse(self) -> PushOutcome:
         result: Result | None = None
         while True:
             event = await self.wire.next_event()

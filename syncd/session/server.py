@@ -57,9 +57,10 @@ WANT_BATCH = 4096
 # both sides some hundred bytes of bookkeeping until it arrives.
 WANT_WINDOW_BLOBS = 16 * WANT_BATCH
 FLUSH_EVERY_BYTES = 64 << 20
-# A client sends HELLO and OFFER as soon as it connects. One that does not (a stalled
-# connection, a port scanner on a forced command) would otherwise hold the root's lock,
-# and so block every later push, for as long as sshd keeps the connection open.
+# A client sends HELLO as soon as it connects (OFFER may wait for its scan, which can
+# take many minutes). One that does not (a stalled connection, a stray client on a
+# forced command) would otherwise hold the root's lock, and so block every later push,
+# for as long as sshd keeps the connection open.
 HANDSHAKE_TIMEOUT = 60.0
 
 
@@ -98,14 +99,9 @@ def _scan(options: ServeOptions) -> ScanResult:
 
 
 async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanResult]) -> Result:
-    try:
-        async with asyncio.timeout(options.handshake_timeout):
-            hello, offer = await _handshake(wire, options)
-    except TimeoutError:
-        raise SyncdError(
-            f"the client sent no HELLO and OFFER within {options.handshake_timeout:g} s "
-            "of connecting; nothing was changed"
-        ) from None
+    hello = await _first_hello(wire, options.handshake_timeout)
+    await _greet(wire, options, hello)
+    offer = await _expect(wire, Offer)
     scanned = await scan
     with SnapshotReader(scanned.snapshot_path) as current, Staging.open(options.state) as staging:
         summary = current.summary
@@ -128,8 +124,17 @@ async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanRe
     return result
 
 
-async def _handshake(wire: Wire, options: ServeOptions) -> tuple[Hello, Offer]:
-    hello = await _expect(wire, Hello)
+async def _first_hello(wire: Wire, timeout: float) -> Hello:
+    try:
+        async with asyncio.timeout(timeout):
+            return await _expect(wire, Hello)
+    except TimeoutError:
+        raise SyncdError(
+            f"the client sent no HELLO within {timeout:g} s of connecting; nothing was changed"
+        ) from None
+
+
+async def _greet(wire: Wire, options: ServeOptions, hello: Hello) -> None:
     _check_root(hello, options.root)
     params: dict[str, str | int | bool] = {
         "max_frame": options.max_frame,
@@ -138,7 +143,6 @@ async def _handshake(wire: Wire, options: ServeOptions) -> tuple[Hello, Offer]:
     version = wire.connection.version or 1
     caps = (CAP_REPORT,)  # it answers `verify` and `post_apply` with a REPORT
     await wire.send(Hello((version, version), f"syncd {__version__}", caps, params))
-    return hello, await _expect(wire, Offer)
 
 
 def _check_root(hello: Hello, root: Path) -> None:
