@@ -117,3 +117,22 @@ def test_missing_root_is_a_one_line_error(tmp_path: Path) -> None:
     result = run_cli("scan", str(tmp_path / "nope"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"syncd scan: error: {tmp_path / 'nope'}: not a directory"
+
+
+@pytest.mark.parametrize(
+    ("blocker", "words"),
+    [("lock", "cannot lock state folder"), ("snapshot.tmp", "snapshot.tmp")],
+)
+@pytest.mark.parametrize("command", ["scan", "push"])
+def test_an_unwritable_state_folder_is_named_not_a_traceback(
+    tmp_path: Path, blocker: str, words: str, command: str
+) -> None:
+    """A state file that cannot be opened (here a directory sits in its place, as a
+    read-only or full file system would refuse it): one line naming it, exit 2."""
+    root = tmp_path / "src"
+    (root / ".syncd" / blocker).mkdir(parents=True)
+    (root / "file").write_bytes(b"data")
+    args = (str(root), "--json") if command == "scan" else (str(root), str(tmp_path / "far"))
+    result = run_cli(command, *args)
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr, result.stderr

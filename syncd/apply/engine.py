@@ -45,7 +45,7 @@ from syncd.apply.target import write_target
 from syncd.apply.workspace import Workspace
 from syncd.errors import SnapshotFileError
 from syncd.plan.order import Delete, MoveAside, Op, PlaceTree, WriteFile, plan_apply, touched
-from syncd.scan.api import ScanResult, scan_root
+from syncd.scan.api import ScanFailed, ScanResult, scan_root
 from syncd.scan.hashing import StatKey
 from syncd.scan.problems import Reporter
 from syncd.scan.scanner import ScanOptions
@@ -128,8 +128,8 @@ def scan_far(
     traceback: DiskFull when there is no space left."""
     try:
         return scan_root(root, state, options, report)
-    except OSError as exc:
-        raise os_error(str(state.path), exc, "scanning the root") from exc
+    except ScanFailed as exc:
+        raise os_error(str(state.path), exc.cause, "scanning the root") from exc
 
 
 @contextlib.contextmanager

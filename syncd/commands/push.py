@@ -124,6 +124,8 @@ async def _push(
                 await asyncio.gather(source, return_exceptions=True)
             return scanning.result(), outcome, channel.describe()
     except (SyncdError, ProtocolError) as exc:
+        if scanning.done() and not scanning.cancelled() and scanning.exception() is exc:
+            raise  # the source's own scan failed: nothing about the far side to add
         await channel.close()  # wait for the far side: its last words explain the most
         raise PushFailed(f"{channel.describe()}: {exc}{_far_words(channel)}") from exc
     finally:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from syncd.errors import SnapshotFileError, UsageError
+from syncd.errors import SnapshotFileError, SyncdError, UsageError
 from syncd.scan.problems import Problem, Reporter
 from syncd.scan.scanner import Scanner, ScanOptions
 from syncd.scan.statcache import StatCache, StatCacheWriter
@@ -42,6 +42,16 @@ class ScanResult:
         }
 
 
+class ScanFailed(SyncdError):
+    """An OSError that stopped a scan: one about a file of the tree is a problem and the
+    scan goes on, so this is nearly always the state folder (read-only, full)."""
+
+    def __init__(self, root: Path, cause: OSError) -> None:
+        where = f" ({cause.filename})" if cause.filename else ""
+        super().__init__(f"scanning {root}: {cause.strerror or cause}{where}")
+        self.cause = cause
+
+
 def scan_root(
     root: Path,
     state: StateDir,
@@ -65,7 +75,10 @@ def scan_root(
     _raise_open_file_limit()
     started = time.monotonic()
     with state.lock():
-        summary, hashed = _scan_into_state(root, state, options, collect)
+        try:
+            summary, hashed = _scan_into_state(root, state, options, collect)
+        except OSError as exc:
+            raise ScanFailed(root, exc) from exc
     return ScanResult(summary, hashed, time.monotonic() - started, state.snapshot, problems)
 
 

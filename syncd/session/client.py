@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +105,7 @@ class _Session:
         progress: Progress,
     ) -> None:
         self.wire = wire
-        self._pending = source
+        self._pending: SnapshotReader | Awaitable[SnapshotReader] | None = source
         self.source: SnapshotReader  # set by run(), once the snapshot is there
         self.options = options
         self.progress = progress
@@ -117,7 +118,8 @@ class _Session:
 
     async def run(self) -> PushOutcome:
         await self.wire.send(Hello((1, 1), f"syncd {__version__}", (), self._params()))
-        pending = self._pending
+        pending, self._pending = self._pending, None
+        assert pending is not None, "run() is called once"
         self.source = pending if isinstance(pending, SnapshotReader) else await pending
         summary = self.source.summary
         await self.wire.send(
@@ -239,6 +241,8 @@ class _Session:
         return None
 
     async def stop(self) -> None:
+        if inspect.iscoroutine(self._pending):  # never awaited: the session failed first
+            self._pending.close()
         if not self._sender.done():
             self._sender.cancel()
         with contextlib.suppress(BaseException):

@@ -125,10 +125,13 @@ async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanRe
 
 
 async def _first_hello(wire: Wire, timeout: float) -> Hello:
+    deadline = asyncio.timeout(timeout)
     try:
-        async with asyncio.timeout(timeout):
+        async with deadline:
             return await _expect(wire, Hello)
     except TimeoutError:
+        if not deadline.expired():
+            raise  # the channel's own timeout, not ours
         raise SyncdError(
             f"the client sent no HELLO within {timeout:g} s of connecting; nothing was changed"
         ) from None

@@ -43,13 +43,17 @@ from syncd.transport.ratelimit import RateLimited
 from syncd.transport.tail import TailBuffer, describe_exit, format_diagnostics
 from syncd.transport.target import Target, format_ssh
 
-with warnings.catch_warnings():
-    # Recent cryptography releases deprecate DSA, and asyncssh's annotations touch it on
-    # import: without this, every run (and the daemon's journal) would start with a warning
-    # about a key type syncd never offers. Scoped to this import; other warnings still show.
-    warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh\.")
-    import asyncssh
-    from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
+# Recent cryptography releases deprecate DSA. asyncssh touches it on import and again
+# when a known_hosts file holds an ssh-dss line: without this, runs (and the daemon's
+# journal) would carry a warning about a key type syncd never offers. Only that warning,
+# and only from asyncssh, is silenced.
+warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh\.")
+
+import asyncssh  # noqa: E402  (after the filter above)
+from asyncssh.public_key import (  # noqa: E402
+    get_default_certificate_algs,
+    get_default_public_key_algs,
+)
 
 CONNECT_TIMEOUT = 30.0  # used when ~/.ssh/config sets no ConnectTimeout
 KEEPALIVE_INTERVAL = 15.0  # used when ~/.ssh/config sets no ServerAliveInterval
