@@ -21,7 +21,9 @@ LOCAL_SYNCD = f"{sys.executable} -m syncd"
 
 
 def syncd_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(PROJECT), **(extra or {}))
+    """The environment for a child running this checkout's syncd; `extra` may be a whole
+    environment (it often copies os.environ, PYTHONPATH included)."""
+    return {**os.environ, **(extra or {}), "PYTHONPATH": str(PROJECT)}
 
 
 def push(src: Path, target: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
