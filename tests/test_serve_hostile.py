@@ -37,6 +37,10 @@ def evil_record() -> tuple[bytes, bytes]:
     return tree_id(record), record
 
 
+def serve_command(far: Path, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "syncd", "serve", "--stdio", "--root", str(far), *flags]
+
+
 @pytest.fixture
 def far(tmp_path: Path) -> Path:
     root = tmp_path / "far"
@@ -177,9 +181,8 @@ def test_a_client_that_never_says_hello_is_dropped(far: Path, opening: str) -> N
     before = snapshot_id(far)
     hello = Connection(Role.CLIENT).send(Hello((1, 1), "stalled", (), PARAMS))
     sent = hello[: len(hello) // 2] if opening == "half a HELLO" else b""
-    command = [sys.executable, "-m", "syncd", "serve", "--stdio", "--root", str(far)]
     with subprocess.Popen(
-        [*command, "--handshake-timeout", "500ms"],
+        serve_command(far, "--handshake-timeout", "500ms"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -200,9 +203,8 @@ def test_a_client_that_never_says_hello_is_dropped(far: Path, opening: str) -> N
 
 
 def test_handshake_timeout_must_be_a_duration(far: Path) -> None:
-    command = [sys.executable, "-m", "syncd", "serve", "--stdio", "--root", str(far)]
     result = subprocess.run(
-        [*command, "--handshake-timeout", "0"],
+        serve_command(far, "--handshake-timeout", "0"),
         capture_output=True,
         text=True,
         env=syncd_env(),
@@ -216,7 +218,7 @@ def test_serve_reading_dev_null_ends_instead_of_hanging(far: Path) -> None:
     """/dev/null is a character device that epoll refuses: it must be read another way."""
     before = snapshot_id(far)
     result = subprocess.run(
-        [sys.executable, "-m", "syncd", "serve", "--stdio", "--root", str(far)],
+        serve_command(far),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         env=syncd_env(),
