@@ -23,7 +23,7 @@ from syncd.apply.engine import resume_pending
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.session.afterapply import PostApplyPolicy
-from syncd.session.rootguard import refuse_unsafe_root
+from syncd.session.rootguard import refuse_unsafe_root, root_names
 from syncd.session.server import HANDSHAKE_TIMEOUT, ServeOptions, serve_session
 from syncd.session.wire import PeerError
 from syncd.state import StateDir
@@ -79,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
     state = StateDir(root, args.state)
     policy = PostApplyPolicy(args.allow_post_apply, args.post_apply or None)
     options = ServeOptions(
-        root, state, MIN_PEER_FRAME + 64 * 1024, policy, handshake_timeout=args.handshake_timeout
+        root,
+        state,
+        MIN_PEER_FRAME + 64 * 1024,
+        policy,
+        handshake_timeout=args.handshake_timeout,
+        root_names=root_names(args.root),
     )
     with state.lock():
         finished = resume_pending(root, state)

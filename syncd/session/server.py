@@ -40,6 +40,7 @@ from syncd.errors import SyncdError
 from syncd.plan.descent import Descent
 from syncd.scan.api import ScanResult
 from syncd.session.afterapply import AfterApplyRequest, PostApplyPolicy, after_apply
+from syncd.session.rootguard import check_asked_root, root_names
 from syncd.session.wire import Channel, Wire
 from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
@@ -71,6 +72,8 @@ class ServeOptions:
     max_frame: int
     post_apply: PostApplyPolicy = field(default_factory=PostApplyPolicy)
     handshake_timeout: float = HANDSHAKE_TIMEOUT
+    # The paths a HELLO may name the root by (rootguard.root_names; empty: from `root`).
+    root_names: frozenset[str] = frozenset()
 
 
 async def serve_session(channel: Channel, options: ServeOptions) -> Result:
@@ -138,7 +141,7 @@ async def _first_hello(wire: Wire, timeout: float) -> Hello:
 
 
 async def _greet(wire: Wire, options: ServeOptions, hello: Hello) -> None:
-    _check_root(hello, options.root)
+    _check_root(hello, options)
     params: dict[str, str | int | bool] = {
         "max_frame": options.max_frame,
         "root": str(options.root),
@@ -148,14 +151,12 @@ async def _greet(wire: Wire, options: ServeOptions, hello: Hello) -> None:
     await wire.send(Hello((version, version), f"syncd {__version__}", caps, params))
 
 
-def _check_root(hello: Hello, root: Path) -> None:
+def _check_root(hello: Hello, options: ServeOptions) -> None:
     asked = hello.params.get("root", "")
     if not isinstance(asked, str):
         raise ProtocolError(ErrorCode.MALFORMED, "HELLO root parameter must be a string")
-    if asked and Path(asked).expanduser().resolve() != root.resolve():
-        raise ProtocolError(
-            ErrorCode.BAD_PATH, f"this far side serves {root}, not {asked}; nothing was changed"
-        )
+    names = options.root_names or root_names(options.root)
+    check_asked_root(asked, options.root, names)
 
 
 async def _sync(
