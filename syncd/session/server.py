@@ -10,6 +10,7 @@ what the source believes it sent.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -33,7 +34,9 @@ from protocol.messages import (
     Want,
 )
 from syncd import __version__
-from syncd.apply.engine import apply_target, scan_far
+from syncd.apply.aliases import Aliases
+from syncd.apply.canon import TargetPolicy
+from syncd.apply.engine import apply_target, far_canon, scan_far
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
@@ -74,6 +77,7 @@ class ServeOptions:
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     # The paths a HELLO may name the root by (rootguard.root_names; empty: from `root`).
     root_names: frozenset[str] = frozenset()
+    policy: TargetPolicy = field(default_factory=TargetPolicy)  # what a target may hold
 
 
 async def serve_session(channel: Channel, options: ServeOptions) -> Result:
@@ -106,17 +110,23 @@ async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanRe
     await _greet(wire, options, hello)
     offer = await _expect(wire, Offer)
     scanned = await scan
-    with SnapshotReader(scanned.snapshot_path) as current, Staging.open(options.state) as staging:
+    canon = far_canon(options.state, options.policy)
+    with (
+        SnapshotReader(scanned.snapshot_path) as current,
+        Staging.open(options.state) as staging,
+        Aliases.load(options.state, canon.key()) as aliases,
+    ):
         summary = current.summary
         await wire.send(
             State(
                 summary.root, summary.files, summary.bytes, staging.blob_count, staging.blob_bytes
             )
         )
-        if offer.root == summary.root:
-            result = Result("up-to-date", summary.root, 0, 0)
+        if summary.root in (offer.root, aliases.live(offer.root, current.record)):
+            # Up to date, also when this side holds the offer as it writes it (canon.py).
+            result = Result("up-to-date", offer.root, 0, 0)
         else:
-            result = await _sync(wire, options, offer, current, staging)
+            result = await _sync(wire, options, offer, current, staging, aliases=aliases)
         await wire.send(result)
     request = AfterApplyRequest.from_hello(hello)
     if request.asked:
@@ -160,9 +170,15 @@ def _check_root(hello: Hello, options: ServeOptions) -> None:
 
 
 async def _sync(
-    wire: Wire, options: ServeOptions, offer: Offer, current: SnapshotReader, staging: Staging
+    wire: Wire,
+    options: ServeOptions,
+    offer: Offer,
+    current: SnapshotReader,
+    staging: Staging,
+    *,
+    aliases: Aliases,
 ) -> Result:
-    await _fetch(wire, options, offer, current, staging)
+    await _fetch(wire, options, offer, current, staging, aliases=aliases)
     delete = offer.delete and offer.complete
     if offer.delete and not offer.complete:
         log.warning("the source's scan was incomplete: nothing will be deleted")
@@ -171,7 +187,12 @@ async def _sync(
         return staging.tree_record(tree) or current.record(tree)
 
     applied = await asyncio.to_thread(
-        apply_target, options.root, options.state, offer.root, records, staging, delete=delete
+        functools.partial(apply_target, delete=delete, policy=options.policy),
+        options.root,
+        options.state,
+        offer.root,
+        records,
+        staging,
     )
     log.info(
         "apply: %d files written, %d deleted, %d bytes, %d steps; %.2f s",
@@ -181,11 +202,19 @@ async def _sync(
         applied.steps,
         applied.seconds,
     )
-    return Result("applied", applied.root, applied.files_written, applied.files_deleted)
+    # The offer's id when the tree is the offer as this side writes it (SPEC.md 4, RESULT).
+    root = offer.root if applied.root == applied.target else applied.root
+    return Result("applied", root, applied.files_written, applied.files_deleted)
 
 
 async def _fetch(
-    wire: Wire, options: ServeOptions, offer: Offer, current: SnapshotReader, staging: Staging
+    wire: Wire,
+    options: ServeOptions,
+    offer: Offer,
+    current: SnapshotReader,
+    staging: Staging,
+    *,
+    aliases: Aliases,
 ) -> None:
     """Stage every tree and piece of the offer that this side lacks. What the descent
     and the transfer index (the trees asked for, the pieces wanted, the live pieces) is
@@ -193,7 +222,7 @@ async def _fetch(
     some hundred megabytes."""
     live = LiveBlobs(current)
     route = Routing(staging)
-    descent = far_descent(offer.root, current, staging, live, route)
+    descent = far_descent(offer.root, current, staging, live, route, aliases=aliases)
     clock = time.monotonic()
     await _descend(wire, descent, staging)
     log.info(
