@@ -162,7 +162,9 @@ def big_index(size: int) -> bytes:
     digest = blake3.blake3(blob).digest()
     records: list[tuple[bytes, bytes]] = []
     subdirs: list[list[object]] = []
-    for r in range(max(1, size >> 20)):
+    total = r = 0
+    while total < size:
+        r += 1
         pad = "p" * 40
         items = [
             [f"f{r:05d}-{i:05d}-{pad}", 0, 0o644, len(blob), 0, [[digest, len(blob)]]]
@@ -170,6 +172,7 @@ def big_index(size: int) -> bytes:
         ]
         key, data = record(*items)
         records.append((key, data))
+        total += len(data)
         subdirs.append(dir_item(f"d{r:05d}", key))
     root, data = record(*subdirs)
     return index_with_trees(root, {root: data, **dict(records)})
@@ -181,7 +184,8 @@ def write_junk_index(path: Path, size: int) -> None:
     with path.open("wb") as out:
         out.write(MAGIC_INDEX)
         out.truncate(size)
-    checksum = blake3.blake3(path.read_bytes(), max_threads=blake3.blake3.AUTO).digest()
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    checksum = hasher.update_mmap(path).digest()
     with path.open("ab") as out:
         out.write(frame(pack([int(Kind.END), checksum, None])))
 
