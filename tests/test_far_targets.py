@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
@@ -28,6 +27,7 @@ from reliability.otheruser import (
 )
 from reliability.serve_driver import Reply, Script, converse
 from syncd.apply.canon import Times
+from tests.mediautil import syncd
 from tests.pushutil import snapshot_id, syncd_env
 from tests.targetutil import D, F, L, Spec, Target, build
 
@@ -48,14 +48,6 @@ def result(reply: Reply) -> Result:
     found = [e for e in reply.events if isinstance(e, Result)]
     assert found, reply.events
     return found[0]
-
-
-@pytest.fixture
-def far(tmp_path: Path) -> Path:
-    root = tmp_path / "far"
-    (root / "keep").mkdir(parents=True)
-    (root / "keep" / "file").write_bytes(b"existing")
-    return root
 
 
 def refused(far: Path, spec: Spec, *flags: str) -> str:
@@ -238,35 +230,24 @@ def media_with(spec: Spec, folder: Path) -> Path:
     return folder
 
 
-def syncd(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=syncd_env(),
-        timeout=300,
-        check=False,
-    )
-
-
 def test_import_refuses_a_symlink_leaving_the_root(far: Path, tmp_path: Path) -> None:
     media = media_with({"keep/file": F(), "x/passwd": L("/etc/passwd")}, tmp_path / "media")
     before = snapshot_id(far)
     done = syncd("import", media, "--root", far)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "'x/passwd' -> '/etc/passwd'" in done.stderr, done.stderr
+    assert done.code == 2 and "Traceback" not in done.err
+    assert "'x/passwd' -> '/etc/passwd'" in done.err, done.err
     assert snapshot_id(far) == before
     allowed = syncd("import", media, "--root", far, "--allow-outside-symlinks")
-    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.code == 0, allowed.err
     assert os.readlink(far / "x" / "passwd") == "/etc/passwd"
 
 
 def test_import_masks_modes_unless_told(far: Path, tmp_path: Path) -> None:
     media = media_with({"suid": F(mode=0o4755)}, tmp_path / "media")
-    assert syncd("import", media, "--root", far).returncode == 0
+    assert syncd("import", media, "--root", far).code == 0
     assert stat.S_IMODE((far / "suid").stat().st_mode) == 0o755
     other = tmp_path / "other"
-    assert syncd("import", media, "--root", other, "--preserve-modes").returncode == 0
+    assert syncd("import", media, "--root", other, "--preserve-modes").code == 0
     assert stat.S_IMODE((other / "suid").stat().st_mode) == 0o4755
 
 
@@ -278,17 +259,17 @@ def test_a_local_push_follows_the_same_rules(tmp_path: Path) -> None:
     (src / "bin" / "passwd").symlink_to("/etc/passwd")
     far = tmp_path / "far"
     done = syncd("push", src, far)
-    assert done.returncode == 2 and "'bin/passwd' -> '/etc/passwd'" in done.stderr, done.stderr
+    assert done.code == 2 and "'bin/passwd' -> '/etc/passwd'" in done.err, done.err
     assert not (far / "bin").exists()
     done = syncd("push", src, far, "--allow-outside-symlinks")
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.err
     assert stat.S_IMODE((far / "bin" / "tool").stat().st_mode) == 0o755
     # A masked mode is what this far side holds for the offer: the push is exact (exit 0),
     # and the next one is up to date.
     again = syncd("push", src, far, "--allow-outside-symlinks", "--json")
-    assert again.returncode == 0 and '"up-to-date"' in again.stdout, again.stdout
+    assert again.code == 0 and '"up-to-date"' in again.out, again.out
     over_ssh = syncd("push", src, "host:/srv/mirror", "--preserve-modes")
-    assert over_ssh.returncode == 2 and "local TARGET only" in over_ssh.stderr
+    assert over_ssh.code == 2 and "local TARGET only" in over_ssh.err
 
 
 # -- a far side run by its own user ----------------------------------------------------------

@@ -5,8 +5,6 @@ decoded and costs one read chunk of memory, whatever its size."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
@@ -22,8 +20,7 @@ from syncd.media.errors import ReceiptRefused, VolumeRefused
 from syncd.media.signing import load_public_key, load_signer
 from syncd.media.sites import SiteBook
 from syncd.state import StateDir
-from tests.mediautil import keypair
-from tests.pushutil import syncd_env
+from tests.mediautil import import_, keypair
 
 BIG = 64 << 20
 
@@ -150,29 +147,12 @@ def test_an_unsigned_receipt_is_refused_before_decoding(
 def test_import_refuses_a_large_unsigned_index_by_name(
     tmp_path: Path, keys: dict[str, tuple[Path, Path]]
 ) -> None:
-    """The real `syncd import`, exit 2, the volume named, nothing applied."""
+    """`syncd import`: exit 2, the volume named, nothing applied."""
     folder = volume_dir(tmp_path / "media")
     junk_file(folder / "index", MAGIC_INDEX, BIG, None, honest=True)
     far = tmp_path / "far"
     required = ("--require-signed-by", str(keys["ours"][1]))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "syncd",
-            "import",
-            str(tmp_path / "media"),
-            "--root",
-            str(far),
-            *required,
-        ],
-        capture_output=True,
-        text=True,
-        env=syncd_env(),
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 2, done.stderr
-    assert "vol-0001" in done.stderr and "unsigned" in done.stderr
-    assert "Traceback" not in done.stderr
+    done = import_(far, tmp_path / "media", expect=2, args=required)
+    assert "vol-0001" in done.err and "unsigned" in done.err
+    assert "Traceback" not in done.err
     assert not any(p.name != ".syncd" for p in far.iterdir())

@@ -26,14 +26,6 @@ def offer() -> Script:
     return Script(key, {key: record}, {piece: DATA})
 
 
-@pytest.fixture
-def far(tmp_path: Path) -> Path:
-    root = tmp_path / "far"
-    root.mkdir()
-    (root / "keep").write_bytes(b"existing")
-    return root
-
-
 ODD = ["~nosuchuser123", "~root", "~", "a\x00b", "loop", "loop/x", "../far", "/", ""]
 
 

@@ -118,6 +118,11 @@ def apply_target(
     return result
 
 
+def held_aliases(state: StateDir, policy: TargetPolicy | None) -> Aliases:
+    """The offered trees this side holds as it wrote them, under `policy` (aliases.py)."""
+    return Aliases.load(state, far_canon(state, policy).key())
+
+
 def far_canon(state: StateDir, policy: TargetPolicy | None) -> Canon:
     """How this side writes a target: the operator's policy, the root's file system."""
     state.ensure()

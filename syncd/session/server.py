@@ -34,9 +34,8 @@ from protocol.messages import (
     Want,
 )
 from syncd import __version__
-from syncd.apply.aliases import Aliases
 from syncd.apply.canon import TargetPolicy
-from syncd.apply.engine import apply_target, far_canon, scan_far
+from syncd.apply.engine import apply_target, held_aliases, scan_far
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
@@ -110,11 +109,10 @@ async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanRe
     await _greet(wire, options, hello)
     offer = await _expect(wire, Offer)
     scanned = await scan
-    canon = far_canon(options.state, options.policy)
     with (
         SnapshotReader(scanned.snapshot_path) as current,
         Staging.open(options.state) as staging,
-        Aliases.load(options.state, canon.key()) as aliases,
+        held_aliases(options.state, options.policy) as aliases,
     ):
         summary = current.summary
         await wire.send(
@@ -126,7 +124,7 @@ async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanRe
             # Up to date, also when this side holds the offer as it writes it (canon.py).
             result = Result("up-to-date", offer.root, 0, 0)
         else:
-            result = await _sync(wire, options, offer, current, staging, aliases=aliases)
+            result = await _sync(wire, options, offer, current, staging)
         await wire.send(result)
     request = AfterApplyRequest.from_hello(hello)
     if request.asked:
@@ -170,15 +168,9 @@ def _check_root(hello: Hello, options: ServeOptions) -> None:
 
 
 async def _sync(
-    wire: Wire,
-    options: ServeOptions,
-    offer: Offer,
-    current: SnapshotReader,
-    staging: Staging,
-    *,
-    aliases: Aliases,
+    wire: Wire, options: ServeOptions, offer: Offer, current: SnapshotReader, staging: Staging
 ) -> Result:
-    await _fetch(wire, options, offer, current, staging, aliases=aliases)
+    await _fetch(wire, options, offer, current, staging)
     delete = offer.delete and offer.complete
     if offer.delete and not offer.complete:
         log.warning("the source's scan was incomplete: nothing will be deleted")
@@ -208,13 +200,7 @@ async def _sync(
 
 
 async def _fetch(
-    wire: Wire,
-    options: ServeOptions,
-    offer: Offer,
-    current: SnapshotReader,
-    staging: Staging,
-    *,
-    aliases: Aliases,
+    wire: Wire, options: ServeOptions, offer: Offer, current: SnapshotReader, staging: Staging
 ) -> None:
     """Stage every tree and piece of the offer that this side lacks. What the descent
     and the transfer index (the trees asked for, the pieces wanted, the live pieces) is
@@ -222,9 +208,10 @@ async def _fetch(
     some hundred megabytes."""
     live = LiveBlobs(current)
     route = Routing(staging)
-    descent = far_descent(offer.root, current, staging, live, route, aliases=aliases)
-    clock = time.monotonic()
-    await _descend(wire, descent, staging)
+    with held_aliases(options.state, options.policy) as aliases:
+        descent = far_descent(offer.root, current, staging, live, route, aliases=aliases)
+        clock = time.monotonic()
+        await _descend(wire, descent, staging)
     log.info(
         "descent: %d trees from the source, %d from staging; %d blobs (%d bytes) wanted; %.2f s",
         descent.trees_from_wire,
