@@ -23,6 +23,7 @@ from syncd.plan.order import (
     plan_apply,
     touched,
 )
+from tests.targetutil import D, L
 
 V2 = ".oc-mirror/.cache/docker/registry/v2"
 REPO = f"{V2}/repositories/ns/app"
@@ -34,16 +35,6 @@ class F:
     content: str = "x"
     mode: int = 0o644
     mtime: int = 7
-
-
-@dataclass(frozen=True)
-class D:
-    mode: int = 0o755
-
-
-@dataclass(frozen=True)
-class L:
-    target: str
 
 
 Spec = dict[str, F | D | L]
