@@ -32,7 +32,7 @@ from protocol.messages import Result
 from reliability import hostile_cases as hc
 from reliability.campaign import Context
 from reliability.otheruser import as_other_user, other_user_available, other_user_env
-from reliability.serve_driver import Reply, Script, converse
+from reliability.serve_driver import Reply, Script, Talk, converse
 from tests.pushutil import snapshot_id, syncd_env
 from tests.targetutil import D, F, L, Spec, Target, build
 
@@ -131,13 +131,18 @@ def _applied(reply: Reply, status: str) -> str:
     return ""
 
 
-def link_case(name: str, other_user: bool) -> TargetCase:
+def link_case(name: str, other_user: bool, talk: Talk | None = None) -> TargetCase:
+    """`talk` carries the offer another way (the SSH campaign's forced-command login)."""
     extra, named = OUTSIDE_LINKS[name]
     spec: Spec = {"keep/file": F(b"existing"), **extra}
 
     def run(far: Path, outside: Path) -> str:
         before = snapshot_id(far)
-        reply = offer(far, build(spec), other_user)
+        target = build(spec)
+        if talk is None:
+            reply = offer(far, target, other_user)
+        else:
+            reply = talk(far, Script(target.root, target.trees, target.blobs))
         if reply.error is None or reply.error.code != ErrorCode.BAD_PATH:
             return f"not refused as BAD_PATH: {reply.error or reply.events[:3]}"
         if named not in reply.error.message or "Traceback" in reply.stderr:
