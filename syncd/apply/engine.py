@@ -26,6 +26,7 @@ expected to hold it for the whole session, so that no other process applies mean
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 import time
@@ -59,6 +60,7 @@ from syncd.scan.scanner import ScanOptions
 from syncd.snapshot import SnapshotReader
 from syncd.state import STATE_NAME, StateDir
 
+log = logging.getLogger("syncd.apply")
 _SHOWN = 5
 # The check after an apply is told the stat and recipe of each file the apply wrote of
 # at least this size, so as not to read those bytes again. A smaller file is read again:
@@ -113,9 +115,18 @@ def apply_target(
         run = _Apply(root, state, snapshot, staging, delete=delete, hooks=hooks)
         result = run.run(resumed=False, started=started)
     if result.root == result.target:
-        with SnapshotReader(state.snapshot) as final:
-            save_aliases(state, canon.key(), written.aliases, final.record)
+        _remember(state, canon, written.aliases)
     return result
+
+
+def _remember(state: StateDir, canon: Canon, aliases: list[tuple[bytes, bytes]]) -> None:
+    """Save the aliases of an apply that is done: a failure here costs the next session a
+    longer descent, never the apply."""
+    try:
+        with SnapshotReader(state.snapshot) as final:
+            save_aliases(state, canon.key(), aliases, final.record)
+    except (OSError, SnapshotFileError) as exc:
+        log.warning("the far side's aliases were not saved (%s): the next push compares more", exc)
 
 
 def held_aliases(state: StateDir, policy: TargetPolicy | None) -> Aliases:
