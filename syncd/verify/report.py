@@ -53,6 +53,7 @@ class Section:
     findings: tuple[Finding, ...]
     blobs_checked: int = 0
     bytes_hashed: int = 0
+    details: tuple[tuple[str, object], ...] = ()  # kind-specific JSON (a content folder's)
 
     @property
     def ok(self) -> bool:
@@ -71,6 +72,7 @@ class Section:
             "problems": [f.as_json(n) for n, f in enumerate(self.findings)],
             "blobs_checked": self.blobs_checked,
             "bytes_hashed": self.bytes_hashed,
+            **dict(self.details),
         }
 
     def lines(self) -> list[str]:
@@ -130,7 +132,7 @@ class Section:
         out = []
         for finding in warnings:
             concerns = f" (concerns {_names(finding.images)})" if finding.images else ""
-            out.append(f"  warning: {finding.problem.message}{concerns}")
+            out.append(f"  {finding.problem.severity.value}: {finding.problem.message}{concerns}")
         if len(sparse) > _SHOWN_NAMES:
             out.append(
                 f"  warning: {len(sparse)} sparse indexes name absent platforms, as "
