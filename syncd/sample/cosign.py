@@ -33,7 +33,8 @@ def sign(storage: Storage, seed: int, repo: str, digest: str) -> str:
             "optional": None,
         }
     ).encode()
-    config = json.dumps({"architecture": "", "os": "", "rootfs": {"type": "layers"}}).encode()
+    rootfs = {"type": "layers", "diff_ids": [sha256_digest(payload)]}  # as cosign writes it
+    config = json.dumps({"architecture": "", "os": "", "rootfs": rootfs, "config": {}}).encode()
     signature = rng(seed, "cosign", repo, digest).randbytes(64).hex()
     layer = Descriptor(PAYLOAD, sha256_digest(payload), len(payload)).as_json()
     layer["annotations"] = {"dev.cosignproject.cosign/signature": signature}

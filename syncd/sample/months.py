@@ -33,7 +33,7 @@ from syncd.sample.spec import SampleSpec
 @dataclass(frozen=True, slots=True)
 class MonthReport:
     month: int
-    images: tuple[str, ...]  # every repo:tag in the cache, sorted
+    images: tuple[str, ...]  # every repo:tag in the cache but signature tags, sorted
     new_blobs: tuple[str, ...]  # digests whose data files this month added to the cache
     new_cache_bytes: int
     archives: tuple[Path, ...]
@@ -76,7 +76,7 @@ def generate_month(
     new_blobs = sorted(storage.blob_digests() - blobs_before)
     return MonthReport(
         month=month,
-        images=tuple(storage.images()),
+        images=tuple(name for name in storage.images() if not name.endswith(".sig")),
         new_blobs=tuple(new_blobs),
         new_cache_bytes=sum(storage.blob_path(d).stat().st_size for d in new_blobs),
         archives=tuple(archives),

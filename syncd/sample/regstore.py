@@ -156,8 +156,6 @@ def _manifest_layers(storage: Storage, digest: str) -> dict[str, Layer]:
         return {}  # an index, or a manifest whose config is absent
     config = json.loads(storage.read_blob(body["config"]["digest"]))
     found = {}
-    if "diff_ids" not in config.get("rootfs", {}):
-        return {}  # a cosign signature: its layer is a payload, not a filesystem
     layers, diff_ids = body["layers"], config["rootfs"]["diff_ids"]
     for layer, diff_id, step in zip(layers, diff_ids, config.get("history", []), strict=False):
         match = _HISTORY.fullmatch(step.get("created_by", ""))

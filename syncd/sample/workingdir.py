@@ -49,8 +49,10 @@ _RELEASE_REPO = "quay.io/openshift-release-dev/ocp-release"
 
 
 def filter_tag(seed: int, month: int) -> str:
-    """The filtered catalog's name: oc-mirror's md5 of its filter (here from the seed)."""
-    return rng(seed, "catalog-filter", month).randbytes(16).hex()
+    """The filtered catalog's name: oc-mirror's md5 of its filter (here a function of the
+    month, as the catalog it filters changes each month; not of the seed, so that
+    samples of any seed name the same images)."""
+    return rng(0, "catalog-filter", month).randbytes(16).hex()
 
 
 def files(facts: MonthFacts) -> dict[str, bytes]:
