@@ -76,7 +76,7 @@ def old_copy(case: Case) -> None:
 
 
 def empty_archive(case: Case) -> None:
-    (case.content / f"mirror_{case.rng.randrange(2, 99):06d}.tar").write_bytes(b"")
+    (case.content / f"mirror_{case.rng.randrange(10, 99):06d}.tar").write_bytes(b"")
 
 
 def ignored_names(case: Case) -> None:
@@ -86,7 +86,7 @@ def ignored_names(case: Case) -> None:
 
 
 def directory_named_like_an_archive(case: Case) -> None:
-    (case.content / f"mirror_{case.rng.randrange(2, 99):06d}.tar").mkdir()
+    (case.content / f"mirror_{case.rng.randrange(10, 99):06d}.tar").mkdir()
 
 
 def missing_archive(case: Case) -> None:

@@ -141,12 +141,14 @@ class ArchiveSet:
             self.reads.append(read)
             if read.index is not None:
                 self._extract(read)
-            if read.fatal:
+            if read.fatal or self.extraction.tainted:
                 break  # Unarchive returns at the first error: nothing after is read
 
     @property
     def stopped(self) -> ArchiveRead | None:
-        """The archive disk-to-mirror fails on, if any."""
+        """The archive disk-to-mirror fails on, if any (a tainted member included)."""
+        if self.extraction.tainted:
+            return self.reads[-1]
         return next((read for read in self.reads if read.fatal), None)
 
     def read(self, ref: MemberRef, limit: int) -> bytes:
