@@ -123,9 +123,12 @@ class Beneath:
     def stat(self, rel: str) -> os.stat_result:
         fd = open_beneath(self.fd, rel, os.O_PATH)
         try:
-            return os.fstat(fd)
+            info = os.fstat(fd)
         finally:
             os.close(fd)
+        if stat.S_ISLNK(info.st_mode):  # O_PATH | O_NOFOLLOW opens the link itself
+            raise OSError(errno.ELOOP, SYMLINK, rel)
+        return info
 
     def entries(self, rel: str) -> list[tuple[str, bool]]:
         """Names in the directory `rel` ("" for this one), each with whether it is a
