@@ -17,6 +17,7 @@ import shutil
 import tarfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -474,3 +475,41 @@ def test_scaled_specs_grow_with_the_requested_size(tmp_path: Path) -> None:
     assert 2 * 2**20 < a.new_cache_bytes < 8 * 2**20
     assert 8 * 2**20 < b.new_cache_bytes < 32 * 2**20
     shutil.rmtree(tmp_path / "a")
+
+
+# -- archives as Go's archive/tar writes them ---------------------------------------------
+
+
+def test_long_repository_signature_tags_and_a_large_owner_need_pax(
+    tmp_path: Path, tiny_spec: SampleSpec
+) -> None:
+    report = make(tmp_path / "root", tiny_spec, 1)
+    entries = [m for a in report.archives for m in members(a)]
+    pax = [m for m in entries if m.pax_headers]
+    assert pax and all(".sig/" in m.name for m in pax)  # cosign tags under a long repository
+    assert all(len(m.name.split("/_manifests/")[0]) >= 32 + 32 for m in pax)
+    owner = replace(tiny_spec, owner_uid=1_234_567_890, owner_name="jane.doe@corp.example.com.x")
+    other = make(tmp_path / "owner", owner, 1)
+    for member in (m for a in other.archives for m in members(a)):
+        assert member.pax_headers["uid"] == "1234567890"  # every member: uid over 2,097,151
+        assert member.uid == 1_234_567_890 and member.uname == "jane.doe@corp.example.com.x"
+
+
+def test_blob_order_follows_the_seed_and_history_lines_are_unordered(
+    tmp_path: Path, tiny_spec: SampleSpec
+) -> None:
+    report = make(tmp_path / "a", tiny_spec, 1)
+    blobs = [n for n in archived(report) if _section(n) == "blobs"]
+    assert blobs != sorted(blobs)  # Go's map iteration: no set order
+    again = make(tmp_path / "b", tiny_spec, 1)
+    assert [n for n in archived(again) if _section(n) == "blobs"] == blobs  # but seeded
+    lines = report.history_file.read_text().splitlines()
+    assert lines != sorted(lines) and set(lines) == read_history(report.history_file)
+
+
+def test_cli_owner_option(tmp_path: Path) -> None:
+    args = _parse(["sample", str(tmp_path / "r"), "--direct", "--owner", "4000000000:svc"])
+    assert args.run(args) == 0
+    with pytest.raises(UsageError, match="UID:NAME"):
+        bad = _parse(["sample", str(tmp_path / "s"), "--direct", "--owner", "svc"])
+        bad.run(bad)
