@@ -24,7 +24,6 @@ The oracle's verdict is OK when nothing failed; `failure` says what did.
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import re
 import shutil
@@ -94,13 +93,13 @@ def _fresh(content: Path, cache_base: Path, work: Path) -> tuple[Path, Path]:
 
 
 def _extract_all(content: Path, cache: Path, folder: Path) -> None:
-    names = sorted(os.listdir(content))
+    names = sorted(entry.name for entry in content.iterdir())
     picked = [name for name in names if PICK.search(name)]
     if not picked:
         raise ReadFailure(f"no tar archives matching {PICK.pattern} found")
     for name in picked:
         path = content / name
-        if os.stat(path).st_size == 0:
+        if path.stat().st_size == 0:
             raise ReadFailure(f"empty archive file {name}")
         try:
             with path.open("rb") as archive:
@@ -228,7 +227,9 @@ class _Resolver:
         return digest if self.store.read_link(revision) is not None else None
 
 
-def derived_images(config: ImageSetConfig, cache: Path, folder: Path) -> tuple[list[Derived], list[str]]:
+def derived_images(
+    config: ImageSetConfig, cache: Path, folder: Path
+) -> tuple[list[Derived], list[str]]:
     """The images and collection errors, from the extracted working-dir and cache."""
     store = FsStore(cache / V2)
     try:
@@ -294,7 +295,9 @@ def _signature(host: str, repo: str, digest: str, work: Path) -> str:
 
 
 def _inspect(host: str, image: str) -> tuple[bytes | None, str]:
-    done = _run([skopeo_path(), "inspect", "--raw", "--tls-verify=false", f"docker://{host}/{image}"])
+    done = _run(
+        [skopeo_path(), "inspect", "--raw", "--tls-verify=false", f"docker://{host}/{image}"]
+    )
     if done.returncode != 0:
         return None, done.stderr.decode("utf-8", "replace").strip() or "inspect failed"
     return done.stdout, ""

@@ -70,7 +70,7 @@ def judge(far: Path, config: str, kind: str, number: int, ctx: Context) -> dict[
     isc = ctx.scratch / f"case-{number}.yaml"
     isc.write_text(case.config)
     oracle = run_oracle(case.content, root, case.config, ctx.scratch)
-    verdicts = {}
+    verdicts: dict[bool, bool | str] = {}
     for deep in (False, True):
         try:
             verdicts[deep] = verify_root(root, VerifyOptions(deep=deep, config=isc, workers=1)).ok
@@ -99,10 +99,18 @@ def run(ctx: Context) -> Outcome:
     oracle_ok = sum(bool(r["oracle"]) for r in results)
     by_kind = Counter(str(r["kind"]) for r in results)
     outcome.figures += [
-        Figure("cases", str(len(results)), "report" if ctx.quick else ">= 200", ctx.quick or len(results) >= 200),
+        Figure(
+            "cases",
+            str(len(results)),
+            "report" if ctx.quick else ">= 200",
+            ctx.quick or len(results) >= 200,
+        ),
         Figure("kinds of breakage", str(len(by_kind))),
         Figure("oracle: upload succeeds / fails", f"{oracle_ok} / {len(results) - oracle_ok}"),
-        Figure("verify --deep agrees", f"{len(results) - len(false_ok) - len(false_alarm)} of {len(results)}"),
+        Figure(
+            "verify --deep agrees",
+            f"{len(results) - len(false_ok) - len(false_alarm)} of {len(results)}",
+        ),
         Figure("false OK (--deep)", str(len(false_ok)), "0", not false_ok),
         Figure("false alarms (--deep)", str(len(false_alarm)), "0", not false_alarm),
         Figure(
@@ -120,5 +128,8 @@ def run(ctx: Context) -> Outcome:
         )
     for r in shallow_held:
         if r["shallow"] != r["oracle"] and r not in false_ok + false_alarm:
-            outcome.failures.append(f"case {r['number']} ({r['kind']}): shallow verify {r['shallow']}, oracle {r['oracle']} ({r['failure']})")
+            outcome.failures.append(
+                f"case {r['number']} ({r['kind']}): shallow verify {r['shallow']}, "
+                f"oracle {r['oracle']} ({r['failure']})"
+            )
     return outcome

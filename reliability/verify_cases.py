@@ -52,7 +52,9 @@ Breakage = Callable[[Case], None]
 def _prefix_copy(case: Case, name: str) -> None:
     source = case.pick_archive()
     data = source.read_bytes()
-    (case.content / name.format(n=source.name)).write_bytes(data[: case.rng.randrange(1, len(data))])
+    (case.content / name.format(n=source.name)).write_bytes(
+        data[: case.rng.randrange(1, len(data))]
+    )
 
 
 def sidecar_checksum(case: Case) -> None:
@@ -81,7 +83,9 @@ def empty_archive(case: Case) -> None:
 
 def ignored_names(case: Case) -> None:
     archive = case.pick_archive()
-    name = case.rng.choice(["mirror_1.tar", archive.name.upper(), "mirror_00001.tar", "MIRROR_000001.tar"])
+    name = case.rng.choice(
+        ["mirror_1.tar", archive.name.upper(), "mirror_00001.tar", "MIRROR_000001.tar"]
+    )
     shutil.copyfile(archive, case.content / name)
 
 
@@ -173,7 +177,9 @@ def without_members(case: Case, matches: Callable[[str], bool]) -> None:
                     kept.append((member, extracted.read()))
         with archive.open("wb") as out:
             for member, data in kept:
-                out.write(tarformat.member_header(member.name, len(data), member.mode, int(member.mtime)))
+                out.write(
+                    tarformat.member_header(member.name, len(data), member.mode, int(member.mtime))
+                )
                 out.write(data + tarformat.padding(len(data)))
             out.write(tarformat.END_OF_ARCHIVE)
 
@@ -224,7 +230,9 @@ def missing_helm_chart(case: Case) -> None:
 
 def index_child_absent(case: Case) -> None:
     """A catalog index child's revision link gone; the config filters linux/amd64."""
-    revisions = sorted(case.v2.glob("repositories/redhat/redhat-operator-index/_manifests/revisions/sha256/*"))
+    revisions = sorted(
+        case.v2.glob("repositories/redhat/redhat-operator-index/_manifests/revisions/sha256/*")
+    )
     archived = {
         m.name.split("/")[-2]
         for a in case.archives()
@@ -256,7 +264,9 @@ def tainted_member(case: Case) -> None:
     raw = archive.read_bytes()
     end = len(raw) - 1024
     header = tarformat.member_header(name, len(data), 0o644, 1_700_000_000)
-    archive.write_bytes(raw[:end] + header + data + tarformat.padding(len(data)) + tarformat.END_OF_ARCHIVE)
+    archive.write_bytes(
+        raw[:end] + header + data + tarformat.padding(len(data)) + tarformat.END_OF_ARCHIVE
+    )
 
 
 def config_additional_not_mirrored(case: Case) -> None:
@@ -280,7 +290,8 @@ def config_graph_off_graph_missing(case: Case) -> None:
 
 def config_release_by_tag(case: Case) -> None:
     case.config = case.config.replace(
-        "    channels:\n", "    release: quay.io/openshift-release-dev/ocp-release:4.18.2-x86_64\n    channels:\n"
+        "    channels:\n",
+        "    release: quay.io/openshift-release-dev/ocp-release:4.18.2-x86_64\n    channels:\n",
     )
 
 

@@ -405,9 +405,7 @@ def test_skopeo_pulls_every_tag_of_months_one_and_two(
         results = pull_all(registry)
         failed = {name: r.error for name, r in results.items() if not r.ok}
         assert not failed
-        assert sorted(name for name in results if not name.endswith(".sig")) == list(
-            report.images
-        )
+        assert sorted(name for name in results if not name.endswith(".sig")) == list(report.images)
         registry.stop()
 
 

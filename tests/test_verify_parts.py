@@ -158,7 +158,7 @@ def test_archives_are_picked_as_unarchive_go_picks_them() -> None:
 )
 def test_where_a_member_lands(name: str, where: object) -> None:
     if where == "tainted":
-        with pytest.raises(ValueError, match="etc|v2"):
+        with pytest.raises(ValueError, match=r"etc|v2"):
             destination(name)
     else:
         assert destination(name) == where
@@ -168,7 +168,9 @@ def test_later_archives_win_and_a_tainted_member_stops_the_run(tmp_path: Path) -
     link = "docker/registry/v2/repositories/a/_manifests/tags/t/current/link"
     (tmp_path / "mirror_000001.tar").write_bytes(go_tar([(link, b"sha256:" + b"1" * 64)]))
     (tmp_path / "mirror_000002.tar").write_bytes(
-        go_tar([(link, b"sha256:" + b"2" * 64), ("working-dir/../../x", b"!"), ("working-dir/y", b"y")])
+        go_tar(
+            [(link, b"sha256:" + b"2" * 64), ("working-dir/../../x", b"!"), ("working-dir/y", b"y")]
+        )
     )
     (tmp_path / "mirror_000003.tar").write_bytes(b"")  # never reached
     with ArchiveSet(tmp_path) as archives:

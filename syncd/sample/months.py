@@ -16,6 +16,7 @@ from syncd.errors import UsageError
 from syncd.sample import cosign, ocmirror, stamp, workingdir
 from syncd.sample.build import BuiltImage
 from syncd.sample.fill import fill_direct, fill_via_registry, tools_present
+from syncd.sample.layers import rng
 from syncd.sample.plan import (
     RELEASE_IMAGES_REPO,
     month_time,
@@ -24,10 +25,9 @@ from syncd.sample.plan import (
     release_version,
     rfc3339,
 )
-from syncd.sample.layers import rng
 from syncd.sample.regstore import Storage
-from syncd.sample.tarformat import Owner
 from syncd.sample.spec import SampleSpec
+from syncd.sample.tarformat import Owner
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,9 @@ class Run:
     shuffle: random.Random  # Go's map iteration order, made reproducible
 
 
-def write_archives(cache: Path, content: Path, isc: bytes, run: Run) -> tuple[list[Path], list[str]]:
+def write_archives(
+    cache: Path, content: Path, isc: bytes, run: Run
+) -> tuple[list[Path], list[str]]:
     """Archive set for a run; returns the archives and the blobs they added.
 
     In BuildArchive's order (internal/pkg/archive/archive.go, openshift/oc-mirror commit

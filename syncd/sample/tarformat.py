@@ -72,7 +72,7 @@ def _split_ustar(name: str) -> tuple[str, str] | None:
     return name[:cut], name[cut + 1 :]
 
 
-def _main_block(
+def _main_block(  # noqa: PLR0917 - the header's fields, in the header's order
     name: str, prefix: str, size: int, mode: int, mtime: int, owner: Owner = ROOT
 ) -> bytes:
     block = bytearray(BLOCK)

@@ -151,7 +151,8 @@ def _signatures(facts: MonthFacts) -> dict[str, bytes]:
 def _catalogs(facts: MonthFacts) -> dict[str, bytes]:
     hexpart = facts.catalog_digest.removeprefix("sha256:")
     name = CATALOG[0].rsplit("/", 1)[-1]
-    base = f"operator-catalogs/{name}/{hexpart}/filtered-catalogs/{filter_tag(facts.seed, facts.month)}"
+    chosen = filter_tag(facts.seed, facts.month)
+    base = f"operator-catalogs/{name}/{hexpart}/filtered-catalogs/{chosen}"
     found = {f"{base}/digest": facts.catalog_digest.encode()}
     for image in facts.operator_images:
         repo, version = image.rsplit(":", 1)

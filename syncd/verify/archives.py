@@ -193,7 +193,9 @@ class ArchiveSet:
             if not stat.S_ISREG(info.st_mode):
                 return ArchiveRead(picked.name, None, "is not a regular file")
             if info.st_size == 0:
-                return ArchiveRead(picked.name, None, "is empty (disk-to-mirror: empty archive file)")
+                return ArchiveRead(
+                    picked.name, None, "is empty (disk-to-mirror: empty archive file)"
+                )
             return ArchiveRead(picked.name, read_index(fd))
         except OSError as exc:
             return ArchiveRead(picked.name, None, why(exc))

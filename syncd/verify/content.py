@@ -77,21 +77,17 @@ def check_content(
     cache_store = FsStore(cache) if cache else None
     try:
         with ArchiveSet(folder) as archives:
-            return _check(folder, archives, cache_store, options, hasher, cache)
+            section = _check(archives, ArchiveStore(archives, cache_store), options, hasher)
     finally:
         if cache_store is not None:
             cache_store.close()
+    return section
 
 
 def _check(
-    folder: Path,
-    archives: ArchiveSet,
-    cache_store: FsStore | None,
-    options: ContentOptions,
-    hasher: Hasher,
-    cache: Path | None,
+    archives: ArchiveSet, store: ArchiveStore, options: ContentOptions, hasher: Hasher
 ) -> Section:
-    store = ArchiveStore(archives, cache_store)
+    folder, cache = archives.folder, store.cache.v2 if store.cache else None
     used = choose_config(options.config, archives)
     derivation = Derivation()
     if used.config is not None and archives.stopped is None and archives.reads:
@@ -114,8 +110,9 @@ def _check(
         ("images derived", str(len(derivation.images))),
     ]
     details = _details(archives, used, derivation, result.broken())
-    return build_section("content", str(folder), facts, result, findings, hashed=hashed,
-                         details=details)
+    return build_section(
+        "content", str(folder), facts, result, findings, hashed=hashed, details=details
+    )
 
 
 def choose_config(given: Path | None, archives: ArchiveSet) -> ConfigUsed:
@@ -136,7 +133,9 @@ def choose_config(given: Path | None, archives: ArchiveSet) -> ConfigUsed:
             "isc_* (mirror-to-disk writes it last, into the last archive); pass the config "
             "the upload will use with --config"
         )
-        return ConfigUsed(None, "none", (Finding(error(Code.ISC_MISSING, message), (), True, _COLLECT),))
+        return ConfigUsed(
+            None, "none", (Finding(error(Code.ISC_MISSING, message), (), True, _COLLECT),)
+        )
     newest = archived[-1]
     shown = f"{newest.name} in {newest.archive}"
     source = f"{shown} (the newest archived; the upload uses the one given to oc-mirror with -c)"
@@ -191,7 +190,11 @@ def _details(
 ) -> list[tuple[str, object]]:
     picked = []
     for read in archives.reads:
-        verdict = "unreadable" if read.fatal else ("cut short" if read.index and read.index.issue else "ok")
+        verdict = (
+            "unreadable"
+            if read.fatal
+            else ("cut short" if read.index and read.index.issue else "ok")
+        )
         picked.append({"name": read.name, "verdict": verdict, "error": read.error})
     derived = [
         {
@@ -209,10 +212,13 @@ def _details(
         ("archives_ignored", archives.near),
         ("derived", derived),
         ("blocked", sorted(d.image for d in derivation.blocked)),
-        ("working_dir_opened", [
-            {"path": f"working-dir/{o.path}", "present": o.present, "for": o.why}
-            for o in derivation.opened
-        ]),
+        (
+            "working_dir_opened",
+            [
+                {"path": f"working-dir/{o.path}", "present": o.present, "for": o.why}
+                for o in derivation.opened
+            ],
+        ),
     ]
 
 

@@ -20,14 +20,18 @@ _NUMBERED = re.compile(r"mirror_(\d{6})\.tar")
 _STOPS = "disk-to-mirror stops at this archive, so the upload fails"
 
 
-def archive_findings(folder: Path, archives: ArchiveSet, everything: tuple[str, ...]) -> list[Finding]:
+def archive_findings(
+    folder: Path, archives: ArchiveSet, everything: tuple[str, ...]
+) -> list[Finding]:
     found: list[Finding] = []
     if not archives.picked:
         message = (
             f"{folder} holds no file disk-to-mirror picks (names matching "
             f"{PICKED.pattern!r}): it stops with `no tar archives ... found`"
         )
-        found.append(Finding(error(Code.NO_ARCHIVES, message, str(folder)), everything, True, _STOPS))
+        found.append(
+            Finding(error(Code.NO_ARCHIVES, message, str(folder)), everything, True, _STOPS)
+        )
     for name in archives.near:
         message = f"{folder / name} does not match {PICKED.pattern!r}: disk-to-mirror ignores it"
         found.append(Finding(warning(Code.ARCHIVE_NAME, message, str(folder / name)), ()))

@@ -147,7 +147,11 @@ def _release(run: Collect, payload: str) -> None:
     filters = run.config.platform.platforms
     names = [n for n in run.wd.names("signatures") if ref.digest and ref.digest in n]
     signature = names[0] if names else None
-    data = run.open(f"signatures/{signature}", f"the signature of release {payload}") if signature else None
+    data = (
+        run.open(f"signatures/{signature}", f"the signature of release {payload}")
+        if signature
+        else None
+    )
     if not data:
         shown = f"working-dir/signatures/<tag>-sha256-{ref.digest}"
         run.out.errors.append(

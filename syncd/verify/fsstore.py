@@ -10,7 +10,6 @@ os-level calls on str paths: a shallow verify reads one small file per link it f
 from __future__ import annotations
 
 import errno
-import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path

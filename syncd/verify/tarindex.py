@@ -90,7 +90,9 @@ class _Reader:
         parsed = self._header(header, position)
         if isinstance(parsed, TarIssue):
             return parsed
-        kind, size, name = parsed
+        return self._member(position, *parsed)
+
+    def _member(self, position: int, kind: int, size: int, name: str) -> int | TarIssue:
         data = position + BLOCK
         padded = data + -(-size // BLOCK) * BLOCK
         if data + size > self.file_size or (kind in METADATA and padded > self.file_size):
@@ -101,7 +103,7 @@ class _Reader:
         self.members.append(Member(name, data, size, regular, kind))
         self.pax, self.long_name = {}, None
         if padded > self.file_size:
-            return self._unpadded(name, data + size, padded)
+            return self._unpadded(name, data + size)
         return padded
 
     def _header(self, header: bytes, position: int) -> tuple[int, int, str] | TarIssue:
@@ -152,7 +154,7 @@ class _Reader:
         )
         return TarIssue(False, position, message)
 
-    def _unpadded(self, name: str, end: int, padded: int) -> TarIssue:
+    def _unpadded(self, name: str, end: int) -> TarIssue:
         # Go's reader reads the padding with tryReadFull: nothing at all is a clean end
         # (io.EOF), part of it is io.ErrUnexpectedEOF.
         if self.file_size == end:
