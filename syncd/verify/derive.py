@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from syncd.verify.imageref import DOCKER, RefError, parse_ref
+from syncd.verify.imageref import DOCKER, ImageRef, RefError, parse_ref
 from syncd.verify.imageset import ImageSetConfig
 from syncd.verify.store import StoreError
 from syncd.verify.wdview import WorkingDir
@@ -76,6 +76,21 @@ class Collect:
         self.out.opened.append(Opened(rel, data is not None, why))
         return data
 
+    def need(self, rel: str, why: str, missing: str) -> bytes | None:
+        """`open`, with the collection failing as `missing` says when the file is absent."""
+        data = self.open(rel, why)
+        if data is None:
+            self.out.errors.append(f"working-dir/{rel} is missing: {missing}")
+        return data
+
+    def parse(self, reference: str, where: str) -> ImageRef | None:
+        """The reference split, or None with the collection failing on it."""
+        try:
+            return parse_ref(reference)
+        except RefError as exc:
+            self.out.errors.append(f"{where}: {exc}")
+            return None
+
     def add(self, image: str, kind: str, origin: str, platforms: tuple[str, ...] = ()) -> None:
         chosen = frozenset(platforms) if platforms else None
         self.out.images.append(Derived(image, kind, origin, chosen))
@@ -108,10 +123,8 @@ def cache_name(path: str, tag: str) -> str:
 def _additional(run: Collect) -> None:
     """additional/local_stored_collector.go, `buildDiskToMirrorPaths`."""
     for image in run.config.additional:
-        try:
-            ref = parse_ref(image.name)
-        except RefError as exc:
-            run.out.errors.append(f"additionalImages: {exc}")
+        ref = run.parse(image.name, "additionalImages")
+        if ref is None:
             continue
         repo = image.target_repo or ref.path
         if ref.transport != DOCKER:

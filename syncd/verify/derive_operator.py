@@ -35,10 +35,8 @@ _INTERNET = "disk-to-mirror would filter the catalog again from its registry (th
 
 def collect_operators(run: Collect) -> None:
     for operator in run.config.operators:
-        try:
-            ref = parse_ref(operator.catalog)
-        except RefError as exc:
-            run.out.errors.append(f"operators: {exc}")
+        ref = run.parse(operator.catalog, "operators")
+        if ref is None:
             continue
         if ref.transport != DOCKER:
             run.out.notes.append(f"catalog {operator.catalog}: OCI catalogs are not derived")

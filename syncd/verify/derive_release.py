@@ -33,7 +33,7 @@ import re
 from typing import Any
 
 from syncd.verify.derive import Collect, cache_name
-from syncd.verify.imageref import RefError, parse_ref
+from syncd.verify.imageref import parse_ref
 from syncd.verify.imageset import DEFAULT_ARCH, Channel
 
 RELEASE_REPO = "openshift/release-images"
@@ -58,10 +58,8 @@ def collect_releases(run: Collect) -> None:
 def _payloads(run: Collect) -> list[str]:
     platform = run.config.platform
     if platform.release:
-        try:
-            ref = parse_ref(platform.release)
-        except RefError as exc:
-            run.out.errors.append(f"platform.release: {exc}")
+        ref = run.parse(platform.release, "platform.release")
+        if ref is None:
             return []
         if not ref.digest:
             run.out.errors.append(
@@ -89,12 +87,12 @@ def _payloads(run: Collect) -> list[str]:
 
 def _channel(run: Collect, arch: str, channel: Channel) -> list[str]:
     rel = f"{GRAPH_DATA}/{arch}-{channel.name}.json"
-    data = run.open(rel, f"the update graph of channel {channel.name} ({arch})")
+    missing = (
+        f"disk-to-mirror reads channel {channel.name}'s releases from it "
+        "(`No graph data found on disk`)"
+    )
+    data = run.need(rel, f"the update graph of channel {channel.name} ({arch})", missing)
     if data is None:
-        run.out.errors.append(
-            f"working-dir/{rel} is missing: disk-to-mirror reads channel {channel.name}'s "
-            "releases from it (`No graph data found on disk`)"
-        )
         return []
     nodes = _nodes(data)
     if nodes is None:
@@ -168,12 +166,9 @@ def _release(run: Collect, payload: str) -> None:
         return
     run.add(cache_name(RELEASE_REPO, tag), "release", f"{ref.name}:{tag}", filters)
     folder = f"hold-release/{ref.component}/{tag}/release-manifests/image-references"
-    references = run.open(folder, f"the component images of release {tag}")
+    missing = f"disk-to-mirror lists release {tag}'s component images from it"
+    references = run.need(folder, f"the component images of release {tag}", missing)
     if references is None:
-        run.out.errors.append(
-            f"working-dir/{folder} is missing: disk-to-mirror lists release {tag}'s "
-            "component images from it"
-        )
         return
     components = _components(references)
     if components is None:
