@@ -105,12 +105,13 @@ class Beneath:
         return Beneath(fd, self.shown + rel)
 
     def open_file(self, rel: str) -> int:
-        return open_beneath(self.fd, rel)
+        """O_NONBLOCK: opening a FIFO planted in the tree does not wait for a writer."""
+        return open_beneath(self.fd, rel, _O | os.O_NONBLOCK)
 
     def read(self, rel: str, limit: int) -> bytes:
         """At most `limit` bytes. O_NONBLOCK: a FIFO planted in the tree reads as empty
         rather than hanging verify; a directory fails the read (EISDIR)."""
-        fd = open_beneath(self.fd, rel, _O | os.O_NONBLOCK)
+        fd = self.open_file(rel)
         try:
             return os.read(fd, limit)
         finally:

@@ -60,7 +60,8 @@ def hash_range(location: BlobLocation) -> HashOutcome:
     """sha256 of `size` bytes at `offset` (to the end of the file when size < 0)."""
     try:
         if location.dir_fd >= 0:
-            fd = open_beneath(location.dir_fd, location.rel)
+            # O_NONBLOCK: a FIFO planted where a blob belongs must not hang the hashing.
+            fd = open_beneath(location.dir_fd, location.rel, _OPEN | os.O_NONBLOCK)
         else:
             fd = os.open(location.path, _OPEN)
     except OSError as exc:
