@@ -29,8 +29,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--allow-sparse-index",
         action="store_true",
-        help="an index may name manifests the repository lacks (default: only in "
-        "oc-mirror's cache, .oc-mirror/.cache, and in content folders)",
+        help="in a registry tree checked whole, an index may name manifests the "
+        "repository lacks (default: only in oc-mirror's cache, .oc-mirror/.cache); a "
+        "content folder's upload copies every instance but those its config's platform "
+        "filters leave out, whatever this says",
     )
     parser.add_argument(
         "--against", type=Path, metavar="SNAPSHOT", help="the tree must equal this snapshot file"
