@@ -95,7 +95,7 @@ def _check(
     policy = Policy(sparse_index=False, track_blobs=options.deep, signatures=True)
     selected = [(*_split(d.image), d.platforms) for d in derivation.images]
     result = check_selected(store, policy, selected)
-    hashed = run_deep(result, store, hasher) if options.deep else 0
+    hashed = run_deep(result, store, hasher, every_blob=False) if options.deep else 0
     everything = tuple(sorted(result.images))
     findings = [
         *archive_findings(folder, archives, everything),
