@@ -474,3 +474,20 @@ def far_side(months: dict[int, Path], month: int, target: Path, cache_month: int
     if cache_month is not None:
         shutil.copytree(months[cache_month] / CACHE, target / CACHE, symlinks=True)
     return target
+
+
+def test_a_corrupt_blob_no_derived_image_uses_does_not_fail_deep(
+    months: dict[int, Path], tmp_path: Path
+) -> None:
+    """Found by the campaign (case 40): --deep hashed every archived blob and failed on
+    one that the upload never copies."""
+    root = far_side(months, 1, tmp_path / "far", 1)
+    config = config_of(root)
+    archive = root / "content" / "mirror_000001.tar"
+    name = f"{V2.as_posix()}/blobs/sha256/ab/{'ab' * 32}/data"
+    raw = archive.read_bytes()[: -len(END_OF_ARCHIVE)]
+    stray = b"not what its name says"
+    member = member_header(name, len(stray), 0o644, 1_700_000_000) + stray + padding(len(stray))
+    archive.write_bytes(raw + member + END_OF_ARCHIVE)
+    content, verdict = agree(root, config, deep=True)
+    assert content.ok and verdict.ok
