@@ -26,9 +26,8 @@ from tests.daemonutil import (
 from tests.pushutil import snapshot_id, syncd_env
 from tests.sshd import SSHServer
 
-BROKEN_TAG = Path(
-    ".oc-mirror/.cache/docker/registry/v2/repositories/broken/app/_manifests/tags/v1/current"
-)
+# In a registry tree of its own: in the cache, verify judges only what the upload copies.
+BROKEN_TAG = Path("registry/docker/registry/v2/repositories/broken/app/_manifests/tags/v1/current")
 
 
 def _layout(tmp_path: Path) -> tuple[Path, Path]:

@@ -3,7 +3,8 @@ the signed image, naming an OCI manifest whose layer is the simple-signing paylo
 
 Red Hat signs release payloads and operator images; mirror-to-disk copies those
 signatures with the images (sigstore attachments), so a real cache has such tags, and
-under long repository names their tag paths need PAX records in the archives.
+under repository names of 32 characters or more their tag paths need PAX records in the
+archives.
 """
 
 from __future__ import annotations

@@ -112,11 +112,13 @@ def _mirror_to_disk(
 def _signatures_and_rebuilt_catalog(
     storage: Storage, spec: SampleSpec, month: int, built: list[BuiltImage]
 ) -> None:
-    """What mirror-to-disk adds around the images: Red Hat's cosign signatures of the
-    release payload and the operator images, and the filtered catalog it rebuilt,
+    """What mirror-to-disk adds around the images: Red Hat's cosign signatures (here of
+    the operators under repository names of 32 characters or more, whose signature tags
+    need PAX records; Red Hat signs the others too, left out to keep the tiny sample's
+    file count, and so its media indexes, small), and the filtered catalog it rebuilt,
     tagged by its filter (here the same index, under that tag)."""
     for image in built:
-        if image.plan.role in ("release", "operator"):
+        if image.plan.role == "operator" and len(image.plan.repo) >= 32:
             cosign.sign(storage, spec.seed, image.plan.repo, image.top.descriptor.digest)
         if image.plan.role == "catalog":
             tag = workingdir.filter_tag(spec.seed, month)

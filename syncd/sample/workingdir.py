@@ -153,12 +153,12 @@ def _catalogs(facts: MonthFacts) -> dict[str, bytes]:
     name = CATALOG[0].rsplit("/", 1)[-1]
     chosen = filter_tag(facts.seed, facts.month)
     base = f"operator-catalogs/{name}/{hexpart}/filtered-catalogs/{chosen}"
-    found = {f"{base}/digest": facts.catalog_digest.encode()}
+    documents: list[dict[str, object]] = []
     for image in facts.operator_images:
         repo, version = image.rsplit(":", 1)
         package = repo.rsplit("/", 1)[-1]
         reference = f"registry.redhat.io/{image}"
-        documents = [
+        documents += [
             {"schema": "olm.package", "name": package, "defaultChannel": "stable"},
             {
                 "schema": "olm.bundle",
@@ -168,9 +168,13 @@ def _catalogs(facts: MonthFacts) -> dict[str, bytes]:
                 "relatedImages": [{"name": package, "image": reference}],
             },
         ]
-        data = b"".join(_json(document) for document in documents)
-        found[f"{base}/declarative-config/{package}/catalog.json"] = data
-    return found
+    # One file holding every package's documents: a declarative config may be one
+    # stream of JSON documents (opm writes one per package; the tiny sample keeps its
+    # file count low).
+    return {
+        f"{base}/digest": facts.catalog_digest.encode(),
+        f"{base}/declarative-config/catalog.json": b"".join(_json(d) for d in documents),
+    }
 
 
 def _helm(facts: MonthFacts) -> dict[str, bytes]:
