@@ -171,7 +171,10 @@ def test_delete_false_keeps_what_the_target_lacks(
     assert result.root != month2.id and result.files_deleted == 0
     with records_of(month2) as target, SnapshotReader(StateDir(far).snapshot) as now:
         changes = list(diff_trees(target.tree, target.root, now.tree, now.root))
-    assert {c.path for c in changes} == {ARCHIVE_2, "content/notes.txt", "local"}
+    gone = {f"content/{p.name}" for p in (month1.root / "content").glob("mirror_*.tar")}
+    gone -= {f"content/{p.name}" for p in (month2.root / "content").glob("mirror_*.tar")}
+    assert ARCHIVE_2 in gone
+    assert {c.path for c in changes} == {*gone, "content/notes.txt", "local"}
     assert all(c.side is Side.ONLY_B for c in changes)
     assert registry_problems(far) == []
     # With delete=True the extras go, and nothing needs sending again.
