@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Callable, Sequence
 
@@ -14,6 +15,8 @@ from protocol.errors import ProtocolError
 from syncd import __version__
 from syncd.errors import SyncdError
 from syncd.exitcodes import ExitCode
+from syncd.jsonout import error_object
+from syncd.safetext import escape_lines, guard_std_streams
 
 # Each module registers one subcommand; order is the order shown in --help. Only the
 # module of the command being run is imported: start-up is part of every command's cost
@@ -60,22 +63,40 @@ def _command_in(words: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    # Whatever a command prints may quote the far side or a medium: no control character
+    # reaches the terminal raw (syncd/safetext.py).
+    with guard_std_streams():
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     run: Runner = args.run
     try:
         return run(args)
     except SyncdError as exc:
-        print(f"syncd {args.command}: error: {exc}", file=sys.stderr)
-        return int(exc.exit_code)
+        return _failed(args, str(exc), int(exc.exit_code))
     except ProtocolError as exc:
-        print(f"syncd {args.command}: error: protocol: {exc}", file=sys.stderr)
-        return int(ExitCode.FAILED)
+        return _failed(args, f"protocol: {exc}", int(ExitCode.FAILED))
     except KeyboardInterrupt:
         print(f"syncd {args.command}: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         return int(ExitCode.OK)
+
+
+def _failed(args: argparse.Namespace, message: str, code: int) -> int:
+    """One line on stderr naming the command; with --json, the same as a JSON object on
+    stdout too, so that a script reading stdout learns why (docs/JSON.md)."""
+    lines = escape_lines(message).splitlines() or [""]
+    # Continuation lines are indented, so that a far side's text can never pass for a
+    # line of our own.
+    shown = [lines[0]] + [line if line[:1].isspace() else f"  {line}" for line in lines[1:]]
+    print(f"syncd {args.command}: error: " + "\n".join(shown), file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps(error_object(args.command, message, code)))
+    return code
 
 
 if __name__ == "__main__":

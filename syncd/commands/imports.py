@@ -16,6 +16,7 @@ from syncd.media.importer import ImportOutcome, StatusReport, import_status, imp
 from syncd.media.layout import refuse_inside
 from syncd.media.signing import load_public_key
 from syncd.state import StateDir
+from syncd.targetguard import refuse_unknown_target
 from syncd.units import format_bytes
 
 
@@ -37,6 +38,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="PUBKEY",
         help="refuse volumes whose index is not signed by this OpenSSH public key",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="import into a ROOT that holds other files and looks like no oc-mirror root, "
+        "registry storage or syncd root (refused otherwise: the apply deletes what the "
+        "export's snapshot lacks)",
+    )
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
     parser.set_defaults(run=run)
@@ -53,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give at least one DIR holding volumes (or --status)")
     for folder in args.dirs:
         refuse_inside(folder, root, "volume folder")
+        refuse_inside(root, folder, "--root")
+    refuse_unknown_target(root, state, force=args.force, flag="--force")
     required = load_public_key(args.require_signed_by) if args.require_signed_by else None
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from protocol.errors import ProtocolError
+from protocol.errors import ErrorCode, ProtocolError
 from syncd.errors import SyncdError
 from syncd.exitcodes import ExitCode
 from syncd.progress import for_terminal
@@ -20,6 +20,7 @@ from syncd.session.client import PushOptions, PushOutcome, push_session
 from syncd.session.wire import Channel
 from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
+from syncd.targetguard import refuse_nested, refuse_unknown_target
 from syncd.transport.connect import open_channel
 from syncd.transport.ratelimit import parse_rate
 from syncd.transport.target import Target, parse_target
@@ -61,12 +62,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the far side's syncd command (default: `syncd` on the far PATH over SSH, "
         "this syncd for a local target)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a TARGET that holds other files and looks like no oc-mirror root, "
+        "registry storage or syncd root (the far side refuses it otherwise; a forced "
+        "command on the far side decides this in its own arguments)",
+    )
     parser.add_argument("--state", type=Path, help="SRC's state folder (default: SRC/.syncd)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     target = parse_target(args.target)
+    if target.kind == "local":
+        # The far side checks its root itself (serve); said here first, with this
+        # command's own flag, for a local target.
+        refuse_nested(args.src, Path(target.path))
+        far = Path(target.path).absolute()
+        refuse_unknown_target(far, StateDir(far), force=args.force, flag="--force")
     rate = parse_rate(args.bwlimit) if args.bwlimit else None
     started = time.monotonic()
     scan, outcome, where = asyncio.run(_push(args, target, rate))
@@ -108,6 +122,7 @@ async def _push(
             remote_syncd=args.remote_syncd,
             accept_new_host_key=args.accept_new_host_key,
             bwlimit=rate,
+            serve_flags=("--force",) if args.force else (),
         )
     except BaseException:
         await asyncio.gather(scanning, return_exceptions=True)
@@ -127,7 +142,11 @@ async def _push(
         if scanning.done() and not scanning.cancelled() and scanning.exception() is exc:
             raise  # the source's own scan failed: nothing about the far side to add
         await channel.close()  # wait for the far side: its last words explain the most
-        raise PushFailed(f"{channel.describe()}: {exc}{_far_words(channel)}") from exc
+        words = _far_words(channel)
+        if words and isinstance(exc, ProtocolError) and exc.code is ErrorCode.TRUNCATED:
+            # It hung up without a word on the protocol: what it said on stderr is why.
+            raise PushFailed(f"{channel.describe()}:{words}") from exc
+        raise PushFailed(f"{channel.describe()}: {exc}{words}") from exc
     finally:
         await channel.close()
 
