@@ -8,13 +8,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from protocol.errors import ProtocolError
 from syncd import __version__
 from syncd.errors import SyncdError
 from syncd.exitcodes import ExitCode
+from syncd.interrupt import Interrupted
 from syncd.jsonout import error_object
 from syncd.safetext import escape_lines, guard_std_streams
 
@@ -63,11 +66,19 @@ def _command_in(words: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Ctrl-C means stop from the first moment, even where the shell set SIGINT to be
+    # ignored (a background job); commands that must clean up install their own handler.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # Whatever a command prints may quote the far side or a medium: no control character
     # reaches the terminal raw (syncd/safetext.py).
     with guard_std_streams():
-        parser = build_parser(argv)
-        args = parser.parse_args(argv)
+        try:
+            parser = build_parser(argv)
+            args = parser.parse_args(argv)
+        except KeyboardInterrupt:
+            print("syncd: interrupted", file=sys.stderr)
+            return int(ExitCode.INTERRUPTED)
         return _run(args)
 
 
@@ -75,6 +86,14 @@ def _run(args: argparse.Namespace) -> int:
     run: Runner = args.run
     try:
         return run(args)
+    except Interrupted as exc:
+        # Not an error: one line saying what stopped it and what was kept.
+        print(f"syncd {args.command}: {escape_lines(str(exc))}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps(error_object(args.command, str(exc), int(exc.exit_code))))
+        sys.stderr.flush()
+        exc.reported()
+        return int(exc.exit_code)
     except SyncdError as exc:
         return _failed(args, str(exc), int(exc.exit_code))
     except ProtocolError as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.interrupt import stop_on_signals
 from syncd.media.export import ExportOptions, ExportOutcome, export
 from syncd.media.layout import refuse_inside
 from syncd.media.plan import FAT32_MAX_FILE, MediaLimits
@@ -90,12 +91,20 @@ def run(args: argparse.Namespace) -> int:
     def report(problem: Problem) -> None:
         print(f"syncd export: {args.src}: {problem}", file=sys.stderr)
 
-    outcome = export(options, report, for_terminal("export", quiet=args.json))
+    with stop_on_signals("export", _kept):
+        outcome = export(options, report, for_terminal("export", quiet=args.json))
     if args.json:
         print(json.dumps(outcome.as_json()))
     else:
         _print(outcome)
     return int(ExitCode.PROBLEMS if outcome.scan.problems else ExitCode.OK)
+
+
+def _kept() -> str:
+    return (
+        "no export was completed (its folder is written as <export-id>.partial and renamed "
+        "only once whole; one left behind may be deleted); the source is unchanged"
+    )
 
 
 def _print(outcome: ExportOutcome) -> None:

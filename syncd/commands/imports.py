@@ -12,6 +12,7 @@ from pathlib import Path
 
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.interrupt import stop_on_signals
 from syncd.media.importer import ImportOutcome, StatusReport, import_status, import_volumes
 from syncd.media.layout import refuse_inside
 from syncd.media.signing import load_public_key
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create root {root}: {exc.strerror}") from exc
-    outcome = import_volumes(root, state, args.dirs, required)
+    with stop_on_signals("import", _kept):
+        outcome = import_volumes(root, state, args.dirs, required)
     for volume in outcome.refused:
         print(f"syncd import: refused {volume.problem}", file=sys.stderr)
     if args.json:
@@ -76,6 +78,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(outcome)
     return int(_exit_code(outcome))
+
+
+def _kept() -> str:
+    return (
+        "the volumes it had staged are kept (`syncd import --status` names what is still "
+        "missing); an apply under way is journaled and the next `syncd import` finishes it; "
+        "the live tree is consistent"
+    )
 
 
 def _exit_code(outcome: ImportOutcome) -> ExitCode:

@@ -8,12 +8,15 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 from protocol.errors import ErrorCode, ProtocolError
 from syncd.errors import SyncdError
 from syncd.exitcodes import ExitCode
-from syncd.progress import for_terminal
+from syncd.interrupt import Stopper, in_daemon_thread
+from syncd.progress import Counting, Progress, for_terminal
 from syncd.scan.api import ScanResult, scan_root
 from syncd.scan.problems import Problem
 from syncd.session.client import PushOptions, PushOutcome, push_session
@@ -25,6 +28,9 @@ from syncd.transport.connect import open_channel
 from syncd.transport.ratelimit import parse_rate
 from syncd.transport.target import Target, parse_target
 from syncd.units import format_bytes
+
+STOP_CLOSE = 1.0  # seconds a stopped push waits for the far side to hang up
+_T = TypeVar("_T")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -83,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
         refuse_unknown_target(far, StateDir(far), force=args.force, flag="--force")
     rate = parse_rate(args.bwlimit) if args.bwlimit else None
     started = time.monotonic()
-    scan, outcome, where = asyncio.run(_push(args, target, rate))
+    counting = Counting(for_terminal(f"push to {target}", quiet=args.json))
+    stopper = Stopper("push", lambda: _kept(counting))
+    scan, outcome, where = asyncio.run(_until_stopped(_push(args, target, rate, counting), stopper))
     seconds = time.monotonic() - started
     if args.json:
         print(json.dumps(_summary(scan, outcome, where, seconds)))
@@ -110,12 +118,45 @@ def _scan(src: Path, state: Path | None) -> ScanResult:
     return result
 
 
+async def _until_stopped(work: Awaitable[_T], stopper: Stopper) -> _T:
+    """`work`, cancelled by the first SIGINT or SIGTERM, which becomes `Interrupted`."""
+    task = asyncio.current_task()
+    assert task is not None
+    stopper.watch(task)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if stopper.stopped:
+            raise stopper.interrupted() from None
+        raise
+    finally:
+        stopper.unwatch()
+
+
+def _kept(counting: Counting) -> str:
+    """What a stop leaves, in the words of the one line it prints."""
+    planned, sent = counting.plan_bytes, counting.sent_bytes
+    if planned is None:
+        return "no blob had been sent; the far tree is unchanged"
+    if sent < planned:
+        return (
+            f"about {format_bytes(sent)} of {format_bytes(planned)} had been sent; the far "
+            "side keeps each blob that arrived whole (staged), so the next push sends only "
+            "the rest; its live tree is unchanged"
+        )
+    return (
+        "every blob had been sent, so the far side was applying: its apply is journaled "
+        "and completes there on its own (or at its next session); push again to confirm"
+    )
+
+
 async def _push(
-    args: argparse.Namespace, target: Target, rate: float | None
+    args: argparse.Namespace, target: Target, rate: float | None, progress: Progress
 ) -> tuple[ScanResult, PushOutcome, str]:
     # Scan here while connecting: the far side starts its own scan as soon as it runs,
-    # so the two scans overlap instead of adding up.
-    scanning = asyncio.create_task(asyncio.to_thread(_scan, args.src, args.state))
+    # so the two scans overlap instead of adding up. In a daemon thread: a Ctrl-C in the
+    # middle of a long scan does not wait for it.
+    scanning = asyncio.ensure_future(in_daemon_thread(lambda: _scan(args.src, args.state)))
     try:
         channel: Channel = await open_channel(
             target,
@@ -125,10 +166,10 @@ async def _push(
             serve_flags=("--force",) if args.force else (),
         )
     except BaseException:
-        await asyncio.gather(scanning, return_exceptions=True)
+        scanning.cancel()
         raise
     options = PushOptions(root=args.src, delete=args.delete, remote_root=target.path)
-    progress = for_terminal(f"push to {channel.describe()}", quiet=args.json)
+    closed = False
     try:
         with contextlib.ExitStack() as readers:
             # The session says HELLO now and OFFERs once the scan is done.
@@ -136,8 +177,16 @@ async def _push(
             try:
                 outcome = await push_session(channel, source, options, progress)
             finally:
+                source.cancel()  # done already, unless the session ended first
                 await asyncio.gather(source, return_exceptions=True)
             return scanning.result(), outcome, channel.describe()
+    except asyncio.CancelledError:
+        # Stopped: end our side now, so that the far side reads the end of its input
+        # and keeps what it staged; wait briefly, never for an apply it may be running.
+        closed = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(channel.close()), STOP_CLOSE)
+        raise
     except (SyncdError, ProtocolError) as exc:
         if scanning.done() and not scanning.cancelled() and scanning.exception() is exc:
             raise  # the source's own scan failed: nothing about the far side to add
@@ -148,11 +197,12 @@ async def _push(
             raise PushFailed(f"{channel.describe()}:{words}") from exc
         raise PushFailed(f"{channel.describe()}: {exc}{words}") from exc
     finally:
-        await channel.close()
+        if not closed:
+            await channel.close()
 
 
 async def _open_snapshot(
-    scanning: asyncio.Task[ScanResult], readers: contextlib.ExitStack
+    scanning: asyncio.Future[ScanResult], readers: contextlib.ExitStack
 ) -> SnapshotReader:
     return readers.enter_context(SnapshotReader((await scanning).snapshot_path))
 

@@ -19,14 +19,11 @@ discarded by the next scan, and the state lock goes with the process).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TypeVar
 
 from syncd.daemon.backoff import Backoff
 from syncd.daemon.config import ConfigError, DaemonConfig, SiteConfig, load_config
@@ -36,12 +33,12 @@ from syncd.daemon.scheduler import SiteWorker
 from syncd.daemon.sitestate import save_daemon
 from syncd.daemon.watcher import Watcher
 from syncd.errors import SyncdError
+from syncd.interrupt import in_daemon_thread
 from syncd.scan.api import ScanResult, scan_root
 from syncd.state import StateDir, StateLocked
 
 STOP_GRACE = 6.0  # seconds the sites get to close their sessions on SIGTERM
 SCAN_RETRY = 30.0  # after a scan that could not run (state folder busy, root gone)
-_T = TypeVar("_T")
 
 
 class Daemon:
@@ -194,7 +191,7 @@ class Daemon:
         self.notifier.status(f"scanning {root}")
         problems: list[str] = []
         try:
-            result = await _in_daemon_thread(
+            result = await in_daemon_thread(
                 lambda: scan_root(root, state, report=lambda p: problems.append(str(p)))
             )
         except (StateLocked, SyncdError, OSError) as exc:
@@ -349,29 +346,6 @@ def _inside(path: Path, root: Path) -> bool:
     except ValueError:
         return False
     return True
-
-
-async def _in_daemon_thread(work: Callable[[], _T]) -> _T:
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[_T] = loop.create_future()
-
-    def deliver(setter: Callable[[], None]) -> None:
-        if not future.done():
-            setter()
-
-    def body() -> None:
-        try:
-            value = work()
-        except BaseException as exc:  # handed to the awaiting task
-            error = exc
-            with contextlib.suppress(RuntimeError):  # the loop may be gone at exit
-                loop.call_soon_threadsafe(deliver, lambda: future.set_exception(error))
-        else:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(deliver, lambda: future.set_result(value))
-
-    threading.Thread(target=body, name="syncd-scan", daemon=True).start()
-    return await future
 
 
 def run_daemon(
