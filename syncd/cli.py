@@ -10,14 +10,13 @@ import importlib
 import json
 import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 
 from protocol.errors import ProtocolError
 from syncd import __version__
 from syncd.errors import SyncdError
 from syncd.exitcodes import ExitCode
-from syncd.interrupt import Interrupted
+from syncd.interrupt import EarlyStop, Interrupted, stop_early
 from syncd.jsonout import error_object
 from syncd.safetext import escape_lines, guard_std_streams
 
@@ -66,20 +65,31 @@ def _command_in(words: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Ctrl-C means stop from the first moment, even where the shell set SIGINT to be
-    # ignored (a background job); commands that must clean up install their own handler.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    command = _command_in(list(sys.argv[1:] if argv is None else argv))
+    # Ctrl-C and SIGTERM stop push, export and import from the first moment, even where
+    # the shell set SIGINT to be ignored (a background job); once they start they set
+    # handlers that clean up and say what was kept (syncd/interrupt.py).
+    stop_early(command)
     # Whatever a command prints may quote the far side or a medium: no control character
     # reaches the terminal raw (syncd/safetext.py).
     with guard_std_streams():
         try:
             parser = build_parser(argv)
             args = parser.parse_args(argv)
-        except KeyboardInterrupt:
-            print("syncd: interrupted", file=sys.stderr)
-            return int(ExitCode.INTERRUPTED)
+        except KeyboardInterrupt as exc:
+            return _stopped(command or "", exc)
         return _run(args)
+
+
+def _stopped(command: str, exc: KeyboardInterrupt) -> int:
+    """Ctrl-C in a command that sets no handler, or a signal before a command that does
+    had set it (EarlyStop: nothing was done yet)."""
+    early = isinstance(exc, EarlyStop)
+    signum = exc.signum if isinstance(exc, EarlyStop) else signal.SIGINT
+    what = f"syncd {command}" if command else "syncd"
+    said = " as it began: nothing was changed" if early else ""
+    print(f"{what}: interrupted by {signal.Signals(signum).name}{said}", file=sys.stderr)
+    return 128 + signum
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -98,9 +108,8 @@ def _run(args: argparse.Namespace) -> int:
         return _failed(args, str(exc), int(exc.exit_code))
     except ProtocolError as exc:
         return _failed(args, f"protocol: {exc}", int(ExitCode.FAILED))
-    except KeyboardInterrupt:
-        print(f"syncd {args.command}: interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt as exc:
+        return _stopped(args.command, exc)
     except BrokenPipeError:
         return int(ExitCode.OK)
 

@@ -41,6 +41,30 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _T = TypeVar("_T")
 
 
+STOPPABLE = frozenset({"push", "export", "import"})  # the commands this module serves
+
+
+class EarlyStop(KeyboardInterrupt):
+    """A signal before the command had set its own handlers: nothing was done yet."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _early(signum: int, frame: FrameType | None) -> None:
+    raise EarlyStop(signum)
+
+
+def stop_early(command: str | None) -> None:
+    """From the CLI's first moment, for the STOPPABLE commands: SIGINT and SIGTERM raise
+    EarlyStop, even where SIGINT was inherited ignored. Other commands keep Python's
+    handling (serve, the daemon and the apply are made to survive SIGTERM's default)."""
+    if command in STOPPABLE and threading.current_thread() is threading.main_thread():
+        for signum in SIGNALS:
+            signal.signal(signum, _early)
+
+
 class Interrupted(SyncdError):
     """The command was stopped by a signal; the message says what was kept."""
 
