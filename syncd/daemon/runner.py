@@ -56,11 +56,12 @@ class SitePush:
         root: Path,
         snapshot: Path,
         on_plan: Callable[[int, int], None] | None = None,
+        on_advance: Callable[[int], None] | None = None,
     ) -> None:
         self.site = site
         self.root = root
         self.snapshot = snapshot
-        self.counters = Counting(on_plan=on_plan)
+        self.counters = Counting(on_plan=on_plan, on_advance=on_advance)
         self._channel: Channel | None = None
         self._aborted = False
         self._closing: asyncio.Task[None] | None = None

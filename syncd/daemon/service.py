@@ -1,7 +1,8 @@
 """The daemon: watch the root, rescan once it is quiet, hand each new snapshot to the sites.
 
-    changes ──► quiet for `quiet` s ──► incremental scan ──► new snapshot id
-                                                              │
+    changes ──► quiet for `quiet` s ──► incremental scan ──► the source's own parity
+                                                              check (sourcecheck.py)
+                                                              │ holds: new snapshot id
                                   site workers (one task each) ◄┘  push, verify there,
                                                                    post-apply, backoff
 
@@ -31,6 +32,7 @@ from syncd.daemon.logs import EventLog
 from syncd.daemon.notify import Notifier
 from syncd.daemon.scheduler import SiteWorker
 from syncd.daemon.sitestate import save_daemon
+from syncd.daemon.sourcecheck import SourceCheck, check_source
 from syncd.daemon.watcher import Watcher
 from syncd.errors import SyncdError
 from syncd.interrupt import in_daemon_thread
@@ -54,6 +56,7 @@ class Daemon:
         self.notifier = notifier
         self.watchdog = watchdog  # seconds between systemd's watchdog deadlines
         self.latest: str | None = None  # the newest snapshot id scanned
+        self.source_check: SourceCheck | None = None  # of the newest scan
         self.scans = 0
         self.workers: dict[str, tuple[SiteWorker, asyncio.Task[None]]] = {}
         self._changed = asyncio.Event()
@@ -201,9 +204,14 @@ class Daemon:
             self.notifier.status(self._status())
             return
         self.scans += 1
-        self._scanned(result, problems)
+        check = None
+        if result.summary.files:
+            self.notifier.status(f"checking the source's parity ({root})")
+            snapshot = result.summary.id_hex
+            check = await in_daemon_thread(lambda: check_source(root, snapshot))
+        self._scanned(result, problems, check)
 
-    def _scanned(self, result: ScanResult, problems: list[str]) -> None:
+    def _scanned(self, result: ScanResult, problems: list[str], check: SourceCheck | None) -> None:
         summary = result.summary
         for problem in problems[:20]:
             self.log.warn("scan-problem", problem=problem)
@@ -224,7 +232,18 @@ class Daemon:
             return
         new = summary.id_hex != self.latest
         self.latest = summary.id_hex
-        if new:
+        self.source_check = check
+        if check is not None and not check.holds:
+            self.log.err(
+                "source-broken",
+                root=self.config.root,
+                snapshot=summary.id_hex,
+                error=check.problem(self.config.root),
+                hint="nothing is pushed until the source passes (`syncd verify` shows all)",
+            )
+        elif new:
+            if check is not None:
+                self.log.info("source-verified", snapshot=summary.id_hex, result=check.summary)
             for worker, _ in self.workers.values():
                 worker.new_snapshot()
         self._write_info()
@@ -239,7 +258,10 @@ class Daemon:
             root=config.root,
             state_dir=self.state.path,
             snapshot_file=self.state.snapshot,
-            latest=lambda: self.latest,
+            latest=self._pushable,
+            source_verified=lambda: (
+                self.source_check is not None and self.source_check.status == "ok"
+            ),
             backoff=Backoff(config.retry_first, config.retry_max),
             recheck=config.recheck,
             log=self.log,
@@ -247,6 +269,13 @@ class Daemon:
         )
         task = asyncio.create_task(self._guard(f"site {site.name}", worker.run()))
         self.workers[site.name] = (worker, task)
+
+    def _pushable(self) -> str | None:
+        """The snapshot sites may be sent: the newest, unless it fails its own check."""
+        check = self.source_check
+        if check is not None and check.snapshot == self.latest and not check.holds:
+            return None
+        return self.latest
 
     async def _stop_worker(self, name: str) -> None:
         worker, task = self.workers.pop(name)
@@ -319,6 +348,7 @@ class Daemon:
             "config": str(self.config.path),
             "root": str(self.config.root),
             "snapshot": self.latest,
+            "source_check": self.source_check.as_json() if self.source_check else None,
             "scans": self.scans,
             "updated": time.time(),
             "stopped": stopped,
