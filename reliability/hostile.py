@@ -36,9 +36,11 @@ from protocol.errors import ErrorCode
 from protocol.framing import HEADER
 from protocol.messages import GetTrees, MsgType
 from reliability import hostile_cases as hc
-from reliability import symlink_race
+from reliability import hostile_text, symlink_race
 from reliability.campaign import Context, Figure, Outcome
 from reliability.serve_driver import Reply, Script, Talk, converse
+from syncd.scan.api import scan_root
+from syncd.state import StateDir
 from tests.pushutil import snapshot_id, syncd_env
 
 
@@ -308,11 +310,19 @@ def symlink_cases(ctx: Context) -> Iterator[Case]:
 # -- the campaign --------------------------------------------------------------------------
 
 
+def text_cases() -> Iterator[Case]:
+    """Texts from the far side or a medium, as a person sees them (hostile_text.py)."""
+    for build in hostile_text.CASES:
+        name, setup, run = build()
+        yield Case("texts shown to people", name, run, setup)
+
+
 def cases(ctx: Context) -> list[Case]:
     return [
         *wire_cases(),
         *media_cases(),
         *symlink_cases(ctx),
+        *text_cases(),
     ]
 
 
@@ -321,6 +331,7 @@ def run_case(base: Path, number: int, case: Case) -> Verdict:
     far, outside = folder / "far", folder / "outside"
     (far / "keep").mkdir(parents=True)
     (far / "keep" / "file").write_bytes(b"existing")
+    scan_root(far, StateDir(far))  # a far root syncd knows: serve and import refuse others
     outside.mkdir()
     (outside / "sentinel").write_bytes(b"must stay as it is")
     if case.setup is not None:

@@ -148,3 +148,24 @@ def sound_index() -> bytes:
     vector = media_vectors()["index"]
     assert isinstance(vector, dict)
     return bytes.fromhex(vector["hex"])
+
+
+# -- texts shown to people (issue 14, item 6; issue 13, item 7) ------------------------------
+# What a hostile far side or medium would write to reach an operator's terminal or log:
+# colours, a window title (OSC 0), bells, other C0 controls, DEL, a C1 CSI, bidi
+# overrides and bytes that are not UTF-8. reliability/hostile_text.py uses them.
+
+TERMINAL_TRICKS = "\033[1;31mRED\033[0m \x1b]0;owned\x07 \001\007\x7f \x9b2J \u202eevil\u202c"
+NOT_UTF8 = b"\xff\xfe\xc3"
+
+
+def escape_names(levels: int, data: bytes = DATA) -> dict[bytes, bytes]:
+    """Nested directories named with terminal escapes, deep enough for a path over
+    PATH_MAX (the first entry returned is the root)."""
+    key, record_ = record(file_item("\x1b]0;owned\x07", data))
+    chain = {key: record_}
+    for level in range(levels):
+        name = f"{level:03d}\x1b[2J\x07\u202e" + "d" * 240
+        key, record_ = record(dir_item(name, key))
+        chain = {key: record_, **chain}
+    return chain

@@ -6,7 +6,7 @@ lacks is the default. Pointed at the wrong folder (`syncd push msrc /tmp/victim`
 there. So, before anything is created or changed, the side that writes (`serve`, for a
 push; `import`) looks at what its root holds and goes on only when it is:
 
-- absent or empty (a first sync);
+- absent or empty (a first sync; `lost+found` alone, a fresh file system, is empty);
 - a syncd root: its state folder holds a snapshot (syncd has scanned or synced it);
 - an oc-mirror root: `.oc-mirror/` (the cache's base), or `content/` holding
   `mirror_NNNNNN.tar` archives or `working-dir/`;
@@ -69,6 +69,7 @@ def _entries(root: Path, state: StateDir) -> set[str] | None:
     rel = state.excluded_relpath()
     if rel is not None:
         names.discard(rel.split("/")[0])
+    names.discard("lost+found")  # a fresh file system's root: mkfs made it, not a person
     return names
 
 

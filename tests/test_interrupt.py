@@ -31,6 +31,12 @@ def random_source(folder: Path, files: int = 4, size: int = 1_000_000) -> Path:
     return folder
 
 
+BLOBS_STAGED = 200_000  # more than the tree records: blobs are arriving
+# Many small files: the client reads (and frames) at most 512 pieces at a time, so the
+# first frame arrives, and is staged, while the others are still on their way.
+MANY, SMALL = 1100, 2000
+
+
 def staged_bytes(far: Path) -> int:
     state = far / ".syncd"
     return sum(p.stat().st_size for p in state.rglob("*") if p.is_file() and "staging" in str(p))
@@ -61,9 +67,9 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str]) -> N
 def test_a_push_at_a_bwlimit_stops_and_keeps_what_arrived(
     tmp_path: Path, signum: int, code: int, ignored: bool
 ) -> None:
-    src, far = random_source(tmp_path / "src"), tmp_path / "far"
+    src, far = random_source(tmp_path / "src", MANY, SMALL), tmp_path / "far"
     run = start("push", src, far, "--bwlimit", "400k", ignore_sigint=ignored)
-    wait_for(lambda: staged_bytes(far) > 0, run)
+    wait_for(lambda: staged_bytes(far) > BLOBS_STAGED, run)
     run.send_signal(signum)
     _, err = run.communicate(timeout=WAIT)
     assert run.returncode == code, err
@@ -81,7 +87,7 @@ def test_a_push_at_a_bwlimit_stops_and_keeps_what_arrived(
 def test_the_first_ctrl_c_in_a_terminal_stops_a_push(tmp_path: Path) -> None:
     """Ctrl-C on a terminal signals its whole foreground process group: the push, not
     the local far side (in its own session), decides what happens."""
-    src, far = random_source(tmp_path / "src"), tmp_path / "far"
+    src, far = random_source(tmp_path / "src", MANY, SMALL), tmp_path / "far"
     master, slave = os.openpty()
     # setsid -c: a new session whose controlling terminal is its stdin, the pty.
     command = ["setsid", "-c", sys.executable, "-m", "syncd", "push", str(src), str(far)]
@@ -91,7 +97,7 @@ def test_the_first_ctrl_c_in_a_terminal_stops_a_push(tmp_path: Path) -> None:
     os.close(slave)
     output = bytearray()
     try:
-        while staged_bytes(far) == 0:
+        while staged_bytes(far) <= BLOBS_STAGED:
             assert run.poll() is None
             time.sleep(0.02)
         os.write(master, b"\x03")  # one Ctrl-C

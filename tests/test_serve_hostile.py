@@ -18,6 +18,8 @@ from protocol.errors import ErrorCode
 from protocol.framing import HEADER
 from protocol.messages import Blobs, Error, Hello, Offer, Trees
 from protocol.tree import FileNode, encode_tree, tree_id
+from syncd.scan.api import scan_root
+from syncd.state import StateDir
 from syncd.transport.local import open_local
 from tests.pushutil import snapshot_id, syncd_env
 
@@ -46,6 +48,7 @@ def far(tmp_path: Path) -> Path:
     root = tmp_path / "far"
     (root / "keep").mkdir(parents=True)
     (root / "keep" / "file").write_bytes(b"existing")
+    scan_root(root, StateDir(root))  # a far root syncd knows (serve refuses strangers')
     return root
 
 
