@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -17,7 +16,7 @@ from syncd import __version__
 from syncd.errors import SyncdError
 from syncd.exitcodes import ExitCode
 from syncd.interrupt import EarlyStop, Interrupted, stop_early
-from syncd.jsonout import error_object
+from syncd.jsonout import error_json
 from syncd.safetext import escape_lines, guard_std_streams
 
 # Each module registers one subcommand; order is the order shown in --help. Only the
@@ -100,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         # Not an error: one line saying what stopped it and what was kept.
         print(f"syncd {args.command}: {escape_lines(str(exc))}", file=sys.stderr)
         if getattr(args, "json", False):
-            print(json.dumps(error_object(args.command, str(exc), int(exc.exit_code))))
+            print(error_json(args.command, str(exc), int(exc.exit_code)))
         sys.stderr.flush()
         exc.reported()
         return int(exc.exit_code)
@@ -123,7 +122,7 @@ def _failed(args: argparse.Namespace, message: str, code: int) -> int:
     shown = [lines[0]] + [line if line[:1].isspace() else f"  {line}" for line in lines[1:]]
     print(f"syncd {args.command}: error: " + "\n".join(shown), file=sys.stderr)
     if getattr(args, "json", False):
-        print(json.dumps(error_object(args.command, message, code)))
+        print(error_json(args.command, message, code))
     return code
 
 

@@ -18,8 +18,8 @@ def document(command: str, fields: dict[str, object]) -> dict[str, object]:
     return {"format": FORMAT, "command": command, **fields}
 
 
-def error_object(command: str, message: str, exit_code: int) -> dict[str, object]:
-    return document(command, {"error": message, "exit_code": exit_code})
+def error_json(command: str, message: str, exit_code: int) -> str:
+    return dumps(command, {"error": message, "exit_code": exit_code})
 
 
 def dumps(command: str, fields: dict[str, object], *, indent: int | None = None) -> str:

@@ -155,7 +155,7 @@ def test_a_missing_volume_is_named_and_nothing_is_applied(
     ran = import_(far, *rest, expect=1).json
     assert ran["status"] == "staged"
     assert ran["missing"]["missing_volumes"] == [2]
-    assert status(far)["missing_volumes"] == [2]
+    assert status(far)["missing"]["missing_volumes"] == [2]
     text = syncd("import", "--status", "--root", far).out
     assert "still missing volume(s) 2 of" in text
     assert not (far / "content").exists()
@@ -231,7 +231,8 @@ def test_media_inside_the_tree_are_refused(months: dict[int, Path], tmp_path: Pa
     assert ran.code == 2 and "inside" in ran.err
     ran = syncd("receipt", "--root", far, "--to", far / "receipt")
     assert ran.code == 2 and "inside" in ran.err and not (far / "receipt").exists()
-    assert syncd("import", "--status", "--root", tmp_path / "nowhere").out == (
-        "no import in progress\n"
-    )
+    # A typo is an error, not "no import in progress" (issue 14, item 11).
+    typo = syncd("import", "--status", "--root", tmp_path / "nowhere")
+    assert typo.code == 2 and "no such folder" in typo.err and typo.out == ""
     assert not (tmp_path / "nowhere").exists()
+    assert syncd("import", "--status", "--root", src).out == "no import in progress\n"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.interrupt import stop_on_signals
+from syncd.jsonout import dumps
 from syncd.media.export import ExportOptions, ExportOutcome, export
 from syncd.media.layout import refuse_inside
 from syncd.media.plan import FAT32_MAX_FILE, MediaLimits
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     with stop_on_signals("export", _kept):
         outcome = export(options, report, for_terminal("export", quiet=args.json))
     if args.json:
-        print(json.dumps(outcome.as_json()))
+        print(dumps("export", outcome.as_json()))
     else:
         _print(outcome)
     return int(ExitCode.PROBLEMS if outcome.scan.problems else ExitCode.OK)

@@ -6,16 +6,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.interrupt import stop_on_signals
+from syncd.jsonout import dumps
 from syncd.media.importer import ImportOutcome, StatusReport, import_status, import_volumes
 from syncd.media.layout import refuse_inside
+from syncd.media.progress import ImportProgress
 from syncd.media.signing import load_public_key
+from syncd.safetext import escape
 from syncd.state import StateDir
 from syncd.targetguard import refuse_unknown_target
 from syncd.units import format_bytes
@@ -57,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.status:
         if args.dirs:
             raise UsageError("--status takes no DIR")
+        if not root.is_dir():  # a typo must not read as "no import in progress"
+            raise UsageError(f"--root {root}: no such folder")
         return _status(import_status(root, state), args.json)
     if not args.dirs:
         raise UsageError("give at least one DIR holding volumes (or --status)")
@@ -72,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     with stop_on_signals("import", _kept):
         outcome = import_volumes(root, state, args.dirs, required)
     for volume in outcome.refused:
-        print(f"syncd import: refused {volume.problem}", file=sys.stderr)
+        print(f"syncd import: refused {escape(volume.problem)}", file=sys.stderr)
     if args.json:
-        print(json.dumps(_summary(outcome)))
+        print(dumps("import", _summary(outcome)))
     else:
         _print(outcome)
     return int(_exit_code(outcome))
@@ -96,12 +100,22 @@ def _exit_code(outcome: ImportOutcome) -> ExitCode:
     return ExitCode.OK
 
 
-def _summary(outcome: ImportOutcome) -> dict[str, object]:
-    progress, applied = outcome.progress, outcome.applied
+def _progress(progress: ImportProgress | None) -> dict[str, object]:
+    """The export in progress: the same fields in `import --json` and `--status --json`."""
     return {
-        "status": outcome.status,
         "export": progress.export_id if progress else None,
         "target": progress.target.hex() if progress else None,
+        "volume_count": progress.volumes if progress else None,
+        "seen": sorted(progress.seen) if progress else [],
+        "applied": progress.applied if progress else False,
+    }
+
+
+def _summary(outcome: ImportOutcome) -> dict[str, object]:
+    applied = outcome.applied
+    return {
+        "status": outcome.status,
+        **_progress(outcome.progress),
         "volumes": [v.as_json() for v in outcome.volumes],
         "notes": outcome.notes,
         "missing": outcome.missing.as_json() if outcome.missing else None,
@@ -140,19 +154,14 @@ def _print(outcome: ImportOutcome) -> None:
 def _status(report: StatusReport, as_json: bool) -> int:
     progress, missing = report.progress, report.missing
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "export": progress.export_id if progress else None,
-                    "target": progress.target.hex() if progress else None,
-                    "volumes": progress.volumes if progress else None,
-                    "seen": sorted(progress.seen) if progress else [],
-                    "applied": progress.applied if progress else None,
-                    "interrupted_apply": report.interrupted,
-                    **(missing.as_json() if missing else {"missing_volumes": []}),
-                }
-            )
-        )
+        status = "none" if progress is None else "applied" if progress.applied else "staged"
+        fields = {
+            "status": status,
+            **_progress(progress),
+            "interrupted_apply": report.interrupted,
+            "missing": missing.as_json() if missing else None,
+        }
+        print(dumps("import", fields))
     elif progress is None:
         print("no import in progress")
     elif progress.applied:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import sys
 import time
 from collections.abc import Awaitable
@@ -16,7 +15,9 @@ from protocol.errors import ErrorCode, ProtocolError
 from syncd.errors import SyncdError
 from syncd.exitcodes import ExitCode
 from syncd.interrupt import Stopper, in_daemon_thread
+from syncd.jsonout import dumps
 from syncd.progress import Counting, Progress, for_terminal
+from syncd.safetext import escape
 from syncd.scan.api import ScanResult, scan_root
 from syncd.scan.problems import Problem
 from syncd.session.client import PushOptions, PushOutcome, push_session
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     scan, outcome, where = asyncio.run(_until_stopped(_push(args, target, rate, counting), stopper))
     seconds = time.monotonic() - started
     if args.json:
-        print(json.dumps(_summary(scan, outcome, where, seconds)))
+        print(dumps("push", _summary(scan, outcome, str(target), where, seconds)))
     else:
         _print_summary(scan, outcome, where, seconds)
     result = outcome.result
@@ -218,12 +219,13 @@ def _far_words(channel: Channel) -> str:
 
 
 def _summary(
-    scan: ScanResult, outcome: PushOutcome, where: str, seconds: float
+    scan: ScanResult, outcome: PushOutcome, target: str, where: str, seconds: float
 ) -> dict[str, object]:
     result = outcome.result
     return {
         "snapshot": scan.summary.id_hex,
-        "target": where,
+        "target": target,  # as given (parsed), with no label
+        "far_side": where,  # how the transport names it (an SSH alias resolved)
         "status": result.status,
         "far_before": outcome.far_before.root.hex() if outcome.far_before else None,
         "far_after": result.root.hex(),
@@ -249,4 +251,4 @@ def _print_summary(scan: ScanResult, outcome: PushOutcome, where: str, seconds: 
         f"{result.files_applied} files written, {result.files_deleted} deleted; {seconds:.2f} s"
     )
     if result.message:
-        print(f"  far side: {result.message}")
+        print(f"  far side: {escape(result.message)}")
