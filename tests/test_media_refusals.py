@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.mediautil import (
+    become,
     copy_tree,
     export,
     files_in,
@@ -170,8 +171,7 @@ def test_a_volume_of_another_export_is_refused_by_name(
     month 1) is refused, naming both exports; month 2's other volumes still complete it."""
     src, far = copy_tree(months[1], tmp_path / "src"), tmp_path / "far"
     old = export(src, tmp_path / "old", *SMALL_VOLUMES)
-    shutil.rmtree(src)
-    copy_tree(months[2], src)
+    become(src, months[2])
     new = export(src, tmp_path / "new", "--full", *SMALL_VOLUMES)
     new_volumes = volumes_of(new)
     import_(far, new_volumes[0], expect=1)
@@ -189,8 +189,7 @@ def test_a_newer_export_supersedes_an_unfinished_one(
     src, far = copy_tree(months[1], tmp_path / "src"), tmp_path / "far"
     old = export(src, tmp_path / "old", *SMALL_VOLUMES)
     import_(far, volumes_of(old)[0], expect=1)
-    shutil.rmtree(src)
-    copy_tree(months[2], src)
+    become(src, months[2])
     new = export(src, tmp_path / "new", "--full", *SMALL_VOLUMES)
     done = import_(far, *volumes_of(new)).json
     assert done["status"] == "applied"

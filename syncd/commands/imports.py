@@ -15,6 +15,7 @@ from syncd.interrupt import stop_on_signals
 from syncd.jsonout import dumps
 from syncd.media.importer import ImportOutcome, StatusReport, import_status, import_volumes
 from syncd.media.layout import refuse_inside
+from syncd.media.ordering import Allowances
 from syncd.media.progress import ImportProgress
 from syncd.media.signing import load_public_key
 from syncd.safetext import escape
@@ -48,6 +49,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "registry storage or syncd root (refused otherwise: the apply deletes what the "
         "export's snapshot lacks)",
     )
+    parser.add_argument(
+        "--allow-rollback",
+        action="store_true",
+        help="import an export older than the one ROOT last applied (refused otherwise, "
+        "even after ROOT's state folder was reset: the root keeps a note of it)",
+    )
+    parser.add_argument(
+        "--supersede",
+        action="store_true",
+        help="drop the import in progress for these volumes, though they come from another "
+        "source or site, or are older (refused otherwise)",
+    )
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
     parser.set_defaults(run=run)
@@ -74,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot create root {root}: {exc.strerror}") from exc
     with stop_on_signals("import", _kept):
-        outcome = import_volumes(root, state, args.dirs, required)
+        allowed = Allowances(rollback=args.allow_rollback, supersede=args.supersede)
+        outcome = import_volumes(root, state, args.dirs, required, allowed)
     for volume in outcome.refused:
         print(f"syncd import: refused {escape(volume.problem)}", file=sys.stderr)
     if args.json:

@@ -21,6 +21,7 @@ from protocol.errors import ProtocolError
 from protocol.media import Receipt, decode_receipt
 from protocol.tree import FileNode, decode_tree
 from syncd.media.errors import MediaError, ReceiptRefused
+from syncd.media.ordering import future_problem
 from syncd.media.signing import signature_problem
 from syncd.media.sites import SiteBook
 from syncd.units import format_bytes
@@ -75,6 +76,9 @@ def _read(path: Path, required_key: bytes | None) -> tuple[bytes, Receipt]:
         raise ReceiptRefused(f"receipt {path}: {exc}") from exc
     problem = signature_problem(parsed.signature, parsed.signed_message(), required_key)
     if problem is not None:
+        raise ReceiptRefused(f"receipt {path}: {problem}")
+    problem = future_problem("it", parsed.header.created_ns, time.time_ns())
+    if problem is not None:  # a wrong clock there, or a date meant to outrank the rest
         raise ReceiptRefused(f"receipt {path}: {problem}")
     return data, parsed
 

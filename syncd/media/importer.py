@@ -32,6 +32,7 @@ from syncd.apply.staging import Staging
 from syncd.media.errors import MediaError, VolumeRefused
 from syncd.media.farsite import FarSite
 from syncd.media.layout import find_volumes
+from syncd.media.ordering import Allowances, AppliedMark, start_problem
 from syncd.media.progress import ImportProgress, clear_digests, save_digests
 from syncd.media.status import Missing, missing
 from syncd.media.volume import Volume, open_volume, peek, read_blobs
@@ -78,14 +79,18 @@ class ImportOutcome:
 
 
 def import_volumes(
-    root: Path, state: StateDir, folders: Sequence[Path], required_key: bytes | None
+    root: Path,
+    state: StateDir,
+    folders: Sequence[Path],
+    required_key: bytes | None,
+    allowed: Allowances | None = None,
 ) -> ImportOutcome:
     paths = find_volumes(folders)
     with state.lock():
         resumed = resume_pending(root, state)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
-            run = _Run(root, state, current, staging, required_key)
+            run = _Run(root, state, current, staging, required_key, allowed or Allowances())
             for path in ordered(paths):
                 run.add(path)
             outcome = run.finish()
@@ -106,16 +111,18 @@ def ordered(paths: Sequence[Path]) -> list[Path]:
 
 
 class _Run:
-    def __init__(
+    def __init__(  # noqa: PLR0917 - one run's inputs, kept together
         self,
         root: Path,
         state: StateDir,
         current: SnapshotReader,
         staging: Staging,
         required_key: bytes | None,
+        allowed: Allowances,
     ) -> None:
         self.root, self.state, self.current, self.staging = root, state, current, staging
         self.required_key = required_key
+        self.allowed = allowed
         self.site = FarSite.load(state)
         self.progress = ImportProgress.load(state)
         self.live = LiveBlobs(current)
@@ -155,12 +162,10 @@ class _Run:
             if progress.applied:
                 self.notes.append(f"{volume.label}: export already applied here")
             return not progress.applied
-        if progress is not None and not progress.is_newer(header):
-            where = "applied" if progress.applied else "being imported"
-            raise volume.refuse(
-                f"it belongs to export {header.export_id}, older than export "
-                f"{progress.export_id} {where} here"
-            )
+        # Site, lineage, dates and the root's own note of its last import (ordering.py).
+        problem = start_problem(header, progress, AppliedMark.read(self.root), self.allowed)
+        if problem is not None:
+            raise volume.refuse(problem)
         self._start(header)
         return True
 
