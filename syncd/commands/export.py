@@ -72,6 +72,8 @@ def _size(text: str | None, option: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.src.is_dir():  # else its state folder would be made, and an empty tree exported
+        raise UsageError(f"{args.src}: not a directory")
     refuse_inside(args.to, args.src, "--to")
     max_file = _size(args.max_file_size, "--max-file-size")
     assert max_file is not None
