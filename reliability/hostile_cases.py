@@ -50,13 +50,16 @@ def not_utf8_record() -> tuple[bytes, bytes]:
     return tree_id(data), data
 
 
-def deep_chain(levels: int, data: bytes = DATA) -> dict[bytes, bytes]:
-    """Nested directories of 255-byte names, a file of `data` at the bottom: a path over
-    PATH_MAX. The first entry returned is the root."""
-    key, record_ = record(file_item("f", data))
+def deep_chain(
+    levels: int, data: bytes = DATA, leaf: str = "f", middle: str = ""
+) -> dict[bytes, bytes]:
+    """Nested directories of 255-byte names (`middle` after the level's number), a file
+    `leaf` of `data` at the bottom: a path over PATH_MAX. The first entry returned is the
+    root."""
+    key, record_ = record(file_item(leaf, data))
     chain = {key: record_}
     for level in range(levels):
-        name = f"{level:03d}" + "d" * 252
+        name = f"{level:03d}{middle}" + "d" * (252 - len(middle.encode()))
         key, record_ = record(dir_item(name, key))
         chain = {key: record_, **chain}
     return chain
@@ -160,12 +163,5 @@ NOT_UTF8 = b"\xff\xfe\xc3"
 
 
 def escape_names(levels: int, data: bytes = DATA) -> dict[bytes, bytes]:
-    """Nested directories named with terminal escapes, deep enough for a path over
-    PATH_MAX (the first entry returned is the root)."""
-    key, record_ = record(file_item("\x1b]0;owned\x07", data))
-    chain = {key: record_}
-    for level in range(levels):
-        name = f"{level:03d}\x1b[2J\x07\u202e" + "d" * 240
-        key, record_ = record(dir_item(name, key))
-        chain = {key: record_, **chain}
-    return chain
+    """deep_chain's path over PATH_MAX, named with terminal escapes."""
+    return deep_chain(levels, data, leaf="\x1b]0;owned\x07", middle="\x1b[2J\x07\u202e")

@@ -56,7 +56,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     delete.add_argument("--no-delete", dest="delete", action="store_false", help="keep them")
     parser.add_argument(
-        "--bwlimit", metavar="RATE", help="cap the sending rate, e.g. 20M (bytes/s)"
+        "--bwlimit",
+        metavar="RATE",
+        help="cap the sending rate in BYTES per second, decimal units: 10M, 10mb and 10MB/s "
+        "all mean 10,000,000 B/s (80 Mbit/s); 4Mi is 4 MiB/s",
     )
     parser.add_argument(
         "--accept-new-host-key",
