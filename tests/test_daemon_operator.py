@@ -21,11 +21,14 @@ from typing import Any
 
 import pytest
 
+from protocol.messages import Report, Result
 from syncd.daemon import scheduler
 from syncd.daemon.backoff import Backoff
 from syncd.daemon.config import load_config
 from syncd.daemon.logs import EventLog
+from syncd.daemon.runner import SessionOutcome
 from syncd.daemon.scheduler import SiteWorker
+from syncd.session.afterapply import REPLACED
 from tests.daemonutil import DaemonProcess, completed, daemon_config, parse_logfmt
 from tests.pushutil import snapshot_id, syncd_env
 
@@ -174,3 +177,44 @@ def test_a_transfer_is_checkpointed_and_logged_once_a_minute(
     assert [int(e["sent"]) for e in progress] == [300_000, 600_000, 900_000]
     saved = json.loads((tmp_path / "state" / "daemon" / "a.json").read_text())
     assert saved["bytes_pending"] == 1_000_000 - 900_000  # the last checkpoint (every 5 s)
+
+
+def test_the_journal_gets_far_side_texts_escaped() -> None:
+    for fmt in ("logfmt", "json"):
+        stream = io.StringIO()
+        EventLog(stream, fmt=fmt, journal=True).err("post-apply", output=HOSTILE, code=3)
+        line = stream.getvalue()
+        assert line.count("\n") == 1 and line.startswith("<3>")
+        for raw in ("\033", "\007", "\001", "\u202e"):
+            assert raw not in line
+        shown = json.loads(line[3:])["output"] if fmt == "json" else line
+        assert "\\x1b]0;owned\\x07" in shown
+
+
+def test_a_replaced_post_apply_command_is_not_reported_ok(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    site = {"a": {"target": "/x", "post_apply": "echo mine"}}
+    config = load_config(daemon_config(tmp_path / "syncd.toml", root, tmp_path / "state", site))
+    stream = io.StringIO()
+    worker = SiteWorker(
+        config.sites[0],
+        root=root,
+        state_dir=tmp_path / "state",
+        snapshot_file=tmp_path / "snapshot",
+        latest=lambda: "ab" * 32,
+        backoff=Backoff(1.0, 2.0),
+        recheck=0.0,
+        log=EventLog(stream, journal=False),
+        on_change=lambda: None,
+    )
+    report = Report(b"\xab" * 32, "ok", "OK", "ok", 0, f"{REPLACED}uploaded\n")
+    outcome = SessionOutcome("ab" * 32, Result("applied", b"\xab" * 32, 1, 0), report, True, 1, 1)
+    worker._record_report(outcome)
+    assert worker.state.post_apply is not None
+    assert worker.state.post_apply["status"] == "replaced, ok"
+    assert worker.state.post_apply["output"] == "uploaded\n"
+    event = parse_logfmt(stream.getvalue().splitlines()[-1])
+    assert event["level"] == "warning" and event["status"] == "replaced, ok"
