@@ -292,7 +292,7 @@ def _signal_stops(bed: Bed, tally: Tally, ctx: Context) -> list[Figure]:
     """SIGINT and SIGTERM of the commands themselves (reliability/crash_signals.py)."""
     from reliability.crash_signals import signal_stops  # noqa: PLC0415 - it imports this module
 
-    figures, failures = signal_stops(bed, ctx, 2 if ctx.quick else 12)
+    figures, failures = signal_stops(bed, ctx, 1 if ctx.quick else 12)
     tally.failures += failures
     return figures
 

@@ -54,10 +54,10 @@ def signal_stops(bed: crash.Bed, ctx: Context, count: int) -> tuple[list[Figure]
     """`count` stops per scenario, SIGINT and SIGTERM in turn: figures and failures."""
     tally = SignalTally()
     rng = ctx.rng("crash-signals")
-    for scenario in SCENARIOS:
+    for number, scenario in enumerate(SCENARIOS):
         span = _lifetime(bed, scenario)
         for n in range(count):
-            signum = signal.SIGINT if n % 2 == 0 else signal.SIGTERM
+            signum = signal.SIGINT if (number + n) % 2 == 0 else signal.SIGTERM
             _one_stop(bed, tally, scenario, signum, rng.uniform(0.0, span))
     stopped = sum(tally.stops.values())
     figures = [Figure(f"signal stops: {name}", str(k)) for name, k in sorted(tally.stops.items())]
