@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from syncd.sample import TINY, Registry, SampleSpec, generate_month
+from syncd.scan.api import scan_root
+from syncd.state import StateDir
 
 RegistryFactory = Callable[..., Registry]
 
@@ -48,6 +50,16 @@ def tiny_months(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     shutil.copytree(one, two, symlinks=True)
     generate_month(two, 2, TINY, via_registry=False)
     return {1: one, 2: two}
+
+
+@pytest.fixture
+def far(tmp_path: Path) -> Path:
+    """A far root holding `keep/file`, for tests of what a far side refuses or writes."""
+    root = tmp_path / "far"
+    (root / "keep").mkdir(parents=True)
+    (root / "keep" / "file").write_bytes(b"existing")
+    scan_root(root, StateDir(root))  # a root syncd knows: serve and import refuse strangers'
+    return root
 
 
 # OpenSSH server fixtures for the transport tests (started only when a test asks).

@@ -18,8 +18,6 @@ from protocol.errors import ErrorCode
 from protocol.framing import HEADER
 from protocol.messages import Blobs, Error, Hello, Offer, Trees
 from protocol.tree import FileNode, encode_tree, tree_id
-from syncd.scan.api import scan_root
-from syncd.state import StateDir
 from syncd.transport.local import open_local
 from tests.pushutil import snapshot_id, syncd_env
 
@@ -41,15 +39,6 @@ def evil_record() -> tuple[bytes, bytes]:
 
 def serve_command(far: Path, *flags: str) -> list[str]:
     return [sys.executable, "-m", "syncd", "serve", "--stdio", "--root", str(far), *flags]
-
-
-@pytest.fixture
-def far(tmp_path: Path) -> Path:
-    root = tmp_path / "far"
-    (root / "keep").mkdir(parents=True)
-    (root / "keep" / "file").write_bytes(b"existing")
-    scan_root(root, StateDir(root))  # a far root syncd knows (serve refuses strangers')
-    return root
 
 
 async def converse(

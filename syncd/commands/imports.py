@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from syncd.commands.targetflags import add_target_policy, target_policy
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.interrupt import stop_on_signals
@@ -61,6 +62,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="drop the import in progress for these volumes, though they come from another "
         "source or site, or are older (refused otherwise)",
     )
+    add_target_policy(parser)
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
     parser.set_defaults(run=run)
@@ -88,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot create root {root}: {exc.strerror}") from exc
     with stop_on_signals("import", _kept):
         allowed = Allowances(rollback=args.allow_rollback, supersede=args.supersede)
-        outcome = import_volumes(root, state, args.dirs, required, allowed)
+        outcome = import_volumes(
+            root, state, args.dirs, required, target_policy(args), allowed=allowed
+        )
     for volume in outcome.refused:
         print(f"syncd import: refused {escape(volume.problem)}", file=sys.stderr)
     if args.json:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from protocol.errors import ErrorCode, ProtocolError
-from syncd.errors import SyncdError
+from syncd.commands.targetflags import add_target_policy, policy_flags
+from syncd.errors import SyncdError, UsageError
 from syncd.exitcodes import ExitCode
 from syncd.interrupt import Stopper, in_daemon_thread
 from syncd.jsonout import dumps
@@ -80,11 +81,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "command on the far side decides this in its own arguments)",
     )
     parser.add_argument("--state", type=Path, help="SRC's state folder (default: SRC/.syncd)")
+    add_target_policy(parser)  # for a local TARGET; over SSH, `serve` has its own
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     target = parse_target(args.target)
+    if target.kind != "local" and policy_flags(args):
+        raise UsageError(
+            f"{' and '.join(policy_flags(args))}: for a local TARGET only; over SSH the far "
+            "side's operator decides (syncd serve takes the same options)"
+        )
     if target.kind == "local":
         # The far side checks its root itself (serve); said here first, with this
         # command's own flag, for a local target.
@@ -167,7 +174,8 @@ async def _push(
             remote_syncd=args.remote_syncd,
             accept_new_host_key=args.accept_new_host_key,
             bwlimit=rate,
-            serve_flags=("--force",) if args.force else (),
+            serve_flags=policy_flags(args),
+            force=args.force,
         )
     except BaseException:
         scanning.cancel()

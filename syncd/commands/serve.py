@@ -20,11 +20,12 @@ from protocol.connection import MIN_PEER_FRAME
 from protocol.errors import ProtocolError
 from protocol.messages import Result
 from syncd.apply.engine import resume_pending
+from syncd.commands.targetflags import add_target_policy, target_policy
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.safetext import EscapingFormatter
 from syncd.session.afterapply import PostApplyPolicy
-from syncd.session.rootguard import refuse_unsafe_root
+from syncd.session.rootguard import refuse_unsafe_root, root_names
 from syncd.session.server import HANDSHAKE_TIMEOUT, ServeOptions, serve_session
 from syncd.session.wire import PeerError
 from syncd.state import StateDir
@@ -61,6 +62,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "registry storage or syncd root (refused otherwise: a push deletes what its "
         "source lacks)",
     )
+    add_target_policy(parser)
     after = parser.add_mutually_exclusive_group()
     after.add_argument(
         "--post-apply",
@@ -92,7 +94,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot create root {root}: {exc.strerror}") from exc
     policy = PostApplyPolicy(args.allow_post_apply, args.post_apply or None)
     options = ServeOptions(
-        root, state, MIN_PEER_FRAME + 64 * 1024, policy, handshake_timeout=args.handshake_timeout
+        root,
+        state,
+        MIN_PEER_FRAME + 64 * 1024,
+        policy,
+        handshake_timeout=args.handshake_timeout,
+        root_names=root_names(args.root),
+        policy=target_policy(args),
     )
     with state.lock():
         finished = resume_pending(root, state)

@@ -25,6 +25,7 @@ from pathlib import Path
 from protocol.media import VolumeHeader
 from protocol.tree import Node, decode_tree
 from syncd import faults
+from syncd.apply.canon import TargetPolicy
 from syncd.apply.engine import ApplyResult, apply_target, resume_pending, scan_far
 from syncd.apply.journal import read_journal
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
@@ -83,6 +84,8 @@ def import_volumes(
     state: StateDir,
     folders: Sequence[Path],
     required_key: bytes | None,
+    policy: TargetPolicy | None = None,
+    *,
     allowed: Allowances | None = None,
 ) -> ImportOutcome:
     paths = find_volumes(folders)
@@ -90,7 +93,7 @@ def import_volumes(
         resumed = resume_pending(root, state)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
-            run = _Run(root, state, current, staging, required_key, allowed or Allowances())
+            run = _Run(root, state, current, staging, required_key, policy=policy, allowed=allowed)
             for path in ordered(paths):
                 run.add(path)
             outcome = run.finish()
@@ -111,18 +114,21 @@ def ordered(paths: Sequence[Path]) -> list[Path]:
 
 
 class _Run:
-    def __init__(  # noqa: PLR0917 - one run's inputs, kept together
+    def __init__(
         self,
         root: Path,
         state: StateDir,
         current: SnapshotReader,
         staging: Staging,
         required_key: bytes | None,
-        allowed: Allowances,
+        *,
+        policy: TargetPolicy | None,
+        allowed: Allowances | None = None,
     ) -> None:
         self.root, self.state, self.current, self.staging = root, state, current, staging
         self.required_key = required_key
-        self.allowed = allowed
+        self.policy = policy or TargetPolicy()  # what the far operator lets a target hold
+        self.allowed = allowed or Allowances()  # --allow-rollback, --supersede
         self.site = FarSite.load(state)
         self.progress = ImportProgress.load(state)
         self.live = LiveBlobs(current)
@@ -260,7 +266,13 @@ class _Run:
             return self.staging.tree_record(tree) or self.current.record(tree)
 
         applied = apply_target(
-            self.root, self.state, progress.target, records, self.staging, delete=progress.delete
+            self.root,
+            self.state,
+            progress.target,
+            records,
+            self.staging,
+            delete=progress.delete,
+            policy=self.policy,
         )
         faults.reached("imported")
         progress.applied = True

@@ -34,7 +34,8 @@ async def open_local(
 ) -> Channel:
     """Start `[*remote_syncd, "serve", "--stdio", "--root", str(path)]` and talk to it.
 
-    `bwlimit` (bytes per second) throttles what we send. `close_timeout` is how long
+    `bwlimit` (bytes per second) throttles what we send; `serve_flags` follow serve's
+    own arguments (the far operator's options, given to a local push). `close_timeout` is how long
     `close()` waits for the child to exit after end of input before terminating it.
     """
     if not remote_syncd:
