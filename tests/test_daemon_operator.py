@@ -133,6 +133,26 @@ def test_status_shows_far_side_texts_escaped(tmp_path: Path) -> None:
     assert "\\u202eevil" in ran.stdout
 
 
+def a_worker(tmp_path: Path, site: dict[str, Any], stream: io.StringIO) -> SiteWorker:
+    """Site `a`'s worker, as the daemon makes it, logging to `stream`."""
+    root = tmp_path / "src"
+    root.mkdir()
+    config = load_config(
+        daemon_config(tmp_path / "syncd.toml", root, tmp_path / "state", {"a": site})
+    )
+    return SiteWorker(
+        config.sites[0],
+        root=root,
+        state_dir=tmp_path / "state",
+        snapshot_file=tmp_path / "snapshot",
+        latest=lambda: "ab" * 32,
+        backoff=Backoff(1.0, 2.0),
+        recheck=0.0,
+        log=EventLog(stream, journal=False),
+        on_change=lambda: None,
+    )
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -147,23 +167,8 @@ class FakeClock:
 def test_a_transfer_is_checkpointed_and_logged_once_a_minute(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = tmp_path / "src"
-    root.mkdir()
-    config = load_config(
-        daemon_config(tmp_path / "syncd.toml", root, tmp_path / "state", {"a": {"target": "/x"}})
-    )
     stream = io.StringIO()
-    worker = SiteWorker(
-        config.sites[0],
-        root=root,
-        state_dir=tmp_path / "state",
-        snapshot_file=tmp_path / "snapshot",
-        latest=lambda: "ab" * 32,
-        backoff=Backoff(1.0, 2.0),
-        recheck=0.0,
-        log=EventLog(stream, journal=False),
-        on_change=lambda: None,
-    )
+    worker = a_worker(tmp_path, {"target": "/x"}, stream)
     clock = FakeClock()
     monkeypatch.setattr(scheduler, "time", clock)  # the scheduler's own clock only
     worker._planned(1_000_000, 10)
@@ -194,22 +199,8 @@ def test_the_journal_gets_far_side_texts_escaped() -> None:
 def test_a_replaced_post_apply_command_is_not_reported_ok(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = tmp_path / "src"
-    root.mkdir()
-    site = {"a": {"target": "/x", "post_apply": "echo mine"}}
-    config = load_config(daemon_config(tmp_path / "syncd.toml", root, tmp_path / "state", site))
     stream = io.StringIO()
-    worker = SiteWorker(
-        config.sites[0],
-        root=root,
-        state_dir=tmp_path / "state",
-        snapshot_file=tmp_path / "snapshot",
-        latest=lambda: "ab" * 32,
-        backoff=Backoff(1.0, 2.0),
-        recheck=0.0,
-        log=EventLog(stream, journal=False),
-        on_change=lambda: None,
-    )
+    worker = a_worker(tmp_path, {"target": "/x", "post_apply": "echo mine"}, stream)
     report = Report(b"\xab" * 32, "ok", "OK", "ok", 0, f"{REPLACED}uploaded\n")
     outcome = SessionOutcome("ab" * 32, Result("applied", b"\xab" * 32, 1, 0), report, True, 1, 1)
     worker._record_report(outcome)
