@@ -38,6 +38,7 @@ MAGIC_RECEIPT = b"SYNCDRCT"
 FORMAT = 1
 SIGNATURE_CONTEXT = b"syncd media signature v1\x00"
 SITE_ID_SIZE = 16
+LINEAGE_SIZE = 16
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 MAX_VOLUMES = 9999
@@ -94,6 +95,10 @@ class VolumeHeader:
     site: bytes | None  # the far site the export was computed for; None: any site
     export_blobs: int  # blobs in all volumes of the export
     export_bytes: int
+    # The exporting source's id (16 random bytes made once per state folder), so that a
+    # far side can tell another source's exports from the next ones of its own (SPEC.md
+    # 9.6). None: a volume made before lineages existed (the field is then absent).
+    lineage: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +229,7 @@ def encode_index(
         h.site,
         h.export_blobs,
         h.export_bytes,
+        *([] if h.lineage is None else [h.lineage]),
     )
     listing = _frame(Kind.FILES, [[f.name, f.size, f.checksum] for f in files])
     entries = [[b.digest, b.file, b.offset, b.length] for b in blobs]
@@ -297,6 +303,11 @@ class _Frames:
         """The fields of the next frame, which must be of `kind` with `arity` fields."""
         frame, _ = self._read()
         return _fields(frame, kind, arity)
+
+    def expect_either(self, kind: Kind, arity: int, longer: int) -> list[object]:
+        """Like expect, with `arity` or `longer` fields (a field added later)."""
+        frame, _ = self._read()
+        return _fields(frame, kind, longer if len(frame) == longer + 1 else arity)
 
     def each(self, kind: Kind) -> Iterator[list[object]]:
         """The arrays carried by the run of `kind` frames that comes next (maybe none)."""
@@ -447,7 +458,7 @@ def decode_index(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> V
     """Decode and validate a whole volume index (its checksum included, not its signature:
     checking that needs a key, see syncd/media/signing.py)."""
     frames = _Frames(data, MAGIC_INDEX, limits)
-    header = _volume_header(frames.expect(Kind.VOLUME, 12))
+    header = _volume_header(frames.expect_either(Kind.VOLUME, 12, 13))
     (listing,) = frames.expect(Kind.FILES, 1)
     files = _files(listing)
     trees = _trees(frames, header.target, limits)
@@ -459,7 +470,7 @@ def decode_index(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> V
 def peek_header(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> VolumeHeader:
     """The header of a volume index from its first bytes alone, unverified: enough to put
     volumes in order before each is read and verified in full."""
-    return _volume_header(_Frames(data, MAGIC_INDEX, limits).expect(Kind.VOLUME, 12))
+    return _volume_header(_Frames(data, MAGIC_INDEX, limits).expect_either(Kind.VOLUME, 12, 13))
 
 
 def _volume_header(f: list[object]) -> VolumeHeader:
@@ -478,6 +489,7 @@ def _volume_header(f: list[object]) -> VolumeHeader:
         site=site,
         export_blobs=_int(f[10], "export blobs"),
         export_bytes=_int(f[11], "export bytes"),
+        lineage=_digest(f[12], "lineage", LINEAGE_SIZE) if len(f) > 12 else None,
     )
 
 

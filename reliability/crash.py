@@ -279,10 +279,22 @@ def run(ctx: Context) -> Outcome:
             walk_point(bed, tally, scenario, point, stride)
         for scenario in ("push", "import"):
             random_kills(bed, tally, scenario, 1 if ctx.quick else 15, ctx)
+        signal_figures = _signal_stops(bed, tally, ctx)
     finally:
         if server is not None:
             server.stop()
-    return outcome(bed, tally, quick=ctx.quick)
+    result = outcome(bed, tally, quick=ctx.quick)
+    result.figures += signal_figures
+    return result
+
+
+def _signal_stops(bed: Bed, tally: Tally, ctx: Context) -> list[Figure]:
+    """SIGINT and SIGTERM of the commands themselves (reliability/crash_signals.py)."""
+    from reliability.crash_signals import signal_stops  # noqa: PLC0415 - it imports this module
+
+    figures, failures = signal_stops(bed, ctx, 1 if ctx.quick else 12)
+    tally.failures += failures
+    return figures
 
 
 def outcome(bed: Bed, tally: Tally, *, quick: bool) -> Outcome:

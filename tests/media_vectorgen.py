@@ -89,7 +89,10 @@ def receipt_parts() -> tuple[ReceiptHeader, bytes, list[tuple[bytes, int]]]:
 
 
 def _fields(value: object) -> dict[str, object]:
-    return {name: getattr(value, name) for name in value.__dataclass_fields__}  # type: ignore[attr-defined]
+    fields = {name: getattr(value, name) for name in value.__dataclass_fields__}  # type: ignore[attr-defined]
+    if "lineage" in fields and fields["lineage"] is None:
+        del fields["lineage"]  # the vectors are volumes without one (SPEC.md 9.3: optional)
+    return fields
 
 
 def describe(value: object) -> object:

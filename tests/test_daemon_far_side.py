@@ -79,6 +79,10 @@ def test_the_far_sides_own_command_wins(source: Path, tmp_path: Path) -> None:
     outcome = push(source, tmp_path / "far", remote, post=f"touch {proposed}")
     assert outcome.report is not None and outcome.report.post_apply == "ok"
     assert fixed.exists() and not proposed.exists()
+    # Reported as replaced, not as the proposed command's success (issue 14, item 8).
+    assert outcome.report.output.startswith("[replaced] ")
+    own = push(source, tmp_path / "far2", remote, post="")  # asked for its own: no note
+    assert own.report is not None and not own.report.output.startswith("[replaced]")
 
 
 def test_a_failed_command_is_reported_and_runs_again(source: Path, tmp_path: Path) -> None:

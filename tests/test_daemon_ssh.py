@@ -143,7 +143,11 @@ def test_post_apply_waits_for_parity(sshd: SSHServer, tmp_path: Path) -> None:
         assert daemon.wait_event("verify", site="a")["result"] == "failed"
         skipped = daemon.wait_event("post-apply", site="a")
         assert skipped["status"] == "skipped"
-        data = site_state(state, "a")
+        # The event is logged before the site's record is saved: wait for the record.
+        data = daemon.wait_for(
+            lambda: site_state(state, "a").get("verify") and site_state(state, "a"),
+            "the report saved",
+        )
         assert data["verify"]["status"] == "failed" and "broken/app:v1" in data["verify"]["summary"]
         assert data["complete"] is None
         assert sites["a"].runs() == []

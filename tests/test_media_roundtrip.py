@@ -94,7 +94,7 @@ def test_volumes_in_any_order_give_the_same_tree(
             expect = 0 if done == len(volumes) else 1  # 1: staged, volumes still missing
             result = import_(far, volume, expect=expect).json
             if expect:
-                left = status(far)["missing_volumes"]
+                left = status(far)["missing"]["missing_volumes"]
                 assert left == list(range(1, len(volumes) - done + 1))
                 assert result["missing"]["missing_volumes"] == left
                 assert not (far / "content").exists()  # nothing applied yet

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.interrupt import stop_on_signals
+from syncd.jsonout import dumps
 from syncd.media.export import ExportOptions, ExportOutcome, export
 from syncd.media.layout import refuse_inside
 from syncd.media.plan import FAT32_MAX_FILE, MediaLimits
@@ -71,6 +72,8 @@ def _size(text: str | None, option: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.src.is_dir():  # else its state folder would be made, and an empty tree exported
+        raise UsageError(f"{args.src}: not a directory")
     refuse_inside(args.to, args.src, "--to")
     max_file = _size(args.max_file_size, "--max-file-size")
     assert max_file is not None
@@ -90,12 +93,20 @@ def run(args: argparse.Namespace) -> int:
     def report(problem: Problem) -> None:
         print(f"syncd export: {args.src}: {problem}", file=sys.stderr)
 
-    outcome = export(options, report, for_terminal("export", quiet=args.json))
+    with stop_on_signals("export", _kept):
+        outcome = export(options, report, for_terminal("export", quiet=args.json))
     if args.json:
-        print(json.dumps(outcome.as_json()))
+        print(dumps("export", outcome.as_json()))
     else:
         _print(outcome)
     return int(ExitCode.PROBLEMS if outcome.scan.problems else ExitCode.OK)
+
+
+def _kept() -> str:
+    return (
+        "no export was completed (its folder is written as <export-id>.partial and renamed "
+        "only once whole; one left behind may be deleted); the source is unchanged"
+    )
 
 
 def _print(outcome: ExportOutcome) -> None:

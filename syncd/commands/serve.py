@@ -23,15 +23,18 @@ from syncd.apply.engine import resume_pending
 from syncd.commands.targetflags import add_target_policy, target_policy
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.safetext import EscapingFormatter
 from syncd.session.afterapply import PostApplyPolicy
 from syncd.session.rootguard import refuse_unsafe_root, root_names
 from syncd.session.server import HANDSHAKE_TIMEOUT, ServeOptions, serve_session
 from syncd.session.wire import PeerError
 from syncd.state import StateDir
+from syncd.targetguard import refuse_unknown_target
 from syncd.transport.stdio import open_stdio
 from syncd.units import parse_duration
 
 log = logging.getLogger("syncd.serve")
+FORCE_HINT = "--force (`syncd push --force`; in a forced command, `serve ... --force`)"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,6 +55,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="end a session whose client has sent no HELLO within DURATION (e.g. 90s, "
         f"2m; default {HANDSHAKE_TIMEOUT:g}s): a stalled one would hold the root's lock",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="serve a root that holds other files and looks like no oc-mirror root, "
+        "registry storage or syncd root (refused otherwise: a push deletes what its "
+        "source lacks)",
+    )
     add_target_policy(parser)
     after = parser.add_mutually_exclusive_group()
     after.add_argument(
@@ -71,14 +81,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="syncd serve: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter("syncd serve: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     root: Path = args.root.absolute()
     refuse_unsafe_root(root)
+    state = StateDir(root, args.state)
+    refuse_unknown_target(root, state, force=args.force, flag=FORCE_HINT)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create root {root}: {exc.strerror}") from exc
-    state = StateDir(root, args.state)
     policy = PostApplyPolicy(args.allow_post_apply, args.post_apply or None)
     options = ServeOptions(
         root,

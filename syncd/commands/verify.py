@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 from syncd.exitcodes import ExitCode
+from syncd.jsonout import dumps
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     )
     report = verify_root(args.root, options)
     if args.json:
-        print(json.dumps(report.as_json()))
+        print(dumps("verify", report.as_json()))
     else:
         print("\n".join(report.lines()))
     return int(ExitCode.OK if report.ok else ExitCode.PROBLEMS)

@@ -28,7 +28,7 @@ from syncd.media.layout import PARTIAL_SUFFIX, new_export_id
 from syncd.media.plan import MediaLimits, VolumePlan, plan_volumes
 from syncd.media.records import snapshot_records
 from syncd.media.signing import load_public_key, load_signer
-from syncd.media.sites import ExportRecord, SiteBook
+from syncd.media.sites import ExportRecord, SiteBook, source_lineage
 from syncd.media.writer import VolumeSource, WrittenVolume, write_volume
 from syncd.plan.descent import Descent
 from syncd.progress import NoProgress, Progress
@@ -94,8 +94,9 @@ def export(
         basis = choose_basis(
             book, receipt=options.receipt, full=options.full, required_key=required
         )
+        lineage = source_lineage(state)
         with SnapshotReader(scan.snapshot_path) as source:
-            header, written = _export_snapshot(options, source, basis, sign, progress)
+            header, written = _export_snapshot(options, source, basis, (sign, lineage), progress)
         book.record_export(
             ExportRecord(
                 header.export_id,
@@ -123,9 +124,10 @@ def _export_snapshot(
     options: ExportOptions,
     source: SnapshotReader,
     basis: Basis,
-    sign: Signer | None,
+    identity: tuple[Signer | None, bytes],  # how to sign, and this source's lineage
     progress: Progress | None,
 ) -> tuple[VolumeHeader, list[WrittenVolume]]:
+    sign, lineage = identity
     wanted = lacking(source, basis)
     trees = encode_trees(snapshot_records(source))
     plans = plan_volumes(wanted.items(), INDEX_FIXED_MAX + len(trees), options.limits)
@@ -144,6 +146,7 @@ def _export_snapshot(
         site=basis.site,
         export_blobs=len(wanted),
         export_bytes=sum(wanted.values()),
+        lineage=lineage,
     )
     locate = _locator(BlobIndex.build(source))
     volume_source = VolumeSource(

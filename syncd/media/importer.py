@@ -33,6 +33,7 @@ from syncd.apply.staging import Staging
 from syncd.media.errors import MediaError, VolumeRefused
 from syncd.media.farsite import FarSite
 from syncd.media.layout import find_volumes
+from syncd.media.ordering import Allowances, AppliedMark, start_problem
 from syncd.media.progress import ImportProgress, clear_digests, save_digests
 from syncd.media.status import Missing, missing
 from syncd.media.volume import Volume, open_volume, peek, read_blobs
@@ -84,13 +85,15 @@ def import_volumes(
     folders: Sequence[Path],
     required_key: bytes | None,
     policy: TargetPolicy | None = None,
+    *,
+    allowed: Allowances | None = None,
 ) -> ImportOutcome:
     paths = find_volumes(folders)
     with state.lock():
         resumed = resume_pending(root, state)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
-            run = _Run(root, state, current, staging, required_key, policy=policy)
+            run = _Run(root, state, current, staging, required_key, policy=policy, allowed=allowed)
             for path in ordered(paths):
                 run.add(path)
             outcome = run.finish()
@@ -120,10 +123,12 @@ class _Run:
         required_key: bytes | None,
         *,
         policy: TargetPolicy | None,
+        allowed: Allowances | None = None,
     ) -> None:
         self.root, self.state, self.current, self.staging = root, state, current, staging
         self.required_key = required_key
         self.policy = policy or TargetPolicy()  # what the far operator lets a target hold
+        self.allowed = allowed or Allowances()  # --allow-rollback, --supersede
         self.site = FarSite.load(state)
         self.progress = ImportProgress.load(state)
         self.live = LiveBlobs(current)
@@ -163,12 +168,10 @@ class _Run:
             if progress.applied:
                 self.notes.append(f"{volume.label}: export already applied here")
             return not progress.applied
-        if progress is not None and not progress.is_newer(header):
-            where = "applied" if progress.applied else "being imported"
-            raise volume.refuse(
-                f"it belongs to export {header.export_id}, older than export "
-                f"{progress.export_id} {where} here"
-            )
+        # Site, lineage, dates and the root's own note of its last import (ordering.py).
+        problem = start_problem(header, progress, AppliedMark.read(self.root), self.allowed)
+        if problem is not None:
+            raise volume.refuse(problem)
         self._start(header)
         return True
 

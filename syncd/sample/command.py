@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.jsonout import dumps
 from syncd.sample.months import MonthReport, generate_month
 from syncd.sample.spec import PRESETS, SampleSpec, preset
 
@@ -57,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     report = generate_month(args.root, args.month, spec, via_registry=args.via_registry)
     if args.json:
-        print(json.dumps(report.as_json()))
+        print(dumps("sample", report.as_json()))
     else:
         _print_summary(report, time.monotonic() - started)
     return int(ExitCode.OK)

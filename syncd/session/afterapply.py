@@ -37,6 +37,10 @@ from syncd.transport.tail import TailBuffer
 log = logging.getLogger("syncd.serve")
 
 RECORD_NAME = "post-apply.json"
+# The first line of REPORT's output when the far side's own command (--post-apply) ran in
+# place of one the client proposed: the status says how that command did; this line says
+# it was not the client's (SPEC.md, REPORT), so that no one reads "ok" as "mine ran".
+REPLACED = "[replaced] this far side ran its own post-apply command, not the one proposed\n"
 _SHOWN_PROBLEMS = 8  # problem lines quoted in a failed check's summary
 
 
@@ -93,7 +97,15 @@ async def after_apply(
         log.warning("post-apply: %s", why)
         return Report(result.root, check.status, check.summary, "refused", 0, why)
     status, code, output = await _run_once(root, state, result.root, command)
+    if _replaced(request, policy):
+        log.warning("post-apply: the command the client proposed was replaced by --post-apply")
+        output = REPLACED + output[-(REPORT_OUTPUT_MAX - len(REPLACED)) :]
     return Report(result.root, check.status, check.summary, status, code, output)
+
+
+def _replaced(request: AfterApplyRequest, policy: PostApplyPolicy) -> bool:
+    """The client proposed a command of its own and the operator's ran instead."""
+    return bool(policy.command and request.post_apply and request.post_apply != policy.command)
 
 
 def _verify(root: Path) -> _Check:

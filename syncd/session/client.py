@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from syncd.apply.blobindex import BlobIndex
 from syncd.errors import SyncdError
 from syncd.progress import NoProgress, Progress
 from syncd.session.pieces import batches, read_pieces
-from syncd.session.wire import Channel, Wire
+from syncd.session.wire import Channel, OnWritten, Wire
 from syncd.snapshot import SnapshotReader
 
 FRAME_SLACK = 4096  # msgpack envelope around the payload of one frame
@@ -94,6 +94,20 @@ async def push_session(
             await session.stop()
             if progress is not None:
                 progress.finish()
+
+
+def _pro_rata(payload: int, advance: Callable[[int], None]) -> OnWritten:
+    """Progress in payload bytes as a frame of `payload` bytes of blobs is written."""
+    written = reported = 0
+
+    def on_written(nbytes: int, frame_length: int) -> None:
+        nonlocal written, reported
+        written += nbytes
+        share = payload * written // frame_length
+        advance(share - reported)
+        reported = share
+
+    return on_written
 
 
 class _Session:
@@ -229,11 +243,10 @@ class _Session:
                 await self._send_frame(frame, size)
 
     async def _send_frame(self, frame: list[tuple[bytes, bytes]], size: int) -> None:
-        await self.wire.send(Blobs(tuple(frame)))
         payload = sum(len(data) for _, data in frame)
+        await self.wire.send(Blobs(tuple(frame)), _pro_rata(payload, self.progress.advance))
         self.outcome.blobs_sent += len(frame)
         self.outcome.payload_bytes += payload
-        self.progress.advance(payload)
 
     def sender_error(self) -> BaseException | None:
         if self._sender.done() and not self._sender.cancelled():
