@@ -25,6 +25,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 import blake3
 
@@ -33,9 +34,15 @@ from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import CHUNK_SIZE, DEFAULT_LIMITS, DIGEST_SIZE, Limits
 from protocol.tree import DirNode, decode_tree, tree_id
 
+if TYPE_CHECKING:
+    from protocol.manifest import TransferManifest
+
 MAGIC_INDEX = b"SYNCDVOL"
 MAGIC_RECEIPT = b"SYNCDRCT"
 FORMAT = 1
+# Format 2 adds the transfer manifest and the parity count (SPEC.md 9.9, 9.10); an
+# index without either is still written, and read, as format 1.
+FORMAT_MANIFEST = 2
 SIGNATURE_CONTEXT = b"syncd media signature v1\x00"
 SITE_ID_SIZE = 16
 PUBLIC_KEY_SIZE = 32
@@ -69,6 +76,12 @@ class Kind(IntEnum):
     END = 5
     RECEIPT = 6
     STAGED = 7
+    MANIFEST = 8  # protocol/manifest.py
+    IMAGES = 9
+    CHANGES = 10
+    PARITY = 11  # protocol/parity.py
+    MEMBER = 12
+    BLOCKS = 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +107,7 @@ class VolumeHeader:
     site: bytes | None  # the far site the export was computed for; None: any site
     export_blobs: int  # blobs in all volumes of the export
     export_bytes: int
+    parity: int = 0  # parity volumes of the export (format 2), numbered after `volumes`
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +133,7 @@ class VolumeIndex:
     blobs: tuple[BlobEntry, ...]  # sorted by (file, offset), tiling each file
     checksum: bytes
     signature: Signature | None
+    manifest: TransferManifest | None = None  # format 2
 
     def signed_message(self) -> bytes:
         return signed_message(MAGIC_INDEX, self.checksum)
@@ -185,7 +200,7 @@ def encode_trees(records: Iterable[tuple[bytes, bytes]]) -> bytes:
     return b"".join(frames)
 
 
-def _batched(kind: Kind, items: Sequence[list[object]]) -> bytes:
+def _batched(kind: Kind, items: Sequence[object]) -> bytes:
     return b"".join(
         _frame(kind, list(items[i : i + ENTRIES_PER_FRAME]))
         for i in range(0, len(items), ENTRIES_PER_FRAME)
@@ -207,12 +222,30 @@ def encode_index(
     trees: bytes,
     blobs: Sequence[BlobEntry],
     sign: Signer | None = None,
+    *,
+    manifest: bytes | None = None,
 ) -> bytes:
-    """A volume index; `trees` is `encode_trees` of the target's records."""
+    """A volume index; `trees` is `encode_trees` of the target's records, `manifest`
+    `encode_manifest` of the transfer manifest (format 2; None: format 1)."""
+    return _finish(index_body(header, files, trees, blobs, manifest), MAGIC_INDEX, sign)
+
+
+def index_body(
+    header: VolumeHeader,
+    files: Sequence[PackFile],
+    trees: bytes,
+    blobs: Sequence[BlobEntry],
+    manifest: bytes | None,
+) -> bytes:
+    """Every byte of an index before its END frame (a parity volume rebuilds a data
+    volume's index from these parts and its END)."""
     h = header
+    if manifest is None and h.parity:
+        raise ValueError("parity volumes need a format-2 index (with a manifest)")
+    extra = [] if manifest is None else [h.parity]
     head = _frame(
         Kind.VOLUME,
-        FORMAT,
+        FORMAT if manifest is None else FORMAT_MANIFEST,
         h.export_id,
         h.created_ns,
         h.volume,
@@ -224,11 +257,22 @@ def encode_index(
         h.site,
         h.export_blobs,
         h.export_bytes,
+        *extra,
     )
     listing = _frame(Kind.FILES, [[f.name, f.size, f.checksum] for f in files])
     entries = [[b.digest, b.file, b.offset, b.length] for b in blobs]
-    body = MAGIC_INDEX + head + listing + trees + _batched(Kind.BLOBS, entries)
+    return MAGIC_INDEX + head + listing + (manifest or b"") + trees + _batched(Kind.BLOBS, entries)
+
+
+def seal_index(body: bytes, sign: Signer | None) -> bytes:
+    """`index_body` closed by its END frame, signed when `sign` is given."""
     return _finish(body, MAGIC_INDEX, sign)
+
+
+def end_frame(checksum: bytes, signature: Signature | None) -> bytes:
+    """An END frame as `_finish` writes it."""
+    sig = None if signature is None else [signature.public_key, signature.signature]
+    return _frame(Kind.END, checksum, sig)
 
 
 def encode_receipt(
@@ -299,6 +343,16 @@ class _Frames:
         """The fields of the next frame, which must be of `kind` with `arity` fields."""
         frame, _ = self._read()
         return _fields(frame, kind, arity)
+
+    def versioned(self, kind: Kind, arities: dict[int, int]) -> list[object]:
+        """The fields of the next frame of `kind`, whose first field is a format number
+        with the number of fields it implies (`arities`); VERSION for another format."""
+        frame, _ = self._read()
+        if frame[0] != kind or len(frame) < 2:
+            return _fields(frame, kind, min(arities.values()))  # raises, naming the problem
+        if type(frame[1]) is not int or frame[1] not in arities:
+            raise ProtocolError(ErrorCode.VERSION, f"media format {frame[1]!r} is not supported")
+        return _fields(frame, kind, arities[frame[1]])
 
     def each(self, kind: Kind) -> Iterator[list[object]]:
         """The arrays carried by the run of `kind` frames that comes next (maybe none)."""
@@ -394,24 +448,31 @@ def _format(value: object) -> None:
 def decode_index(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> VolumeIndex:
     """Decode and validate a whole volume index (its checksum included, not its signature:
     checking that needs a key, see syncd/media/signing.py)."""
+    # Imported here: protocol/manifest.py builds on this module's frame reader.
+    from protocol.manifest import decode_manifest  # noqa: PLC0415
+
     frames = _Frames(data, MAGIC_INDEX, limits)
-    header = _volume_header(frames.expect(Kind.VOLUME, 12))
+    fields = frames.versioned(Kind.VOLUME, _VOLUME_ARITY)
+    header = _volume_header(fields)
     (listing,) = frames.expect(Kind.FILES, 1)
     files = _files(listing)
+    manifest = decode_manifest(frames) if fields[0] == FORMAT_MANIFEST else None
     trees = _trees(frames, header.target, limits)
     blobs = _blobs(frames, files)
     checksum, signature = frames.end()
-    return VolumeIndex(header, files, trees, blobs, checksum, signature)
+    return VolumeIndex(header, files, trees, blobs, checksum, signature, manifest)
 
 
 def peek_header(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> VolumeHeader:
     """The header of a volume index from its first bytes alone, unverified: enough to put
     volumes in order before each is read and verified in full."""
-    return _volume_header(_Frames(data, MAGIC_INDEX, limits).expect(Kind.VOLUME, 12))
+    return _volume_header(_Frames(data, MAGIC_INDEX, limits).versioned(Kind.VOLUME, _VOLUME_ARITY))
+
+
+_VOLUME_ARITY = {FORMAT: 12, FORMAT_MANIFEST: 13}
 
 
 def _volume_header(f: list[object]) -> VolumeHeader:
-    _format(f[0])
     volumes = _int(f[4], "volume count", 1, MAX_VOLUMES)
     site = None if f[9] is None else _digest(f[9], "site id", SITE_ID_SIZE)
     return VolumeHeader(
@@ -426,6 +487,7 @@ def _volume_header(f: list[object]) -> VolumeHeader:
         site=site,
         export_blobs=_int(f[10], "export blobs"),
         export_bytes=_int(f[11], "export bytes"),
+        parity=_int(f[12], "parity volumes", 0, MAX_VOLUMES - volumes) if len(f) > 12 else 0,
     )
 
 

@@ -33,10 +33,13 @@ from protocol.messages import (
     Want,
 )
 from syncd import __version__
-from syncd.apply.engine import apply_target, scan_far
+from syncd.apply.engine import scan_far
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
+from syncd.gate.gated import gated_apply
+from syncd.gate.inspection import GatePolicy
+from syncd.gate.origin import Origin
 from syncd.plan.descent import Descent
 from syncd.scan.api import ScanResult
 from syncd.session.afterapply import AfterApplyRequest, PostApplyPolicy, after_apply
@@ -71,6 +74,7 @@ class ServeOptions:
     max_frame: int
     post_apply: PostApplyPolicy = field(default_factory=PostApplyPolicy)
     handshake_timeout: float = HANDSHAKE_TIMEOUT
+    gate: GatePolicy = field(default_factory=GatePolicy)  # --inspect (syncd/gate/)
 
 
 async def serve_session(channel: Channel, options: ServeOptions) -> Result:
@@ -170,7 +174,17 @@ async def _sync(
         return staging.tree_record(tree) or current.record(tree)
 
     applied = await asyncio.to_thread(
-        apply_target, options.root, options.state, offer.root, records, staging, delete=delete
+        lambda: gated_apply(
+            options.root,
+            options.state,
+            offer.root,
+            records,
+            staging,
+            delete=delete,
+            current=current,
+            origin=Origin.of_push(),
+            policy=options.gate,
+        )
     )
     log.info(
         "apply: %d files written, %d deleted, %d bytes, %d steps; %.2f s",

@@ -1,0 +1,108 @@
+"""Where the far side finds each block of a stripe, each checked against its checksum.
+
+A block of a data volume comes from the volume's pack files when the volume is here
+(even a damaged one: most of its blocks are still sound), or is regenerated from the
+blobs it lists when the volume was imported in an earlier run and its disk is gone
+(the blobs are staged or live by now). A parity block comes from a parity volume's
+files. A block that cannot be read, or does not match its checksum, is lost; the
+stripe is decodable while no more blocks than parity volumes are lost.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from pathlib import Path
+
+import blake3
+
+from protocol.parity import Member
+from syncd.media.parity.streams import StreamReader
+
+ReadPiece = Callable[[bytes, int], bytes | None]
+
+
+class BlockSource:
+    """Blocks of one stream, verified against `checksums` (a block past them is zeros)."""
+
+    def __init__(self, name: str, checksums: tuple[bytes, ...], block_size: int) -> None:
+        self.name = name  # for messages: "vol-0003", "vol-0003 (regenerated)"
+        self.checksums = checksums
+        self.block_size = block_size
+        self.lost: list[int] = []  # stripes whose block was lost, for messages
+
+    def block(self, stripe: int) -> bytes | None:
+        if stripe >= len(self.checksums):
+            return bytes(self.block_size)
+        try:
+            data = self._read(stripe)
+        except OSError:
+            data = None
+        if data is None or blake3.blake3(data).digest() != self.checksums[stripe]:
+            self.lost.append(stripe)
+            return None
+        return data
+
+    def _read(self, stripe: int) -> bytes | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Nothing to release by default."""
+
+
+class FileBlocks(BlockSource):
+    """Blocks read from files on a volume (a data volume's packs, a parity volume's)."""
+
+    def __init__(
+        self,
+        name: str,
+        checksums: tuple[bytes, ...],
+        block_size: int,
+        files: list[tuple[Path, int]],
+    ) -> None:
+        super().__init__(name, checksums, block_size)
+        self._reader = StreamReader(files, block_size)
+
+    def _read(self, stripe: int) -> bytes | None:
+        return self._reader.block(stripe)
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class BlobBlocks(BlockSource):
+    """Blocks of a data volume rebuilt from the blobs its index lists, by digest."""
+
+    def __init__(self, name: str, member: Member, block_size: int, read: ReadPiece) -> None:
+        super().__init__(name, member.blocks, block_size)
+        self._read_piece = read
+        starts = [0]
+        for f in member.files:
+            starts.append(starts[-1] + f.size)
+        # Each blob at its offset in the stream, in stream order (entries tile the files).
+        self._spans = [(starts[b.file] + b.offset, b.length, b.digest) for b in member.blobs]
+        self._offsets = [s[0] for s in self._spans]
+        self._last: tuple[bytes, bytes] | None = None  # a blob spans several blocks
+
+    def _read(self, stripe: int) -> bytes | None:
+        start = stripe * self.block_size
+        end = start + self.block_size
+        out = bytearray(self.block_size)
+        at = max(0, bisect.bisect_right(self._offsets, start) - 1)
+        while at < len(self._spans) and self._spans[at][0] < end:
+            offset, length, digest = self._spans[at]
+            data = self._blob(digest, length)
+            if data is None:
+                return None
+            lo, hi = max(start, offset), min(end, offset + length)
+            if lo < hi:
+                out[lo - start : hi - start] = data[lo - offset : hi - offset]
+            at += 1
+        return bytes(out)
+
+    def _blob(self, digest: bytes, length: int) -> bytes | None:
+        if self._last is not None and self._last[0] == digest:
+            return self._last[1]
+        data = self._read_piece(digest, length)
+        self._last = None if data is None else (digest, data)
+        return data
