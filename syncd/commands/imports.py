@@ -12,8 +12,10 @@ from pathlib import Path
 
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.gate.options import add_inspect_options, gate_policy
 from syncd.media.importer import ImportOutcome, StatusReport, import_status, import_volumes
 from syncd.media.layout import refuse_inside
+from syncd.media.parity.status import parity_hint, parity_json
 from syncd.media.signing import load_public_key
 from syncd.state import StateDir
 from syncd.units import format_bytes
@@ -37,6 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="PUBKEY",
         help="refuse volumes whose index is not signed by this OpenSSH public key",
     )
+    add_inspect_options(parser)
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
     parser.set_defaults(run=run)
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.status:
         if args.dirs:
             raise UsageError("--status takes no DIR")
-        return _status(import_status(root, state), args.json)
+        return _status(import_status(root, state), args.json, state)
     if not args.dirs:
         raise UsageError("give at least one DIR holding volumes (or --status)")
     for folder in args.dirs:
@@ -58,13 +61,13 @@ def run(args: argparse.Namespace) -> int:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create root {root}: {exc.strerror}") from exc
-    outcome = import_volumes(root, state, args.dirs, required)
+    outcome = import_volumes(root, state, args.dirs, required, gate_policy(args))
     for volume in outcome.refused:
         print(f"syncd import: refused {volume.problem}", file=sys.stderr)
     if args.json:
-        print(json.dumps(_summary(outcome)))
+        print(json.dumps(_summary(outcome, state)))
     else:
-        _print(outcome)
+        _print(outcome, state)
     return int(_exit_code(outcome))
 
 
@@ -76,8 +79,9 @@ def _exit_code(outcome: ImportOutcome) -> ExitCode:
     return ExitCode.OK
 
 
-def _summary(outcome: ImportOutcome) -> dict[str, object]:
-    progress, applied = outcome.progress, outcome.applied
+def _summary(outcome: ImportOutcome, state: StateDir) -> dict[str, object]:
+    progress, applied, missing = outcome.progress, outcome.applied, outcome.missing
+    hint = parity_json(state, progress, missing) if progress and missing else {}
     return {
         "status": outcome.status,
         "export": progress.export_id if progress else None,
@@ -89,14 +93,17 @@ def _summary(outcome: ImportOutcome) -> dict[str, object]:
         "files_deleted": applied.files_deleted if applied else 0,
         "far_after": applied.root.hex() if applied else None,
         "resumed": outcome.resumed.root.hex() if outcome.resumed else None,
+        **hint,
     }
 
 
-def _print(outcome: ImportOutcome) -> None:
+def _print(outcome: ImportOutcome, state: StateDir) -> None:
     if outcome.resumed is not None:
         print(f"finished an interrupted apply of {outcome.resumed.root.hex()[:16]}")
     for volume in outcome.volumes:
-        if volume.status == "imported":
+        if volume.status == "imported" and volume.volume is None:  # a parity volume
+            print(f"{volume.path}: {volume.problem}")
+        elif volume.status == "imported":
             print(
                 f"{volume.path}: volume {volume.volume} of export {volume.export_id}: "
                 f"{volume.blobs} blobs ({format_bytes(volume.bytes)}) staged"
@@ -113,12 +120,15 @@ def _print(outcome: ImportOutcome) -> None:
         print(f"export {progress.export_id} is applied here already")
     elif outcome.missing is not None and progress is not None:
         print(f"staged, not applied: {outcome.missing.describe(progress)}")
+        for line in parity_hint(state, progress, outcome.missing):
+            print(line)
     elif outcome.status == "refused":
         print("nothing was imported")
 
 
-def _status(report: StatusReport, as_json: bool) -> int:
+def _status(report: StatusReport, as_json: bool, state: StateDir) -> int:
     progress, missing = report.progress, report.missing
+    hint = parity_json(state, progress, missing) if progress and missing else {}
     if as_json:
         print(
             json.dumps(
@@ -130,6 +140,7 @@ def _status(report: StatusReport, as_json: bool) -> int:
                     "applied": progress.applied if progress else None,
                     "interrupted_apply": report.interrupted,
                     **(missing.as_json() if missing else {"missing_volumes": []}),
+                    **hint,
                 }
             )
         )
@@ -141,6 +152,8 @@ def _status(report: StatusReport, as_json: bool) -> int:
         seen = ", ".join(str(n) for n in sorted(progress.seen)) or "none"
         print(f"export {progress.export_id}: volumes seen: {seen} of {progress.volumes}")
         print(f"  {missing.describe(progress)}")
+        for line in parity_hint(state, progress, missing):
+            print(line)
     if report.interrupted:
         print("an apply was interrupted: the next `syncd import` finishes it")
     incomplete = missing is not None and not missing.complete

@@ -22,6 +22,7 @@ from protocol.messages import Result
 from syncd.apply.engine import resume_pending
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.gate.options import add_inspect_options, gate_policy
 from syncd.session.afterapply import PostApplyPolicy
 from syncd.session.rootguard import refuse_unsafe_root
 from syncd.session.server import HANDSHAKE_TIMEOUT, ServeOptions, serve_session
@@ -65,6 +66,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run the post-apply command the client proposes (this lets the client's key "
         "run commands here: prefer --post-apply CMD)",
     )
+    add_inspect_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -79,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
     state = StateDir(root, args.state)
     policy = PostApplyPolicy(args.allow_post_apply, args.post_apply or None)
     options = ServeOptions(
-        root, state, MIN_PEER_FRAME + 64 * 1024, policy, handshake_timeout=args.handshake_timeout
+        root,
+        state,
+        MIN_PEER_FRAME + 64 * 1024,
+        policy,
+        handshake_timeout=args.handshake_timeout,
+        gate=gate_policy(args),
     )
     with state.lock():
         finished = resume_pending(root, state)

@@ -10,10 +10,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 from protocol.tree import Node, decode_tree
+from syncd.apply.durable import write_atomically
 from syncd.apply.engine import ApplyResult, apply_target
 from syncd.apply.routing import LiveBlobs
 from syncd.apply.staging import Staging
@@ -26,6 +29,8 @@ from syncd.media.images import TreeView
 from syncd.media.manifest import describe_change
 from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
+
+PENDING = "pending.json"
 
 
 def gated_apply(
@@ -48,8 +53,9 @@ def gated_apply(
         old = TreeView(_lookup(current.record), current.root, pieces.read)
         change = describe_change(new, old, f"far snapshot {current.root.hex()[:16]}", current.root)
         entry = audit.Entry(origin, "applied", current.root, None, target, change)
+        manifest = manifest_json(origin, current.root, target, change)
+        save_pending(state, manifest)
         if policy.inspect:
-            manifest = manifest_json(origin, current.root, target, change)
             try:
                 verdict = inspect(state, policy, new, manifest, change)
             except InspectionRefused as exc:
@@ -72,7 +78,25 @@ def gated_apply(
         audit.append(state, _with(entry, "failed", problem=str(exc)))
         raise
     audit.append(state, _with(entry, "applied", after=result.root))
+    clear_pending(state)
     return result
+
+
+def pending_path(state: StateDir) -> Path:
+    """The change staged for an apply that has not succeeded yet (`syncd show ROOT`)."""
+    return state.path / PENDING
+
+
+def save_pending(state: StateDir, manifest: dict[str, object]) -> None:
+    try:
+        write_atomically(pending_path(state), (json.dumps(manifest) + "\n").encode())
+    except OSError as exc:
+        raise audit.AuditError(f"{pending_path(state)}: cannot write: {exc.strerror}") from exc
+
+
+def clear_pending(state: StateDir) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        pending_path(state).unlink()
 
 
 def _with(

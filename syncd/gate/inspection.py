@@ -16,8 +16,9 @@ export id, empty for a push) and SYNCD_TARGET (the snapshot id) in its environme
 its output (the last 64 KiB) goes to the audit log and syncd's stderr, never to
 stdout (serve's stdout is the protocol). Exit status 0 lets the apply go ahead; any
 other status, a signal or the time limit (the process group is killed) refuses it:
-nothing is applied, the staging is kept. The folder is removed afterwards either way;
-the last manifest stays as STATE/inspect-last.json (`syncd show ROOT`).
+nothing is applied, the staging is kept. The folder is removed afterwards either way
+(the change stays described in STATE/pending.json until an apply succeeds, for
+`syncd show ROOT`).
 
 The copies cost free space on the root's file system: the bytes of the files the apply
 writes. That is checked first and a shortfall refuses the apply by name.
@@ -39,10 +40,10 @@ from typing import IO
 
 from protocol.manifest import Change, TransferManifest
 from protocol.tree import FileNode
-from syncd.apply.durable import write_atomically
 from syncd.errors import SyncdError
 from syncd.gate.origin import Origin
 from syncd.media.images import TreeView
+from syncd.media.manifest import change_json
 from syncd.state import StateDir
 from syncd.transport.tail import TailBuffer
 from syncd.units import format_bytes
@@ -50,7 +51,6 @@ from syncd.units import format_bytes
 DEFAULT_TIMEOUT = 4 * 3600.0
 OUTPUT_LIMIT = 64 * 1024
 FOLDER = "inspect"
-LAST = "inspect-last.json"
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -90,28 +90,7 @@ def manifest_json(
         **origin.as_json(),
         "before": before.hex(),
         "target": target.hex(),
-        "counts": change.counts(),
-        "images": [
-            {
-                "change": i.change.word,
-                "registry": i.registry,
-                "repository": i.repository,
-                "tag": i.tag,
-                "digest": i.digest or None,
-                "previous": i.previous or None,
-                "platforms": list(i.platforms),
-            }
-            for i in change.images
-        ],
-        "paths": [
-            {
-                "change": p.change.word,
-                "path": p.path,
-                "size": p.size,
-                "content": p.content.hex() if p.content is not None else None,
-            }
-            for p in change.paths
-        ],
+        **change_json(change),
     }
 
 
@@ -132,7 +111,6 @@ def inspect(
         files.mkdir(parents=True)
         _lay_out(files, target, change)
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        write_atomically(state.path / LAST, (json.dumps(manifest) + "\n").encode())
         env = {
             **os.environ,
             "SYNCD_INSPECT_FILES": str(files),

@@ -80,3 +80,33 @@ def _entry(path: str, node: Node, change: Change) -> PathChange:
     if isinstance(node, FileNode) and change is not Change.REMOVED:
         return PathChange(change, path, node.size, content_key(node.recipe))
     return PathChange(change, path, 0, None)
+
+
+def change_json(change: TransferManifest) -> dict[str, object]:
+    """A manifest as JSON (`syncd show --json`, the inspection's manifest.json)."""
+    return {
+        "basis": change.basis,
+        "basis_snapshot": change.basis_root.hex() if change.basis_root else None,
+        "counts": change.counts(),
+        "images": [
+            {
+                "change": i.change.word,
+                "registry": i.registry,
+                "repository": i.repository,
+                "tag": i.tag,
+                "digest": i.digest or None,
+                "previous": i.previous or None,
+                "platforms": list(i.platforms),
+            }
+            for i in change.images
+        ],
+        "paths": [
+            {
+                "change": p.change.word,
+                "path": p.path,
+                "size": p.size,
+                "content": p.content.hex() if p.content is not None else None,
+            }
+            for p in change.paths
+        ],
+    }

@@ -44,6 +44,14 @@ from syncd.state import StateDir
 from syncd.units import format_bytes
 
 
+class Result(Protocol):
+    """The importer's record of one volume (importer.VolumeResult)."""
+
+    status: str
+    volume: int | None
+    export_id: str | None
+
+
 class Run(Protocol):
     """The importer's run, as the parity hook uses it (importer._Run)."""
 
@@ -56,6 +64,9 @@ class Run(Protocol):
     progress: ImportProgress | None
     notes: list[str]
     signers: dict[str, Signature | None]  # export id -> signature of its indexes
+
+    @property
+    def results(self) -> Sequence[Result]: ...
 
     def add(self, path: Path) -> None: ...
 
@@ -253,6 +264,15 @@ def _rebuild_and_import(
     for volume in rebuilt:
         run.notes.append(volume.describe(index))
         run.add(volume.path)
+        if run.results[-1].status == "imported" and not volume.lost:
+            _repaired(run, index.header.volume.export_id, volume.volume)
+
+
+def _repaired(run: Run, export_id: str, number: int) -> None:
+    """A damaged copy of a volume now rebuilt in full is no longer a problem of the run."""
+    for result in run.results[:-1]:
+        if result.status == "refused" and (result.export_id, result.volume) == (export_id, number):
+            result.status = "repaired"
 
 
 def _given(index: ParityIndex, paths: Sequence[Path]) -> dict[int, Path]:

@@ -12,11 +12,14 @@ regenerated from the blobs it brought.)
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from protocol.codec import pack, unpack
 from protocol.errors import ProtocolError
 from syncd.apply.durable import write_atomically
 from syncd.media.layout import volume_name
+from syncd.media.progress import ImportProgress
+from syncd.media.status import Missing
 from syncd.state import StateDir
 
 _NAME = "import-notes"
@@ -80,3 +83,22 @@ def describe_any_of(count: int, candidates: list[int]) -> str:
         if number is not None:
             start = previous = number
     return f"any {count} of {', '.join(parts)}"
+
+
+def parity_hint(state: StateDir, progress: ImportProgress, missing: Missing) -> list[str]:
+    """Lines that say which volumes complete the export, when it has parity volumes."""
+    any_json = parity_json(state, progress, missing)
+    if not any_json.get("any_of"):
+        return []
+    count, candidates = any_of(missing.volumes, progress.volumes, any_json["parity"])
+    return [f"  with its parity volumes, {describe_any_of(count, candidates)} complete it"]
+
+
+def parity_json(state: StateDir, progress: ImportProgress, missing: Missing) -> dict[str, Any]:
+    """`"parity"`, and `"any_of"`: {"count", "volumes"} that complete the export."""
+    parity = read_parity(state, progress.export_id)
+    out: dict[str, Any] = {"parity": parity, "any_of": None}
+    if parity and missing.volumes and not missing.complete:
+        count, candidates = any_of(missing.volumes, progress.volumes, parity)
+        out["any_of"] = {"count": count, "volumes": candidates}
+    return out
