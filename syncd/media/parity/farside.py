@@ -34,7 +34,7 @@ from syncd.media.errors import MediaError, VolumeRefused
 from syncd.media.farpieces import FarPieces
 from syncd.media.layout import INDEX_NAME, describe
 from syncd.media.parity.rebuild import Rebuilder
-from syncd.media.parity.sources import BlobBlocks, BlockSource, FileBlocks
+from syncd.media.parity.sources import AbsentBlocks, BlobBlocks, BlockSource, FileBlocks
 from syncd.media.parity.status import record_parity
 from syncd.media.progress import ImportProgress
 from syncd.media.signing import signature_problem
@@ -243,6 +243,8 @@ def _rebuild_and_import(
         elif number not in needed:  # imported before, or nothing in it is lacking
             name = f"vol-{number:04d} (regenerated from the blobs here)"
             sources[number] = BlobBlocks(name, member, block, pieces.read)
+        else:
+            sources[number] = AbsentBlocks(f"vol-{number:04d}", member.blocks, block)
     parity: dict[int, BlockSource] = {
         p.index.header.volume.volume: FileBlocks(
             p.path.name, p.index.blocks, block, [(p.path / f.name, f.size) for f in p.index.files]

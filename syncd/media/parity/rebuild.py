@@ -23,7 +23,7 @@ from protocol.parity import Member, ParityIndex
 from syncd.media.errors import MediaError
 from syncd.media.layout import INDEX_NAME, volume_name
 from syncd.media.parity.code import StripeCode
-from syncd.media.parity.sources import BlockSource
+from syncd.media.parity.sources import AbsentBlocks, BlockSource
 from syncd.media.parity.streams import StreamWriter
 from syncd.media.writer import write_index_file
 
@@ -161,7 +161,8 @@ class Rebuilder:
         lost: list[str] = []
         for number in range(1, self.k + self.index.header.parity + 1):
             source = self.data.get(number) if number <= self.k else self.parity.get(number)
-            if source is None:
+            absent = isinstance(source, AbsentBlocks) and stripe < len(source.checksums)
+            if source is None or absent:
                 lost.append(f"{volume_name(number)} absent")
             elif stripe in source.lost:
                 lost.append(f"{source.name} damaged there")

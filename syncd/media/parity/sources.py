@@ -50,6 +50,14 @@ class BlockSource:
         """Nothing to release by default."""
 
 
+class AbsentBlocks(BlockSource):
+    """A volume that is not here: nothing of it but the zeros past its stream's end,
+    which still count towards a stripe where other volumes are longer."""
+
+    def _read(self, stripe: int) -> bytes | None:
+        return None
+
+
 class FileBlocks(BlockSource):
     """Blocks read from files on a volume (a data volume's packs, a parity volume's)."""
 

@@ -1,0 +1,298 @@
+"""Parity campaign: lost and damaged volumes of exports made with `syncd export --parity N`.
+
+Sets of 4 to 12 volumes (K data + N parity, N = 1..3) of month 1 of the TINY sample. For
+each set, every combination of up to N absent volumes is imported into an empty far
+root (in-process through the CLI's main), each with random damaged regions (runs of
+bytes overwritten in pack or parity files) placed where the set can still repair them;
+then trials beyond repair: N + 1 absent, and damage that leaves a stripe short.
+
+A model of the stripes predicts each trial from the parity index alone (which blocks of
+which volume are absent or damaged; a stripe decodes while K of its K + N blocks are
+sound, a short stream's blocks past its end counting as zeros), and the import must
+agree:
+- repairable: applied, and the far tree's snapshot id is exactly the source's; the
+  registry oracle (docker-registry + skopeo) pulls every tag from the first such far
+  root of each set;
+- beyond repair: nothing applied (the far root holds nothing but its state folder), and
+  the loss named (the volumes still missing, or the byte ranges that could not be
+  rebuilt).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from protocol.parity import ParityIndex, blocks_of, decode_parity
+from reliability.campaign import Context, Figure, Outcome
+from reliability.media_damage import link_copy
+from syncd.sample import TINY, Registry, generate_month, list_images, pull_all
+from tests.mediautil import syncd
+from tests.pushutil import snapshot_id
+
+SIZES = range(4, 13)  # volumes per set, data and parity
+PARITIES = (1, 2, 3)
+BEYOND_PER_SET = 6  # N + 1 absent, and damage leaving a stripe short
+QUICK_SETS = ((3, 2),)  # (K, N)
+QUICK_TRIALS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ParitySet:
+    k: int
+    n: int
+    folder: Path  # DIR/<export-id>
+    index: ParityIndex
+
+    @property
+    def volumes(self) -> list[int]:
+        return list(range(1, self.k + self.n + 1))
+
+    def blocks(self, volume: int) -> int:
+        """Blocks of a volume's stream (a parity volume spans every stripe)."""
+        if volume > self.k:
+            return self.index.header.stripes
+        return blocks_of(self.index.members[volume - 1].stream_size, self.index.header.block_size)
+
+
+@dataclass(slots=True)
+class Trial:
+    absent: tuple[int, ...]
+    damage: dict[int, set[int]] = field(default_factory=dict)  # volume -> damaged stripes
+
+    def describe(self) -> str:
+        damaged = {v: sorted(s) for v, s in self.damage.items()}
+        return f"absent {list(self.absent)}, damaged stripes {damaged}"
+
+
+def repairable(s: ParitySet, trial: Trial) -> bool:
+    """Whether every lost block of a data volume lies in a stripe with K sound blocks."""
+    for stripe in range(s.index.header.stripes):
+        sound = [v for v in s.volumes if _sound(s, trial, v, stripe)]
+        lost = [v for v in range(1, s.k + 1) if not _sound(s, trial, v, stripe)]
+        if lost and len(sound) < s.k:
+            return False
+    return True
+
+
+def _sound(s: ParitySet, trial: Trial, volume: int, stripe: int) -> bool:
+    if stripe >= s.blocks(volume):
+        return True  # zeros past the end of a short stream
+    return volume not in trial.absent and stripe not in trial.damage.get(volume, set())
+
+
+# -- made once ---------------------------------------------------------------------------------
+
+
+def make_set(src: Path, base: Path, k: int, n: int) -> ParitySet | None:
+    """An export of `src` with exactly K data volumes and N parity, if a volume size gives it."""
+    low, high = 150_000, 2_000_000
+    while low < high:
+        size = (low + high) // 2
+        folder = base / f"try-{k}-{n}-{size}"
+        ran = syncd("export", src, "--to", folder, "--full", "--json", "--parity", str(n),
+                    "--volume-size", str(size), "--max-file-size", str(size))  # fmt: skip
+        got = len([v for v in ran.json["volumes"] if v["kind"] == "data"]) if ran.code == 0 else 0
+        if got == k:
+            export = next(folder.iterdir())
+            final = base / f"set-{k}-{n}"
+            export.rename(final)
+            shutil.rmtree(folder)
+            index = decode_parity((final / f"vol-{k + 1:04d}" / "index").read_bytes())
+            return ParitySet(k, n, final, index)
+        shutil.rmtree(folder, ignore_errors=True)
+        if ran.code == 0 and got < k:
+            high = size  # too few volumes: smaller ones
+        else:
+            low = size + 1  # too many, or too small to hold a volume's index
+    return None
+
+
+# -- one trial ---------------------------------------------------------------------------------
+
+
+def damaged_copy(s: ParitySet, trial: Trial, to: Path, rng: random.Random) -> list[Path]:
+    """The present volumes of the set, with the trial's damage written into copies."""
+    link_copy(s.folder, to)
+    block = s.index.header.block_size
+    for volume, stripes in trial.damage.items():
+        path = to / f"vol-{volume:04d}"
+        for stripe in stripes:
+            _overwrite(path, stripe * block + rng.randrange(block), rng)
+    for volume in trial.absent:
+        shutil.rmtree(to / f"vol-{volume:04d}")
+    return sorted(to.iterdir())
+
+
+def _overwrite(volume: Path, offset: int, rng: random.Random) -> None:
+    """Flip a run of 1..64 bytes at `offset` of the volume's stream (its files in order)."""
+    files = sorted(p for p in volume.iterdir() if p.name != "index")
+    for path in files:
+        size = path.stat().st_size
+        if offset < size:
+            data = bytearray(path.read_bytes())
+            for i in range(offset, min(size, offset + rng.randint(1, 64))):
+                data[i] ^= 0xFF
+            path.unlink()  # a hard link to the pristine set: replace, never write into
+            path.write_bytes(bytes(data))
+            return
+        offset -= size
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    ok: bool
+    applied: bool
+    failure: str = ""
+
+
+def run_trial(s: ParitySet, trial: Trial, scratch: Path, rng: random.Random, source: str) -> Result:
+    media, far = scratch / "media", scratch / "far"
+    try:
+        volumes = damaged_copy(s, trial, media, rng)
+        ran = syncd("import", *volumes, "--root", far, "--json") if volumes else None
+        expected = repairable(s, trial)
+        if ran is None:
+            return Result(not expected, False, "" if not expected else "no volume left")
+        outcome = ran.json
+        applied = outcome["status"] == "applied"
+        if "Traceback" in ran.err:
+            return Result(False, applied, f"traceback: {ran.err[-300:]}")
+        if expected:
+            if not applied or snapshot_id(far) != source:
+                return Result(
+                    False, applied, f"not repaired: {outcome['status']}: {ran.err[-300:]}"
+                )
+            return Result(True, True)
+        content = [p.name for p in far.iterdir() if p.name != ".syncd"]
+        named = outcome.get("missing") and outcome["missing"]["missing_volumes"]
+        if applied or content or not (named or "cannot be rebuilt" in ran.out + str(outcome)):
+            return Result(False, applied, f"beyond repair, yet {outcome['status']}, {content}")
+        return Result(True, False)
+    finally:
+        shutil.rmtree(media, ignore_errors=True)
+        shutil.rmtree(far, ignore_errors=True)
+
+
+def oracle(s: ParitySet, trial: Trial, scratch: Path, rng: random.Random) -> str:
+    """Import the trial's volumes, then pull every tag from the far cache; "" if all pull."""
+    media, far = scratch / "oracle-media", scratch / "oracle-far"
+    try:
+        volumes = damaged_copy(s, trial, media, rng)
+        syncd("import", *volumes, "--root", far)
+        with Registry(far / ".oc-mirror/.cache", read_only=True) as registry:
+            images = list_images(registry)
+            failed = [r.image for r in pull_all(registry, images).values() if not r.ok]
+        return f"{len(failed)} of {len(images)} tags failed to pull: {failed[:3]}" if failed else ""
+    finally:
+        shutil.rmtree(media, ignore_errors=True)
+        shutil.rmtree(far, ignore_errors=True)
+
+
+# -- the trials of one set ---------------------------------------------------------------------
+
+
+def trials(s: ParitySet, rng: random.Random, quick: bool) -> Iterator[Trial]:
+    combos = [c for j in range(s.n + 1) for c in itertools.combinations(s.volumes, j)]
+    if quick:
+        combos = [(), (1,), (2, s.k + 1), tuple(range(1, s.n + 1))][: QUICK_TRIALS // 2]
+    for absent in combos:
+        yield Trial(tuple(absent))
+        yield _with_damage(s, Trial(tuple(absent)), rng, repair=True)
+    for _ in range(1 if quick else BEYOND_PER_SET // 2):
+        lost = rng.randint(1, s.k)
+        others = rng.sample([v for v in s.volumes if v != lost], s.n)
+        yield Trial(tuple(sorted([lost, *others])))
+        yield _with_damage(s, Trial(tuple(rng.sample(s.volumes, s.n))), rng, repair=False)
+
+
+def _with_damage(s: ParitySet, trial: Trial, rng: random.Random, *, repair: bool) -> Trial:
+    """Damage 1..3 random regions of present volumes: where the set can still repair them
+    (`repair`), or so that a data volume's stripe is left short."""
+    present = [v for v in s.volumes if v not in trial.absent and s.blocks(v)]
+    for _ in range(200 if repair else 0):
+        if not present:
+            break
+        volume = rng.choice(present)
+        stripe = rng.randrange(s.blocks(volume))
+        trial.damage.setdefault(volume, set()).add(stripe)
+        if not repairable(s, trial):
+            trial.damage[volume].discard(stripe)
+        if sum(len(v) for v in trial.damage.values()) >= rng.randint(1, 3):
+            break
+    if not repair:
+        for _ in range(200):
+            volume = rng.choice(present)
+            trial.damage.setdefault(volume, set()).add(rng.randrange(s.blocks(volume)))
+            if not repairable(s, trial):
+                break
+    trial.damage = {v: d for v, d in trial.damage.items() if d}
+    return trial
+
+
+def _sets(
+    ctx: Context,
+    src: Path,
+    source: str,
+    configs: list[tuple[int, int]],
+    counts: dict[str, int],
+    outcome: Outcome,
+    scratch: Path,
+) -> None:
+    for k, n in configs:
+        s = make_set(src, scratch, k, n)
+        if s is None:
+            outcome.failures.append(f"no volume size gives {k} data volumes")
+            continue
+        counts["sets"] += 1
+        rng = ctx.rng(f"set-{k}-{n}")
+        checked = False
+        for number, trial in enumerate(trials(s, rng, ctx.quick)):
+            expected = repairable(s, trial)
+            result = run_trial(s, trial, scratch, rng, source)
+            counts["repairable" if expected else "beyond"] += 1
+            counts["damaged regions"] += sum(len(d) for d in trial.damage.values())
+            if not result.ok:
+                outcome.failures.append(
+                    f"K={k} N={n} #{number} {trial.describe()}: {result.failure}"
+                )
+            if expected and result.ok and not checked:
+                checked = True
+                counts["oracle"] += 1
+                problem = oracle(s, trial, scratch, rng)
+                if problem:
+                    outcome.failures.append(f"K={k} N={n} oracle: {problem}")
+        shutil.rmtree(s.folder, ignore_errors=True)
+
+
+def run(ctx: Context) -> Outcome:
+    outcome = Outcome("parity")
+    src = ctx.scratch / "src"
+    generate_month(src, 1, TINY, via_registry=False)
+    source = snapshot_id(src)
+    configs = list(QUICK_SETS)
+    if not ctx.quick:
+        configs = [(t - n, n) for t in SIZES for n in PARITIES if t - n >= 1]
+    counts = {"repairable": 0, "beyond": 0, "sets": 0, "oracle": 0, "damaged regions": 0}
+    # Each trial's far root is written with the apply's fsyncs: in memory where there is a
+    # tmpfs, so that the campaign measures the import, not the disk.
+    shm = Path("/dev/shm")
+    scratch = Path(tempfile.mkdtemp(prefix="syncd-parity-", dir=shm if shm.is_dir() else None))
+    try:
+        _sets(ctx, src, source, configs, counts, outcome, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    outcome.figures += [
+        Figure("parity sets (K data + N parity volumes)", str(counts["sets"])),
+        Figure("trials repairable, imported byte-exact", str(counts["repairable"])),
+        Figure("trials beyond repair, nothing applied, loss named", str(counts["beyond"])),
+        Figure("damaged regions written", str(counts["damaged regions"])),
+        Figure("sets pulled by the registry oracle", str(counts["oracle"])),
+        Figure("failures", str(len(outcome.failures)), "0", not outcome.failures),
+    ]
+    return outcome
