@@ -265,9 +265,14 @@ def _rebuild_and_import(
         )
     for volume in rebuilt:
         run.notes.append(volume.describe(index))
+        if len(volume.lost) == len(members[volume.volume].blocks):
+            continue  # nothing of it could be rebuilt: it stays missing, by name
         run.add(volume.path)
-        if run.results[-1].status == "imported" and not volume.lost:
+        result = run.results[-1]
+        if result.status == "imported" and not volume.lost:
             _repaired(run, index.header.volume.export_id, volume.volume)
+        elif result.status == "refused" and volume.lost:
+            result.status = "partial"  # the blobs outside the lost ranges are staged
 
 
 def _repaired(run: Run, export_id: str, number: int) -> None:

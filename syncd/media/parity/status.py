@@ -91,7 +91,10 @@ def parity_hint(state: StateDir, progress: ImportProgress, missing: Missing) -> 
     if not any_json.get("any_of"):
         return []
     count, candidates = any_of(missing.volumes, progress.volumes, any_json["parity"])
-    return [f"  with its parity volumes, {describe_any_of(count, candidates)} complete it"]
+    return [
+        f"  with its parity volumes, {describe_any_of(count, candidates)} complete it "
+        "(a parity volume counts in the run it is given)"
+    ]
 
 
 def parity_json(state: StateDir, progress: ImportProgress, missing: Missing) -> dict[str, Any]:
