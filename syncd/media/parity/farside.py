@@ -34,7 +34,13 @@ from syncd.media.errors import MediaError, VolumeRefused
 from syncd.media.farpieces import FarPieces
 from syncd.media.layout import INDEX_NAME, describe
 from syncd.media.parity.rebuild import Rebuilder
-from syncd.media.parity.sources import AbsentBlocks, BlobBlocks, BlockSource, FileBlocks
+from syncd.media.parity.sources import (
+    AbsentBlocks,
+    BlobBlocks,
+    BlobCache,
+    BlockSource,
+    FileBlocks,
+)
 from syncd.media.parity.status import record_parity
 from syncd.media.progress import ImportProgress
 from syncd.media.signing import signature_problem
@@ -139,6 +145,7 @@ def complete_with_parity(
             )
         return
     folder = run.state.path / "media" / "rebuilt" / export_id
+    shutil.rmtree(folder.parent, ignore_errors=True)  # left by a run that was killed
     try:
         _rebuild_and_import(run, usable, needed, data_paths, folder)
     except MediaError as exc:  # the data volumes imported so far stay staged
@@ -233,6 +240,7 @@ def _rebuild_and_import(
     members = {m.volume: m for m in index.members}
     _check_space(folder.parent.parent, sum(members[n].stream_size for n in needed))
     pieces = FarPieces(run.root, run.staging, run.live)
+    cache = BlobCache(pieces.read)
     given = _given(index, data_paths)
     block = index.header.block_size
     sources: dict[int, BlockSource] = {}
@@ -242,7 +250,7 @@ def _rebuild_and_import(
             sources[number] = FileBlocks(given[number].name, member.blocks, block, files)
         elif number not in needed:  # imported before, or nothing in it is lacking
             name = f"vol-{number:04d} (regenerated from the blobs here)"
-            sources[number] = BlobBlocks(name, member, block, pieces.read)
+            sources[number] = BlobBlocks(name, member, block, cache)
         else:
             sources[number] = AbsentBlocks(f"vol-{number:04d}", member.blocks, block)
     parity: dict[int, BlockSource] = {

@@ -11,6 +11,7 @@ stripe is decodable while no more blocks than parity volumes are lost.
 from __future__ import annotations
 
 import bisect
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from protocol.parity import Member
 from syncd.media.parity.streams import StreamReader
 
 ReadPiece = Callable[[bytes, int], bytes | None]
+CACHE_BYTES = 64 << 20
 
 
 class BlockSource:
@@ -78,19 +80,42 @@ class FileBlocks(BlockSource):
         self._reader.close()
 
 
+class BlobCache:
+    """Blobs read for regenerated blocks, the most recent first, within a byte budget: a
+    blob of up to 16 MiB spans several blocks, read one stripe at a time."""
+
+    def __init__(self, read: ReadPiece, budget: int = CACHE_BYTES) -> None:
+        self._read = read
+        self._budget = budget
+        self._held: OrderedDict[bytes, bytes] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, digest: bytes, length: int) -> bytes | None:
+        data = self._held.get(digest)
+        if data is not None:
+            self._held.move_to_end(digest)
+            return data
+        data = self._read(digest, length)
+        if data is not None:
+            self._held[digest] = data
+            self._bytes += len(data)
+            while self._bytes > self._budget and len(self._held) > 1:
+                self._bytes -= len(self._held.popitem(last=False)[1])
+        return data
+
+
 class BlobBlocks(BlockSource):
     """Blocks of a data volume rebuilt from the blobs its index lists, by digest."""
 
-    def __init__(self, name: str, member: Member, block_size: int, read: ReadPiece) -> None:
+    def __init__(self, name: str, member: Member, block_size: int, cache: BlobCache) -> None:
         super().__init__(name, member.blocks, block_size)
-        self._read_piece = read
+        self._cache = cache
         starts = [0]
         for f in member.files:
             starts.append(starts[-1] + f.size)
         # Each blob at its offset in the stream, in stream order (entries tile the files).
         self._spans = [(starts[b.file] + b.offset, b.length, b.digest) for b in member.blobs]
         self._offsets = [s[0] for s in self._spans]
-        self._last: tuple[bytes, bytes] | None = None  # a blob spans several blocks
 
     def _read(self, stripe: int) -> bytes | None:
         start = stripe * self.block_size
@@ -99,7 +124,7 @@ class BlobBlocks(BlockSource):
         at = max(0, bisect.bisect_right(self._offsets, start) - 1)
         while at < len(self._spans) and self._spans[at][0] < end:
             offset, length, digest = self._spans[at]
-            data = self._blob(digest, length)
+            data = self._cache.get(digest, length)
             if data is None:
                 return None
             lo, hi = max(start, offset), min(end, offset + length)
@@ -107,10 +132,3 @@ class BlobBlocks(BlockSource):
                 out[lo - start : hi - start] = data[lo - offset : hi - offset]
             at += 1
         return bytes(out)
-
-    def _blob(self, digest: bytes, length: int) -> bytes | None:
-        if self._last is not None and self._last[0] == digest:
-            return self._last[1]
-        data = self._read_piece(digest, length)
-        self._last = None if data is None else (digest, data)
-        return data
