@@ -26,23 +26,19 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
     DEFAULT_WORKDIR,
-    RESULTS,
     Command,
     Row,
     Series,
     alternate,
     freeze_code,
-    machine,
-    markdown_table,
+    save_results,
     seconds_text,
     wait_for_quiet,
-    write_json,
 )
 from bench.media_bench import _remover
 from bench.push_bench import month_trees
@@ -164,16 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_wait and not args.quick:
         wait_for_quiet(0.5, 900, log)
     rows, data = run(args.workdir, max(1, args.runs), args.quick)
-    table = markdown_table(rows)
-    print(table)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    suffix = "-quick" if args.quick else ""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"parity-{stamp}{suffix}.md").write_text(table + "\n")
-    write_json(
-        RESULTS / f"parity-{stamp}{suffix}.json",
-        {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data},
-    )
+    save_results("parity", rows, data, quick=args.quick, workdir=args.workdir)
     return 0
 
 

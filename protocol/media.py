@@ -239,13 +239,21 @@ def index_body(
 ) -> bytes:
     """Every byte of an index before its END frame (a parity volume rebuilds a data
     volume's index from these parts and its END)."""
-    h = header
-    if manifest is None and h.parity:
+    if manifest is None and header.parity:
         raise ValueError("parity volumes need a format-2 index (with a manifest)")
-    extra = [] if manifest is None else [h.parity]
     head = _frame(
-        Kind.VOLUME,
-        FORMAT if manifest is None else FORMAT_MANIFEST,
+        Kind.VOLUME, *volume_fields(header, FORMAT if manifest is None else FORMAT_MANIFEST)
+    )
+    listing = _frame(Kind.FILES, [[f.name, f.size, f.checksum] for f in files])
+    entries = [[b.digest, b.file, b.offset, b.length] for b in blobs]
+    return MAGIC_INDEX + head + listing + (manifest or b"") + trees + _batched(Kind.BLOBS, entries)
+
+
+def volume_fields(h: VolumeHeader, format_: int) -> list[object]:
+    """The VOLUME frame's fields in order (format 2 adds `parity`); a parity index's
+    PARITY frame starts with the same ones (protocol/parity.py)."""
+    fields: list[object] = [
+        format_,
         h.export_id,
         h.created_ns,
         h.volume,
@@ -257,11 +265,8 @@ def index_body(
         h.site,
         h.export_blobs,
         h.export_bytes,
-        *extra,
-    )
-    listing = _frame(Kind.FILES, [[f.name, f.size, f.checksum] for f in files])
-    entries = [[b.digest, b.file, b.offset, b.length] for b in blobs]
-    return MAGIC_INDEX + head + listing + (manifest or b"") + trees + _batched(Kind.BLOBS, entries)
+    ]
+    return fields if format_ == FORMAT else [*fields, h.parity]
 
 
 def seal_index(body: bytes, sign: Signer | None) -> bytes:

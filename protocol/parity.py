@@ -46,6 +46,7 @@ from protocol.media import (
     _trees,
     _volume_header,
     signed_message,
+    volume_fields,
 )
 
 MAGIC_PARITY = b"SYNCDPAR"
@@ -131,25 +132,8 @@ def encode_parity(
 ) -> bytes:
     """A parity index; `shared` is the manifest and TREES frames every index of the
     export holds, in that order."""
-    h = header.volume
-    head = _frame(
-        Kind.PARITY,
-        FORMAT_MANIFEST,
-        h.export_id,
-        h.created_ns,
-        h.volume,
-        h.volumes,
-        h.parity,
-        h.target,
-        h.target_files,
-        h.target_bytes,
-        h.delete,
-        h.site,
-        h.export_blobs,
-        h.export_bytes,
-        header.block_size,
-        header.stripes,
-    )
+    fields = volume_fields(header.volume, FORMAT_MANIFEST)
+    head = _frame(Kind.PARITY, *fields, header.block_size, header.stripes)
     body = [MAGIC_PARITY, head, _listing(files), _batched(Kind.BLOCKS, blocks), shared]
     for m in members:
         sig = None if m.signature is None else [m.signature.public_key, m.signature.signature]
@@ -199,10 +183,10 @@ def peek_parity(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> Pa
 
 def _parity_header(f: list[object]) -> ParityHeader:
     volumes = _int(f[4], "data volume count", 1, MAX_VOLUMES)
-    parity = _int(f[5], "parity volume count", 1, MAX_WIDTH - volumes)
+    parity = _int(f[12], "parity volume count", 1, MAX_WIDTH - volumes)
     number = _int(f[3], "parity volume number", volumes + 1, volumes + parity)
-    # The VOLUME fields, in a data volume's order, to share their checks.
-    header = _volume_header([f[0], f[1], f[2], 1, volumes, *f[6:13], parity])
+    # A format-2 VOLUME frame's fields (for a data volume's number) share its checks.
+    header = _volume_header([*f[:3], 1, *f[4:13]])
     block = _int(f[13], "block size", MIN_BLOCK, MAX_BLOCK)
     if block & (block - 1):
         raise ProtocolError(ErrorCode.MALFORMED, f"block size {block} is not a power of two")

@@ -22,14 +22,13 @@ from protocol.messages import Result
 from syncd.apply.engine import resume_pending
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
-from syncd.gate.options import add_inspect_options, gate_policy
+from syncd.gate.options import add_inspect_options, gate_policy, positive_duration
 from syncd.session.afterapply import PostApplyPolicy
 from syncd.session.rootguard import refuse_unsafe_root
 from syncd.session.server import HANDSHAKE_TIMEOUT, ServeOptions, serve_session
 from syncd.session.wire import PeerError
 from syncd.state import StateDir
 from syncd.transport.stdio import open_stdio
-from syncd.units import parse_duration
 
 log = logging.getLogger("syncd.serve")
 
@@ -46,7 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
     parser.add_argument(
         "--handshake-timeout",
-        type=_timeout,
+        type=positive_duration,
         default=HANDSHAKE_TIMEOUT,
         metavar="DURATION",
         help="end a session whose client has sent no HELLO within DURATION (e.g. 90s, "
@@ -100,16 +99,6 @@ def run(args: argparse.Namespace) -> int:
             return int(ExitCode.FAILED)
     log.info("%s: snapshot %s", result.status, result.root.hex()[:16])
     return int(ExitCode.OK)
-
-
-def _timeout(text: str) -> float:
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: the timeout must be above zero")
-    return value
 
 
 async def _serve(options: ServeOptions) -> Result:

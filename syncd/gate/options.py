@@ -18,7 +18,7 @@ def add_inspect_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--inspect-timeout",
-        type=_duration,
+        type=positive_duration,
         default=DEFAULT_TIMEOUT,
         metavar="DURATION",
         help=f"refuse the apply when CMD runs longer (default {DEFAULT_TIMEOUT / 3600:g}h)",
@@ -29,7 +29,8 @@ def gate_policy(args: argparse.Namespace) -> GatePolicy:
     return GatePolicy(args.inspect or None, args.inspect_timeout)
 
 
-def _duration(text: str) -> float:
+def positive_duration(text: str) -> float:
+    """An argparse type: a duration (90s, 2m, 4h) above zero."""
     try:
         value = parse_duration(text)
     except ValueError as exc:
