@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.gate.audit import log_path, read_entries
 from syncd.state import StateDir
@@ -30,6 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.root.is_dir():
+        raise UsageError(f"{args.root}: not a folder")
     state = StateDir(args.root.absolute(), args.state)
     entries: list[dict[str, Any]] = []
     problems: list[str] = []

@@ -9,8 +9,8 @@
    imported in earlier runs count as sound: they are regenerated from the blobs they
    brought, found by digest in staging or the live tree.
 
-The rebuild is a copy of the volumes it makes on the root's file system; its space is
-checked first and a shortfall named. Every parity volume given is listed in the
+The rebuild is a copy of the volumes it makes on the root's file system, from which
+their blobs are then staged: twice their size is checked first and a shortfall named. Every parity volume given is listed in the
 outcome: used, not needed, or refused (and why).
 """
 
@@ -150,7 +150,7 @@ def complete_with_parity(
         _rebuild_and_import(run, usable, needed, data_paths, folder)
     except MediaError as exc:  # the data volumes imported so far stay staged
         for p in usable:
-            run.note_volume(p.path, "refused", str(exc))
+            run.note_volume(p.path, "refused", f"parity volume {describe(p.path)}: {exc}")
     finally:
         shutil.rmtree(folder.parent, ignore_errors=True)
 
@@ -238,7 +238,8 @@ def _rebuild_and_import(
 ) -> None:
     index = usable[0].index
     members = {m.volume: m for m in index.members}
-    _check_space(folder.parent.parent, sum(members[n].stream_size for n in needed))
+    # The rebuilt copies, then the blobs staged from them: up to twice their size.
+    _check_space(folder.parent.parent, 2 * sum(members[n].stream_size for n in needed))
     pieces = FarPieces(run.root, run.staging, run.live)
     cache = BlobCache(pieces.read)
     given = _given(index, data_paths)
