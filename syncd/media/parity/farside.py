@@ -10,8 +10,9 @@
    brought, found by digest in staging or the live tree.
 
 The rebuild is a copy of the volumes it makes on the root's file system, from which
-their blobs are then staged: twice their size is checked first and a shortfall named. Every parity volume given is listed in the
-outcome: used, not needed, or refused (and why).
+their blobs are then staged: twice their size is checked first and a shortfall named.
+Every parity volume given is listed in the outcome: used, not needed, or refused (and
+why).
 """
 
 from __future__ import annotations
