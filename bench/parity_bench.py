@@ -31,6 +31,7 @@ from typing import Any
 
 from bench.common import (
     DEFAULT_WORKDIR,
+    QUIET,
     Command,
     Row,
     Series,
@@ -157,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small trees: check the harness")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
     args = parser.parse_args(argv)
-    if not args.no_wait and not args.quick:
+    QUIET.enabled = not args.no_wait  # --no-wait: a busy shared machine, noisier figures
+    if args.quick:
+        QUIET.sample, QUIET.patience, QUIET.retries = 0.2, 2.0, 1
+    elif QUIET.enabled:
         wait_for_quiet(0.5, 900, log)
     rows, data = run(args.workdir, max(1, args.runs), args.quick)
     save_results("parity", rows, data, quick=args.quick, workdir=args.workdir)
