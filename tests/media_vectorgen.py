@@ -18,6 +18,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocol.codec import pack
+from protocol.manifest import (
+    Change,
+    ImageChange,
+    PathChange,
+    TransferManifest,
+    encode_manifest,
+)
 from protocol.media import (
     MAGIC_INDEX,
     MAGIC_RECEIPT,
@@ -33,13 +40,6 @@ from protocol.media import (
     encode_index,
     encode_receipt,
     encode_trees,
-)
-from protocol.manifest import (
-    Change,
-    ImageChange,
-    PathChange,
-    TransferManifest,
-    encode_manifest,
 )
 from protocol.parity import MAGIC_PARITY, Member, ParityHeader, decode_parity, encode_parity
 from protocol.tree import DirNode, FileNode, LinkNode, encode_tree, tree_id
@@ -286,14 +286,21 @@ def hostile_manifests() -> list[dict[str, object]]:
     good = manifest()
     image = good.images[0]
     path = good.paths[0]
+
+    def with_image(**change: str) -> TransferManifest:
+        return replace(good, images=(replace(image, **change),))  # type: ignore[arg-type]
+
+    def with_path(text: str) -> TransferManifest:
+        return replace(good, paths=(replace(path, path=text),))
+
     variants = [
-        ("manifest tag with a space", replace(good, images=(replace(image, tag="a b"),)), 1),
-        ("manifest repository in capitals", replace(good, images=(replace(image, repository="Open/Shift"),)), 1),
-        ("manifest digest not hex", replace(good, images=(replace(image, digest="sha256:xyz"),)), 1),
-        ("manifest path escaping the root", replace(good, paths=(replace(path, path="../etc/passwd"),)), 3),
-        ("manifest absolute path", replace(good, paths=(replace(path, path="/etc/passwd"),)), 3),
+        ("manifest tag with a space", with_image(tag="a b"), 1),
+        ("manifest repository in capitals", with_image(repository="Open/Shift"), 1),
+        ("manifest digest not hex", with_image(digest="sha256:xyz"), 1),
+        ("manifest path escaping the root", with_path("../etc/passwd"), 3),
+        ("manifest absolute path", with_path("/etc/passwd"), 3),
         ("manifest basis with an escape sequence", replace(good, basis="\x1b[2Jgone"), 1),
-    ]  # fmt: skip
+    ]
     cases = [
         (name, encode_index(header, files, trees, blobs, manifest=encode_manifest(m)), code)
         for name, m, code in variants
@@ -334,7 +341,7 @@ def build() -> dict[str, object]:
 
 
 def build_format2() -> dict[str, object]:
-    _, data_index, pack_bytes, _, parity_index, parity_block = parity_parts()
+    _, data_index, _, _, parity_index, parity_block = parity_parts()
     return {
         "manifest_index": {"hex": data_index.hex(), "decoded": describe(decode_index(data_index))},
         "parity_index": {
