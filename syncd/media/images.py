@@ -5,21 +5,22 @@ Read from tree records and pieces only, so the same code answers on the exportin
 the far side (its live snapshot against a staged target; pieces from staging or live
 files). A registry storage tree is any `docker/registry/v2` folder; a tag is
 `repositories/<repo>/_manifests/tags/<tag>/current/link` (distribution's
-registry/storage/paths.go, commit of the snapshot in /work/.mirror), whose bytes name
-the manifest digest. Platforms come from the manifest: an index's children, or an image
-manifest's config (`os`, `architecture`, `variant`).
+registry/storage/paths.go, manifestTagCurrentPathSpec, at commit 0d6b721dc), whose bytes
+name the manifest digest; only the tags whose link changes are read. Platforms come
+from the manifest: an index's children, or an image manifest's config (`os`,
+`architecture`, `variant`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
-from protocol.manifest import Change, ImageChange, valid_image
-from protocol.paths import join
+from protocol.manifest import Change, ImageChange, PathChange, valid_image
 from protocol.tree import DirNode, FileNode, Node
-from syncd.state import STATE_NAME
 from syncd.verify.digests import match_digest
 from syncd.verify.layout import blob_data
 from syncd.verify.manifest import Kind, ManifestError, parse_manifest
@@ -29,20 +30,27 @@ TreeLookup = Callable[[bytes], list[Node] | None]
 ReadPiece = Callable[[bytes, int], bytes | None]
 TagKey = tuple[str, str, str]  # registry folder, repository, tag
 
-_V2 = ("docker", "registry", "v2")
 CONFIG_LIMIT = 1 << 20
+RECENT_TREES = 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TreeView:
     """A tree to read images from: its records, its root and its pieces."""
 
     lookup: TreeLookup
     root: bytes
     read: ReadPiece
+    # Decoded records met last: paths share their upper folders (blobs/sha256/xx, ...).
+    _recent: OrderedDict[bytes, list[Node]] = field(default_factory=OrderedDict)
 
     def children(self, tree: bytes) -> list[Node]:
-        return self.lookup(tree) or []
+        found = self._recent.get(tree)
+        if found is None:
+            found = self._recent[tree] = self.lookup(tree) or []
+            if len(self._recent) > RECENT_TREES:
+                self._recent.popitem(last=False)
+        return found
 
     def node(self, path: str) -> Node | None:
         tree: bytes | None = self.root
@@ -62,50 +70,17 @@ class TreeView:
         return None if any(p is None for p in parts) else b"".join(p or b"" for p in parts)
 
 
-def tag_links(view: TreeView) -> dict[TagKey, FileNode]:
-    """Every tag's `current/link` file, by (registry folder, repository, tag)."""
-    found: dict[TagKey, FileNode] = {}
-    for registry, tree in _registries(view):
-        for repository, manifests in _repositories(view, tree):
-            for tag in _dirs(view, _subtree(view, manifests, "tags")):
-                current = _subtree(view, tag.tree, "current")
-                link = next((n for n in view.children(current) if n.name == "link"), None)
-                if current and isinstance(link, FileNode):
-                    found[(registry, repository, tag.name)] = link
-    return found
+# A tag's link, as distribution lays it out: repository components never start with "_".
+_TAG_LINK = re.compile(
+    r"(?P<registry>(?:.+/)?docker/registry/v2)/repositories/"
+    r"(?P<repository>[^_/][^/]*(?:/[^_/][^/]*)*)/_manifests/tags/(?P<tag>[^/]+)/current/link"
+)
 
 
-def _registries(view: TreeView) -> Iterator[tuple[str, bytes]]:
-    stack = [("", view.root)]
-    while stack:
-        path, tree = stack.pop()
-        for node in _dirs(view, tree):
-            child = join(path, node.name) if path else node.name
-            if tuple(child.split("/")[-3:]) == _V2:
-                yield child, node.tree
-            elif node.name != STATE_NAME:
-                stack.append((child, node.tree))
-
-
-def _repositories(view: TreeView, v2: bytes) -> Iterator[tuple[str, bytes]]:
-    """(repository name, its `_manifests` tree); names are paths, as in the catalog."""
-    stack = [("", _subtree(view, v2, "repositories"))]
-    while stack:
-        name, tree = stack.pop()
-        for node in _dirs(view, tree):
-            if node.name == "_manifests" and name:
-                yield name, node.tree
-            elif not node.name.startswith("_"):
-                stack.append((f"{name}/{node.name}" if name else node.name, node.tree))
-
-
-def _dirs(view: TreeView, tree: bytes) -> list[DirNode]:
-    return [n for n in view.children(tree) if isinstance(n, DirNode)] if tree else []
-
-
-def _subtree(view: TreeView, tree: bytes, name: str) -> bytes:
-    node = next((n for n in _dirs(view, tree) if n.name == name), None)
-    return node.tree if node is not None else b""
+def tag_link(path: str) -> TagKey | None:
+    """(registry folder, repository, tag) when `path` is a tag's `current/link`."""
+    found = _TAG_LINK.fullmatch(path)
+    return None if found is None else (found["registry"], found["repository"], found["tag"])
 
 
 def link_digest(view: TreeView, node: FileNode) -> str:
@@ -148,23 +123,28 @@ def _config_platform(config: bytes) -> str:
     return "/".join(p for p in parts if isinstance(p, str) and p)
 
 
-def image_changes(new: TreeView, old: TreeView | None) -> list[ImageChange]:
-    """Tags added, changed (their link differs) and removed from `old` to `new`."""
-    after = tag_links(new)
-    before = tag_links(old) if old is not None else {}
+def image_changes(paths: Iterable[PathChange], new: TreeView, old: TreeView) -> list[ImageChange]:
+    """The tags whose link the path changes add, change (to other bytes) or remove: found
+    from the difference alone, so the cost follows the change, not the tree."""
     changes: list[ImageChange] = []
-    for key in sorted(after.keys() | before.keys()):
-        registry, repository, tag = key
-        now, then = after.get(key), before.get(key)
-        if now is not None and then is not None and now.recipe == then.recipe:
+    for entry in paths:
+        key = tag_link(entry.path)
+        if key is None:
             continue
+        registry, repository, tag = key
+        now = new.node(entry.path) if entry.change is not Change.REMOVED else None
+        then = old.node(entry.path) if entry.change is not Change.ADDED else None
+        now = now if isinstance(now, FileNode) else None
+        then = then if isinstance(then, FileNode) else None
+        if now is not None and then is not None and now.recipe == then.recipe:
+            continue  # its mode changed, not what it names
         digest = link_digest(new, now) if now is not None else ""
-        previous = link_digest(old, then) if old is not None and then is not None else ""
-        change = Change.ADDED if then is None else Change.REMOVED if now is None else Change.CHANGED
+        previous = link_digest(old, then) if then is not None else ""
         shown = tuple(p for p in platforms(new, registry, digest) if p) if digest else ()
         if not valid_image(repository, tag, shown):
             shown = ()
             if not valid_image(repository, tag, shown):
                 continue  # a folder no registry would serve as a tag
+        change = Change.ADDED if then is None else Change.REMOVED if now is None else Change.CHANGED
         changes.append(ImageChange(change, registry, repository, tag, digest, previous, shown))
-    return changes
+    return sorted(changes, key=lambda c: (c.registry, c.repository, c.tag))

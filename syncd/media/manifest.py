@@ -32,12 +32,8 @@ def describe_change(
     """The manifest of going from `old` (None: nothing) to `new`."""
     before = old or empty_view()
     text = "".join(c if c.isprintable() else "?" for c in basis)[:MAX_BASIS_TEXT]
-    return TransferManifest(
-        text,
-        basis_root,
-        tuple(image_changes(new, old)),
-        tuple(sorted(path_changes(new, before), key=lambda p: (p.path, p.change))),
-    )
+    paths = tuple(sorted(path_changes(new, before), key=lambda p: (p.path, p.change)))
+    return TransferManifest(text, basis_root, tuple(image_changes(paths, new, before)), paths)
 
 
 def path_changes(new: TreeView, old: TreeView) -> Iterator[PathChange]:
