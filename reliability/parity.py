@@ -21,6 +21,7 @@ agree:
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import random
 import shutil
 import tempfile
@@ -40,6 +41,8 @@ PARITIES = (1, 2, 3)
 BEYOND_PER_SET = 6  # N + 1 absent, and damage leaving a stripe short
 QUICK_SETS = ((3, 2),)  # (K, N)
 QUICK_TRIALS = 8
+WORKERS = 2
+COUNTS = ("repairable", "beyond", "sets", "oracle", "damaged regions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,8 +204,11 @@ def trials(s: ParitySet, rng: random.Random, quick: bool) -> Iterator[Trial]:
     combos = [c for j in range(s.n + 1) for c in itertools.combinations(s.volumes, j)]
     if quick:
         combos = [(), (1,), (2, s.k + 1), tuple(range(1, s.n + 1))][: QUICK_TRIALS // 2]
-    for absent in combos:
-        yield Trial(tuple(absent))
+    for number, absent in enumerate(combos):
+        # Every combination, with damaged regions where it can still be repaired (in the
+        # quick slice, every other one without, so that plain losses are tried too).
+        if quick and number % 2:
+            yield Trial(tuple(absent))
         yield _with_damage(s, Trial(tuple(absent)), rng, repair=True)
     for _ in range(1 if quick else BEYOND_PER_SET // 2):
         lost = rng.randint(1, s.k)
@@ -235,39 +241,46 @@ def _with_damage(s: ParitySet, trial: Trial, rng: random.Random, *, repair: bool
     return trial
 
 
-def _sets(
-    ctx: Context,
-    src: Path,
-    source: str,
-    configs: list[tuple[int, int]],
-    counts: dict[str, int],
-    outcome: Outcome,
-    scratch: Path,
-) -> None:
-    for k, n in configs:
-        s = make_set(src, scratch, k, n)
-        if s is None:
-            outcome.failures.append(f"no volume size gives {k} data volumes")
-            continue
-        counts["sets"] += 1
-        rng = ctx.rng(f"set-{k}-{n}")
-        checked = False
-        for number, trial in enumerate(trials(s, rng, ctx.quick)):
-            expected = repairable(s, trial)
-            result = run_trial(s, trial, scratch, rng, source)
-            counts["repairable" if expected else "beyond"] += 1
-            counts["damaged regions"] += sum(len(d) for d in trial.damage.values())
-            if not result.ok:
-                outcome.failures.append(
-                    f"K={k} N={n} #{number} {trial.describe()}: {result.failure}"
-                )
-            if expected and result.ok and not checked:
-                checked = True
-                counts["oracle"] += 1
-                problem = oracle(s, trial, scratch, rng)
-                if problem:
-                    outcome.failures.append(f"K={k} N={n} oracle: {problem}")
-        shutil.rmtree(s.folder, ignore_errors=True)
+@dataclass(frozen=True, slots=True)
+class _Job:
+    seed: int
+    quick: bool
+    src: Path
+    source: str
+    scratch: Path
+    k: int
+    n: int
+
+
+def _one_set(job: _Job) -> tuple[dict[str, int], list[str]]:
+    """Every trial of one set (a worker process runs it; each set draws from its own
+    seeded generator, so the order the workers take them in changes nothing)."""
+    counts = dict.fromkeys(COUNTS, 0)
+    failures: list[str] = []
+    k, n = job.k, job.n
+    scratch = job.scratch / f"set-{k}-{n}"
+    scratch.mkdir()
+    s = make_set(job.src, scratch, k, n)
+    if s is None:
+        return counts, [f"no volume size gives {k} data volumes"]
+    counts["sets"] = 1
+    rng = Context(job.seed, scratch, job.quick).rng(f"set-{k}-{n}")
+    checked = False
+    for number, trial in enumerate(trials(s, rng, job.quick)):
+        expected = repairable(s, trial)
+        result = run_trial(s, trial, scratch, rng, job.source)
+        counts["repairable" if expected else "beyond"] += 1
+        counts["damaged regions"] += sum(len(d) for d in trial.damage.values())
+        if not result.ok:
+            failures.append(f"K={k} N={n} #{number} {trial.describe()}: {result.failure}")
+        if expected and result.ok and not checked:
+            checked = True
+            counts["oracle"] += 1
+            problem = oracle(s, trial, scratch, rng)
+            if problem:
+                failures.append(f"K={k} N={n} oracle: {problem}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    return counts, failures
 
 
 def run(ctx: Context) -> Outcome:
@@ -278,13 +291,18 @@ def run(ctx: Context) -> Outcome:
     configs = list(QUICK_SETS)
     if not ctx.quick:
         configs = [(t - n, n) for t in SIZES for n in PARITIES if t - n >= 1]
-    counts = {"repairable": 0, "beyond": 0, "sets": 0, "oracle": 0, "damaged regions": 0}
+    counts = dict.fromkeys(COUNTS, 0)
     # Each trial's far root is written with the apply's fsyncs: in memory where there is a
     # tmpfs, so that the campaign measures the import, not the disk.
     shm = Path("/dev/shm")
     scratch = Path(tempfile.mkdtemp(prefix="syncd-parity-", dir=shm if shm.is_dir() else None))
+    jobs = [_Job(ctx.seed, ctx.quick, src, source, scratch, k, n) for k, n in configs]
     try:
-        _sets(ctx, src, source, configs, counts, outcome, scratch)
+        with multiprocessing.get_context("spawn").Pool(1 if ctx.quick else WORKERS) as pool:
+            for found, failures in pool.imap_unordered(_one_set, jobs):
+                for key, value in found.items():
+                    counts[key] += value
+                outcome.failures += failures
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     outcome.figures += [
