@@ -74,7 +74,11 @@ def _signer(signature: Signature | None) -> str | None:
 
 def show_export(folder: Path) -> ExportView:
     view = ExportView(None)
-    for path in find_volumes([folder]):
+    volumes = find_volumes([folder])
+    exports = sorted({str(path.parent) for path in volumes})
+    if len(exports) > 1:
+        raise UsageError(f"{folder} holds {len(exports)} exports: show one of {', '.join(exports)}")
+    for path in volumes:
         try:
             shown = show_volume(path)
         except VolumeRefused as exc:
