@@ -11,6 +11,7 @@ from typing import Any
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.gate.audit import log_path, read_entries
+from syncd.media.showing import escape
 from syncd.state import StateDir
 
 FORMAT = 1
@@ -71,12 +72,11 @@ def describe(entry: dict[str, Any]) -> list[str]:
         f"{files.get('removed', 0)} removed",
     ]
     if entry.get("problem"):
-        lines.append(f"  {entry['problem']}".splitlines()[0])
+        lines.append(escape(f"  {entry['problem']}".splitlines()[0]))
     inspection = entry.get("inspection")
     if isinstance(inspection, dict):
-        lines.append(
-            f"  inspection: exit {inspection.get('exit_status')}: {inspection.get('command')}"
-        )
+        command = escape(str(inspection.get("command")))
+        lines.append(f"  inspection: exit {inspection.get('exit_status')}: {command}")
     for image in entry.get("images") or []:
         if isinstance(image, dict):
             digest = image.get("digest") or "?"

@@ -16,6 +16,7 @@ from syncd.media.showing import (
     ExportView,
     RootView,
     Shown,
+    escape,
     is_volume,
     show_export,
     show_root,
@@ -146,14 +147,6 @@ def _manifest_text(m: TransferManifest) -> list[str]:
         content = f"  {format_bytes(p.size)}  {p.content.hex()}" if p.content else ""
         lines.append(f"    {p.change.word:8} {escape(p.path)}{content}")
     return lines
-
-
-def escape(text: str) -> str:
-    """A name as a terminal shows it safely: control and other unprintable characters
-    escaped (a file name may hold an escape sequence)."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _listing(export: ExportView) -> list[dict[str, str]]:

@@ -120,3 +120,11 @@ def show_root(root: Path, state_path: Path | None) -> RootView:
     except (OSError, ValueError) as exc:
         raise UsageError(f"{pending_path(state)}: cannot read: {exc}") from exc
     return RootView(pending, ImportProgress.load(state))
+
+
+def escape(text: str) -> str:
+    """A name as a terminal shows it safely: control and other unprintable characters
+    escaped (a file name may hold an escape sequence)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
