@@ -99,7 +99,8 @@ def make_set(src: Path, base: Path, k: int, n: int) -> ParitySet | None:
         size = (low + high) // 2
         folder = base / f"try-{k}-{n}-{size}"
         ran = syncd("export", src, "--to", folder, "--full", "--json", "--parity", str(n),
-                    "--volume-size", str(size), "--max-file-size", str(size))  # fmt: skip
+                    "--volume-size", str(size), "--max-file-size", str(size),
+                    "--state", base / "src-state")  # fmt: skip
         got = len([v for v in ran.json["volumes"] if v["kind"] == "data"]) if ran.code == 0 else 0
         if got == k:
             export = next(folder.iterdir())
@@ -126,20 +127,22 @@ def damaged_copy(s: ParitySet, trial: Trial, to: Path, rng: random.Random) -> li
     for volume, stripes in trial.damage.items():
         path = to / f"vol-{volume:04d}"
         for stripe in stripes:
-            _overwrite(path, stripe * block + rng.randrange(block), rng)
+            start = stripe * block + rng.randrange(block)
+            _overwrite(path, start, min(rng.randint(1, 64), (stripe + 1) * block - start))
     for volume in trial.absent:
         shutil.rmtree(to / f"vol-{volume:04d}")
     return sorted(to.iterdir())
 
 
-def _overwrite(volume: Path, offset: int, rng: random.Random) -> None:
-    """Flip a run of 1..64 bytes at `offset` of the volume's stream (its files in order)."""
+def _overwrite(volume: Path, offset: int, length: int) -> None:
+    """Flip `length` bytes at `offset` of the volume's stream (its files in order); the
+    caller keeps the run inside one block, as the model assumes."""
     files = sorted(p for p in volume.iterdir() if p.name != "index")
     for path in files:
         size = path.stat().st_size
         if offset < size:
             data = bytearray(path.read_bytes())
-            for i in range(offset, min(size, offset + rng.randint(1, 64))):
+            for i in range(offset, min(size, offset + length)):
                 data[i] ^= 0xFF
             path.unlink()  # a hard link to the pristine set: replace, never write into
             path.write_bytes(bytes(data))
