@@ -93,28 +93,46 @@ def _sound(s: ParitySet, trial: Trial, volume: int, stripe: int) -> bool:
 
 
 def make_set(src: Path, base: Path, k: int, n: int) -> ParitySet | None:
-    """An export of `src` with exactly K data volumes and N parity, if a volume size gives it."""
+    """An export of `src` with exactly K data volumes and N parity, if a volume size gives
+    it: found by bisection, else (the count can jump where blobs are lumpy) by a scan."""
+    found = _bisect(src, base, k, n)
+    for size in range(150_000, 2_000_000, 5_000) if found is None else ():
+        found = _try(src, base, k, n, size)[0]
+        if found is not None:
+            break
+    return found
+
+
+def _bisect(src: Path, base: Path, k: int, n: int) -> ParitySet | None:
     low, high = 150_000, 2_000_000
     while low < high:
         size = (low + high) // 2
-        folder = base / f"try-{k}-{n}-{size}"
-        ran = syncd("export", src, "--to", folder, "--full", "--json", "--parity", str(n),
-                    "--volume-size", str(size), "--max-file-size", str(size),
-                    "--state", base / "src-state")  # fmt: skip
-        got = len([v for v in ran.json["volumes"] if v["kind"] == "data"]) if ran.code == 0 else 0
-        if got == k:
-            export = next(folder.iterdir())
-            final = base / f"set-{k}-{n}"
-            export.rename(final)
-            shutil.rmtree(folder)
-            index = decode_parity((final / f"vol-{k + 1:04d}" / "index").read_bytes())
-            return ParitySet(k, n, final, index)
-        shutil.rmtree(folder, ignore_errors=True)
-        if ran.code == 0 and got < k:
+        found, got = _try(src, base, k, n, size)
+        if found is not None:
+            return found
+        if 0 < got < k:
             high = size  # too few volumes: smaller ones
         else:
             low = size + 1  # too many, or too small to hold a volume's index
     return None
+
+
+def _try(src: Path, base: Path, k: int, n: int, size: int) -> tuple[ParitySet | None, int]:
+    """The set made with volumes of `size` if it has K data volumes; the count it had."""
+    folder = base / f"try-{k}-{n}-{size}"
+    ran = syncd("export", src, "--to", folder, "--full", "--json", "--parity", str(n),
+                "--volume-size", str(size), "--max-file-size", str(size),
+                "--state", base / "src-state")  # fmt: skip
+    got = len([v for v in ran.json["volumes"] if v["kind"] == "data"]) if ran.code == 0 else 0
+    if got != k:
+        shutil.rmtree(folder, ignore_errors=True)
+        return None, got
+    export = next(folder.iterdir())
+    final = base / f"set-{k}-{n}"
+    export.rename(final)
+    shutil.rmtree(folder)
+    index = decode_parity((final / f"vol-{k + 1:04d}" / "index").read_bytes())
+    return ParitySet(k, n, final, index), got
 
 
 # -- one trial ---------------------------------------------------------------------------------

@@ -89,32 +89,40 @@ def plan_with_parity(
     blobs: list[tuple[bytes, int]], fixed: int, shared: int, limits: MediaLimits, parity: int
 ) -> tuple[list[VolumePlan], Geometry]:
     """Data volumes planned so that each of `parity` parity volumes fits the volume size
-    too: the data volumes are made smaller until the parity volume's bound fits."""
+    too: a parity volume holds as many bytes as the longest data volume's packs (to a
+    block) and an index listing every data volume, so the data volumes' packs are capped
+    to what leaves room for that index, and planned again while the cap still moves."""
     check_parity(parity)
-    reserve = 0
+    size = limits.volume_size
+    capped = limits
     for _ in range(_PLAN_ROUNDS):
-        size = limits.volume_size
-        narrowed = limits if size is None else replace(limits, volume_size=size - reserve)
-        if narrowed.volume_size is not None and narrowed.volume_size <= fixed:
-            break
-        plans = plan_volumes(blobs, fixed, narrowed)
+        plans = plan_volumes(blobs, fixed, capped)
         geometry = Geometry.of((p.pack_bytes for p in plans), parity)
-        if len(plans) + parity > MAX_WIDTH:
-            raise PlanError(
-                f"{len(plans)} data volumes and {parity} parity volumes: a parity set holds at "
-                f"most {MAX_WIDTH} volumes; raise --volume-size"
-            )
+        _check_width(len(plans), parity)
         index = parity_index_max(plans, shared, geometry, limits.max_file_size)
         if index > limits.max_file_size:
             raise PlanError(
                 f"a parity volume's index (up to {index} bytes) exceeds the file size limit: "
                 "raise --max-file-size or --volume-size"
             )
-        total = geometry.stream_bytes + index
-        if size is None or total <= size:
+        if size is None or geometry.stream_bytes + index <= size:
             return plans, geometry
-        reserve += total - size
+        cap = size - index - geometry.block_size  # stream_bytes < longest pack + block
+        if capped.pack_limit is not None:
+            cap = min(cap, capped.pack_limit - geometry.block_size)
+        if cap < max((length for _, length in blobs), default=0):
+            break
+        capped = replace(limits, pack_limit=cap)
     raise PlanError(
         f"a volume of {limits.volume_size} bytes cannot hold a parity volume of this export "
-        "(its index lists every data volume's blobs): raise --volume-size"
+        "(its index lists every data volume's blobs, besides the longest data volume's "
+        "bytes): raise --volume-size"
     )
+
+
+def _check_width(data: int, parity: int) -> None:
+    if data + parity > MAX_WIDTH:
+        raise PlanError(
+            f"{data} data volumes and {parity} parity volumes: a parity set holds at most "
+            f"{MAX_WIDTH} volumes; raise --volume-size"
+        )
