@@ -203,7 +203,7 @@ def test_every_volume_size_gives_parity_volumes_within_it(src: Path, tmp_path: P
     """Found by the campaign: at some sizes the planner could not fit the parity volume
     (the longest data volume did not shrink as the volume size did, where blobs are
     lumpy) and refused; it now caps the data volumes' packs instead."""
-    for size in range(300_000, 420_001, 15_000):
+    for size in (325_000, 385_000):  # sizes the earlier planner refused or overshot
         out = tmp_path / f"usb-{size}"
         args = ("--volume-size", str(size), "--max-file-size", str(size), "--parity", "2")
         summary = export(src, out, "--full", "--state", tmp_path / "state", *args)
