@@ -27,6 +27,7 @@ from protocol.limits import DEFAULT_LIMITS, DIGEST_SIZE, Limits
 from protocol.manifest import TransferManifest, decode_manifest
 from protocol.media import (
     FORMAT_MANIFEST,
+    MAGIC_PARITY,
     MAX_VOLUMES,
     BlobEntry,
     Kind,
@@ -49,7 +50,6 @@ from protocol.media import (
     volume_fields,
 )
 
-MAGIC_PARITY = b"SYNCDPAR"
 MIN_BLOCK = 4096
 MAX_BLOCK = 1 << 20
 MAX_WIDTH = 256  # data + parity volumes of one set: the code works in GF(2^8)

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from syncd.commands.targetflags import add_target_policy, target_policy
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.gate.options import add_inspect_options, gate_policy
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="PUBKEY",
         help="refuse volumes whose index is not signed by this OpenSSH public key",
     )
+    add_target_policy(parser)
     add_inspect_options(parser)
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
@@ -61,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create root {root}: {exc.strerror}") from exc
-    outcome = import_volumes(root, state, args.dirs, required, gate_policy(args))
+    outcome = import_volumes(
+        root, state, args.dirs, required, target_policy(args), gate=gate_policy(args)
+    )
     for volume in outcome.refused:
         print(f"syncd import: refused {volume.problem}", file=sys.stderr)
     if args.json:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from protocol.tree import Node, decode_tree
+from syncd.apply.canon import TargetPolicy
 from syncd.apply.durable import write_atomically
 from syncd.apply.engine import ApplyResult, apply_target
 from syncd.apply.routing import LiveBlobs
@@ -43,10 +44,12 @@ def gated_apply(
     delete: bool,
     current: SnapshotReader,
     origin: Origin,
-    policy: GatePolicy,
+    gate: GatePolicy,
+    policy: TargetPolicy | None = None,
 ) -> ApplyResult:
-    """apply_target's arguments, plus what the gate needs: the live snapshot the apply
-    starts from, where the content comes from, and the operator's inspection policy."""
+    """apply_target's arguments (`policy`: what a target may hold), plus what the gate
+    needs: the live snapshot the apply starts from, where the content comes from, and the
+    operator's inspection command (`gate`)."""
     pieces = FarPieces(root, staging, LiveBlobs(current))
     try:
         new = TreeView(_lookup(records), target, pieces.read)
@@ -55,13 +58,13 @@ def gated_apply(
         entry = audit.Entry(origin, "applied", current.root, None, target, change)
         manifest = manifest_json(origin, current.root, target, change)
         save_pending(state, manifest)
-        if policy.inspect:
+        if gate.inspect:
             try:
-                verdict = inspect(state, policy, new, manifest, change)
+                verdict = inspect(state, gate, new, manifest, change)
             except InspectionRefused as exc:
                 audit.append(state, _with(entry, "refused", problem=str(exc)))
                 raise
-            details = verdict.as_json(policy.inspect)
+            details = verdict.as_json(gate.inspect)
             entry = _with(entry, "applied", inspection=details)
             if verdict.code != 0:
                 why = (
@@ -73,7 +76,7 @@ def gated_apply(
     finally:
         pieces.close()
     try:
-        result = apply_target(root, state, target, records, staging, delete=delete)
+        result = apply_target(root, state, target, records, staging, delete=delete, policy=policy)
     except SyncdError as exc:
         audit.append(state, _with(entry, "failed", problem=str(exc)))
         raise

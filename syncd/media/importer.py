@@ -25,6 +25,7 @@ from pathlib import Path
 from protocol.media import Signature, VolumeHeader
 from protocol.tree import Node, decode_tree
 from syncd import faults
+from syncd.apply.canon import TargetPolicy
 from syncd.apply.engine import ApplyResult, resume_pending, scan_far
 from syncd.apply.journal import read_journal
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
@@ -86,6 +87,8 @@ def import_volumes(
     state: StateDir,
     folders: Sequence[Path],
     required_key: bytes | None,
+    policy: TargetPolicy | None = None,
+    *,
     gate: GatePolicy | None = None,
 ) -> ImportOutcome:
     paths, parity = split_parity(find_volumes(folders))  # parity volumes: parity/farside.py
@@ -93,7 +96,7 @@ def import_volumes(
         resumed = resume_pending(root, state)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
-            run = _Run(root, state, current, staging, required_key)
+            run = _Run(root, state, current, staging, required_key, policy=policy)
             run.gate = gate or GatePolicy()
             for path in ordered(paths):
                 run.add(path)
@@ -123,9 +126,12 @@ class _Run:
         current: SnapshotReader,
         staging: Staging,
         required_key: bytes | None,
+        *,
+        policy: TargetPolicy | None,
     ) -> None:
         self.root, self.state, self.current, self.staging = root, state, current, staging
         self.required_key = required_key
+        self.policy = policy or TargetPolicy()  # what the far operator lets a target hold
         self.site = FarSite.load(state)
         self.progress = ImportProgress.load(state)
         self.live = LiveBlobs(current)
@@ -281,7 +287,8 @@ class _Run:
             delete=progress.delete,
             current=self.current,
             origin=Origin.of_export(self.state, progress.export_id, signature),
-            policy=self.gate,
+            gate=self.gate,
+            policy=self.policy,
         )
         faults.reached("imported")
         progress.applied = True

@@ -25,9 +25,10 @@ from syncd.gate.gated import pending_path
 from syncd.gate.origin import ed25519_fingerprint
 from syncd.media.errors import VolumeRefused
 from syncd.media.layout import INDEX_NAME, describe, find_volumes
+from syncd.media.mediafile import MediaFileRefused, read_verified
 from syncd.media.progress import ImportProgress
 from syncd.media.signing import signature_problem
-from syncd.media.volume import _read_index
+from syncd.media.volume import MAX_INDEX_BYTES
 from syncd.state import StateDir
 
 
@@ -51,10 +52,14 @@ class ExportView:
 
 def show_volume(path: Path) -> Shown:
     label = describe(path)
-    data = _read_index(path, label)
+    magic = MAGIC_PARITY if _magic(path) == MAGIC_PARITY else MAGIC_INDEX
+    try:
+        data, _ = read_verified(path / INDEX_NAME, magic, None, MAX_INDEX_BYTES)
+    except MediaFileRefused as exc:
+        raise VolumeRefused(label, f"index: {exc}") from exc
     manifest: TransferManifest | None
     try:
-        if data[: len(MAGIC_PARITY)] == MAGIC_PARITY:
+        if magic == MAGIC_PARITY:
             parity = decode_parity(data)
             header, manifest = parity.header.volume, parity.manifest
             kind, signature, message = "parity", parity.signature, parity.signed_message()
@@ -91,12 +96,18 @@ def show_export(folder: Path) -> ExportView:
 
 
 def is_volume(path: Path) -> bool:
+    return _magic(path) in (MAGIC_INDEX, MAGIC_PARITY)
+
+
+def _magic(path: Path) -> bytes:
     try:
         fd = os.open(path / INDEX_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        return False
+        return b""
     try:
-        return os.pread(fd, 8, 0) in (MAGIC_INDEX, MAGIC_PARITY)
+        return os.pread(fd, 8, 0)
+    except OSError:
+        return b""
     finally:
         os.close(fd)
 

@@ -34,6 +34,7 @@ from syncd.apply.staging import Staging
 from syncd.media.errors import MediaError, VolumeRefused
 from syncd.media.farpieces import FarPieces
 from syncd.media.layout import INDEX_NAME, describe
+from syncd.media.mediafile import MediaFileRefused, read_verified, same_trailer
 from syncd.media.parity.rebuild import Rebuilder
 from syncd.media.parity.sources import (
     AbsentBlocks,
@@ -44,8 +45,7 @@ from syncd.media.parity.sources import (
 )
 from syncd.media.parity.status import record_parity
 from syncd.media.progress import ImportProgress
-from syncd.media.signing import signature_problem
-from syncd.media.volume import _read_index, peek
+from syncd.media.volume import MAX_INDEX_BYTES, peek
 from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
 from syncd.units import format_bytes
@@ -109,15 +109,18 @@ class _Parity:
 
 
 def open_parity(path: Path, required_key: bytes | None) -> _Parity:
-    """A parity volume's index, decoded and its signature checked; VolumeRefused if not."""
+    """A parity volume's index, its signature (per `required_key`) and checksum checked
+    before it is decoded, as a data volume's (mediafile.py); VolumeRefused if not."""
     label = describe(path)
     try:
-        index = decode_parity(_read_index(path, label))
-    except ProtocolError as exc:
+        data, trailer = read_verified(
+            path / INDEX_NAME, MAGIC_PARITY, required_key, MAX_INDEX_BYTES
+        )
+        index = decode_parity(data)
+    except (MediaFileRefused, ProtocolError) as exc:
         raise VolumeRefused(label, f"parity index: {exc}") from exc
-    problem = signature_problem(index.signature, index.signed_message(), required_key)
-    if problem is not None:
-        raise VolumeRefused(label, f"parity index: {problem}")
+    if not same_trailer(index.checksum, index.signature, trailer):
+        raise VolumeRefused(label, "parity index: its frames do not end with the END checked")
     return _Parity(path, index)
 
 
