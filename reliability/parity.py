@@ -56,6 +56,12 @@ class ParitySet:
     def volumes(self) -> list[int]:
         return list(range(1, self.k + self.n + 1))
 
+    def size(self, volume: int) -> int:
+        """Bytes of a volume's stream (a parity volume's spans every stripe)."""
+        if volume > self.k:
+            return self.index.header.stripes * self.index.header.block_size
+        return self.index.members[volume - 1].stream_size
+
     def blocks(self, volume: int) -> int:
         """Blocks of a volume's stream (a parity volume spans every stripe)."""
         if volume > self.k:
@@ -96,7 +102,7 @@ def make_set(src: Path, base: Path, k: int, n: int) -> ParitySet | None:
     """An export of `src` with exactly K data volumes and N parity, if a volume size gives
     it: found by bisection, else (the count can jump where blobs are lumpy) by a scan."""
     found = _bisect(src, base, k, n)
-    for size in range(150_000, 2_000_000, 5_000) if found is None else ():
+    for size in range(150_000, 600_000, 1_000) if found is None else ():
         found = _try(src, base, k, n, size)[0]
         if found is not None:
             break
@@ -145,7 +151,8 @@ def damaged_copy(s: ParitySet, trial: Trial, to: Path, rng: random.Random) -> li
     for volume, stripes in trial.damage.items():
         path = to / f"vol-{volume:04d}"
         for stripe in stripes:
-            start = stripe * block + rng.randrange(block)
+            # Inside the stream: the last block of a volume is often partly past its end.
+            start = stripe * block + rng.randrange(min(block, s.size(volume) - stripe * block))
             _overwrite(path, start, min(rng.randint(1, 64), (stripe + 1) * block - start))
     for volume in trial.absent:
         shutil.rmtree(to / f"vol-{volume:04d}")
