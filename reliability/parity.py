@@ -273,11 +273,20 @@ def _with_damage(s: ParitySet, trial: Trial, rng: random.Random, *, repair: bool
 class _Job:
     seed: int
     quick: bool
-    src: Path
-    source: str
+    sources: tuple[tuple[Path, str], ...]  # (tree, its snapshot id): month 1, then 2
     scratch: Path
     k: int
     n: int
+
+
+def _first_set(job: _Job, scratch: Path) -> tuple[ParitySet, str] | None:
+    """The set of K + N made from the first tree that gives it: blobs are lumpy, so where
+    no volume size splits month 1 into exactly K volumes, month 2 may."""
+    for src, source in job.sources:
+        made = make_set(src, scratch, job.k, job.n)
+        if made is not None:
+            return made, source
+    return None
 
 
 def _one_set(job: _Job) -> tuple[dict[str, int], list[str]]:
@@ -288,15 +297,16 @@ def _one_set(job: _Job) -> tuple[dict[str, int], list[str]]:
     k, n = job.k, job.n
     scratch = job.scratch / f"set-{k}-{n}"
     scratch.mkdir()
-    s = make_set(job.src, scratch, k, n)
-    if s is None:
+    made = _first_set(job, scratch)
+    if made is None:
         return counts, [f"no volume size gives {k} data volumes"]
+    s, source = made
     counts["sets"] = 1
     rng = Context(job.seed, scratch, job.quick).rng(f"set-{k}-{n}")
     checked = False
     for number, trial in enumerate(trials(s, rng, job.quick)):
         expected = repairable(s, trial)
-        result = run_trial(s, trial, scratch, rng, job.source)
+        result = run_trial(s, trial, scratch, rng, source)
         counts["repairable" if expected else "beyond"] += 1
         counts["damaged regions"] += sum(len(d) for d in trial.damage.values())
         if not result.ok:
@@ -313,9 +323,11 @@ def _one_set(job: _Job) -> tuple[dict[str, int], list[str]]:
 
 def run(ctx: Context) -> Outcome:
     outcome = Outcome("parity")
-    src = ctx.scratch / "src"
+    src, src2 = ctx.scratch / "src", ctx.scratch / "src2"
     generate_month(src, 1, TINY, via_registry=False)
-    source = snapshot_id(src)
+    shutil.copytree(src, src2, symlinks=True, ignore=shutil.ignore_patterns(".syncd"))
+    generate_month(src2, 2, TINY, via_registry=False)
+    sources = ((src, snapshot_id(src)), (src2, snapshot_id(src2)))
     configs = list(QUICK_SETS)
     if not ctx.quick:
         configs = [(t - n, n) for t in SIZES for n in PARITIES if t - n >= 1]
@@ -324,7 +336,7 @@ def run(ctx: Context) -> Outcome:
     # tmpfs, so that the campaign measures the import, not the disk.
     shm = Path("/dev/shm")
     scratch = Path(tempfile.mkdtemp(prefix="syncd-parity-", dir=shm if shm.is_dir() else None))
-    jobs = [_Job(ctx.seed, ctx.quick, src, source, scratch, k, n) for k, n in configs]
+    jobs = [_Job(ctx.seed, ctx.quick, sources, scratch, k, n) for k, n in configs]
     try:
         with multiprocessing.get_context("spawn").Pool(1 if ctx.quick else WORKERS) as pool:
             for found, failures in pool.imap_unordered(_one_set, jobs):
