@@ -11,7 +11,6 @@ progress.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from syncd.errors import UsageError
 from syncd.gate.gated import pending_path
 from syncd.gate.origin import ed25519_fingerprint
 from syncd.media.errors import VolumeRefused
-from syncd.media.layout import INDEX_NAME, describe, find_volumes
+from syncd.media.layout import INDEX_NAME, describe, find_volumes, index_magic
 from syncd.media.mediafile import MediaFileRefused, read_verified
 from syncd.media.progress import ImportProgress
 from syncd.media.signing import signature_problem
@@ -52,7 +51,7 @@ class ExportView:
 
 def show_volume(path: Path) -> Shown:
     label = describe(path)
-    magic = MAGIC_PARITY if _magic(path) == MAGIC_PARITY else MAGIC_INDEX
+    magic = MAGIC_PARITY if index_magic(path) == MAGIC_PARITY else MAGIC_INDEX
     try:
         data, _ = read_verified(path / INDEX_NAME, magic, None, MAX_INDEX_BYTES)
     except MediaFileRefused as exc:
@@ -96,20 +95,7 @@ def show_export(folder: Path) -> ExportView:
 
 
 def is_volume(path: Path) -> bool:
-    return _magic(path) in (MAGIC_INDEX, MAGIC_PARITY)
-
-
-def _magic(path: Path) -> bytes:
-    try:
-        fd = os.open(path / INDEX_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return b""
-    try:
-        return os.pread(fd, 8, 0)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
+    return index_magic(path) in (MAGIC_INDEX, MAGIC_PARITY)
 
 
 @dataclass(frozen=True, slots=True)

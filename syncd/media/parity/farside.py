@@ -18,7 +18,6 @@ why).
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from syncd.apply.routing import LiveBlobs, far_descent
 from syncd.apply.staging import Staging
 from syncd.media.errors import MediaError, VolumeRefused
 from syncd.media.farpieces import FarPieces
-from syncd.media.layout import INDEX_NAME, describe
+from syncd.media.layout import INDEX_NAME, describe, index_magic
 from syncd.media.mediafile import MediaFileRefused, read_verified, same_trailer
 from syncd.media.parity.rebuild import Rebuilder
 from syncd.media.parity.sources import (
@@ -85,21 +84,8 @@ def split_parity(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     data: list[Path] = []
     parity: list[Path] = []
     for path in paths:
-        (parity if _magic(path) == MAGIC_PARITY else data).append(path)
+        (parity if index_magic(path) == MAGIC_PARITY else data).append(path)
     return data, parity
-
-
-def _magic(path: Path) -> bytes:
-    try:
-        fd = os.open(path / INDEX_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return b""
-    try:
-        return os.pread(fd, len(MAGIC_PARITY), 0)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
