@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -419,3 +420,20 @@ def mib(value: float) -> str:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def save_results(
+    name: str, rows: Sequence[Row], data: dict[str, Any], *, quick: bool, workdir: Path
+) -> str:
+    """Print and write `bench/results/<name>-<date>[-quick].md` and `.json`; the table."""
+    table = markdown_table(rows)
+    print(table)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    suffix = "-quick" if quick else ""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}-{stamp}{suffix}.md").write_text(table + "\n")
+    write_json(
+        RESULTS / f"{name}-{stamp}{suffix}.json",
+        {"machine": machine(workdir), "rows": [r.as_json() for r in rows], **data},
+    )
+    return table

@@ -25,6 +25,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING, Any
 
 import blake3
 
@@ -33,9 +34,16 @@ from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import CHUNK_SIZE, DEFAULT_LIMITS, DIGEST_SIZE, Limits
 from protocol.tree import DirNode, decode_tree, tree_id
 
+if TYPE_CHECKING:
+    from protocol.manifest import TransferManifest
+
 MAGIC_INDEX = b"SYNCDVOL"
 MAGIC_RECEIPT = b"SYNCDRCT"
+MAGIC_PARITY = b"SYNCDPAR"  # protocol/parity.py
 FORMAT = 1
+# Format 2 adds the transfer manifest and the parity count (SPEC.md 9.9, 9.10); an
+# index without either is still written, and read, as format 1.
+FORMAT_MANIFEST = 2
 SIGNATURE_CONTEXT = b"syncd media signature v1\x00"
 SITE_ID_SIZE = 16
 LINEAGE_SIZE = 16
@@ -70,6 +78,12 @@ class Kind(IntEnum):
     END = 5
     RECEIPT = 6
     STAGED = 7
+    MANIFEST = 8  # protocol/manifest.py
+    IMAGES = 9
+    CHANGES = 10
+    PARITY = 11  # protocol/parity.py
+    MEMBER = 12
+    BLOCKS = 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +113,7 @@ class VolumeHeader:
     # far side can tell another source's exports from the next ones of its own (SPEC.md
     # 9.6). None: a volume made before lineages existed (the field is then absent).
     lineage: bytes | None = None
+    parity: int = 0  # parity volumes of the export (format 2), numbered after `volumes`
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +139,7 @@ class VolumeIndex:
     blobs: tuple[BlobEntry, ...]  # sorted by (file, offset), tiling each file
     checksum: bytes
     signature: Signature | None
+    manifest: TransferManifest | None = None  # format 2
 
     def signed_message(self) -> bytes:
         return signed_message(MAGIC_INDEX, self.checksum)
@@ -190,7 +206,7 @@ def encode_trees(records: Iterable[tuple[bytes, bytes]]) -> bytes:
     return b"".join(frames)
 
 
-def _batched(kind: Kind, items: Sequence[list[object]]) -> bytes:
+def _batched(kind: Kind, items: Sequence[object]) -> bytes:
     return b"".join(
         _frame(kind, list(items[i : i + ENTRIES_PER_FRAME]))
         for i in range(0, len(items), ENTRIES_PER_FRAME)
@@ -212,12 +228,39 @@ def encode_index(
     trees: bytes,
     blobs: Sequence[BlobEntry],
     sign: Signer | None = None,
+    *,
+    manifest: bytes | None = None,
 ) -> bytes:
-    """A volume index; `trees` is `encode_trees` of the target's records."""
-    h = header
+    """A volume index; `trees` is `encode_trees` of the target's records, `manifest`
+    `encode_manifest` of the transfer manifest (format 2; None: format 1)."""
+    return _finish(index_body(header, files, trees, blobs, manifest), MAGIC_INDEX, sign)
+
+
+def index_body(
+    header: VolumeHeader,
+    files: Sequence[PackFile],
+    trees: bytes,
+    blobs: Sequence[BlobEntry],
+    manifest: bytes | None,
+) -> bytes:
+    """Every byte of an index before its END frame (a parity volume rebuilds a data
+    volume's index from these parts and its END)."""
+    if manifest is None and header.parity:
+        raise ValueError("parity volumes need a format-2 index (with a manifest)")
     head = _frame(
-        Kind.VOLUME,
-        FORMAT,
+        Kind.VOLUME, *volume_fields(header, FORMAT if manifest is None else FORMAT_MANIFEST)
+    )
+    listing = _frame(Kind.FILES, [[f.name, f.size, f.checksum] for f in files])
+    entries = [[b.digest, b.file, b.offset, b.length] for b in blobs]
+    return MAGIC_INDEX + head + listing + (manifest or b"") + trees + _batched(Kind.BLOBS, entries)
+
+
+def volume_fields(h: VolumeHeader, format_: int) -> list[object]:
+    """The VOLUME frame's fields in order: format 1 ends with the optional `lineage`,
+    format 2 adds `parity` and then `lineage` (nil when absent); a parity index's PARITY
+    frame starts with the same ones (protocol/parity.py)."""
+    fields: list[object] = [
+        format_,
         h.export_id,
         h.created_ns,
         h.volume,
@@ -229,12 +272,21 @@ def encode_index(
         h.site,
         h.export_blobs,
         h.export_bytes,
-        *([] if h.lineage is None else [h.lineage]),
-    )
-    listing = _frame(Kind.FILES, [[f.name, f.size, f.checksum] for f in files])
-    entries = [[b.digest, b.file, b.offset, b.length] for b in blobs]
-    body = MAGIC_INDEX + head + listing + trees + _batched(Kind.BLOBS, entries)
+    ]
+    if format_ == FORMAT:
+        return fields if h.lineage is None else [*fields, h.lineage]
+    return [*fields, h.parity, h.lineage]
+
+
+def seal_index(body: bytes, sign: Signer | None) -> bytes:
+    """`index_body` closed by its END frame, signed when `sign` is given."""
     return _finish(body, MAGIC_INDEX, sign)
+
+
+def end_frame(checksum: bytes, signature: Signature | None) -> bytes:
+    """An END frame as `_finish` writes it."""
+    sig = None if signature is None else [signature.public_key, signature.signature]
+    return _frame(Kind.END, checksum, sig)
 
 
 def encode_receipt(
@@ -304,10 +356,17 @@ class _Frames:
         frame, _ = self._read()
         return _fields(frame, kind, arity)
 
-    def expect_either(self, kind: Kind, arity: int, longer: int) -> list[object]:
-        """Like expect, with `arity` or `longer` fields (a field added later)."""
+    def versioned(self, kind: Kind, arities: dict[int, tuple[int, ...]]) -> list[object]:
+        """The fields of the next frame of `kind`, whose first field is a format number
+        with the numbers of fields it allows (`arities`: a later optional field makes
+        two); VERSION for another format."""
         frame, _ = self._read()
-        return _fields(frame, kind, longer if len(frame) == longer + 1 else arity)
+        if frame[0] != kind or len(frame) < 2:
+            return _fields(frame, kind, min(min(a) for a in arities.values()))  # raises
+        if type(frame[1]) is not int or frame[1] not in arities:
+            raise ProtocolError(ErrorCode.VERSION, f"media format {frame[1]!r} is not supported")
+        allowed = arities[frame[1]]
+        return _fields(frame, kind, len(frame) - 1 if len(frame) - 1 in allowed else allowed[0])
 
     def each(self, kind: Kind) -> Iterator[list[object]]:
         """The arrays carried by the run of `kind` frames that comes next (maybe none)."""
@@ -377,7 +436,8 @@ def check_magic(magic: bytes, head: bytes) -> None:
 
 
 def _what(magic: bytes) -> str:
-    return "volume index" if magic == MAGIC_INDEX else "receipt"
+    names = {MAGIC_INDEX: "volume index", MAGIC_PARITY: "parity index"}
+    return names.get(magic, "receipt")
 
 
 def read_trailer(magic: bytes, tail: bytes, size: int) -> Trailer:
@@ -457,24 +517,32 @@ def _format(value: object) -> None:
 def decode_index(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> VolumeIndex:
     """Decode and validate a whole volume index (its checksum included, not its signature:
     checking that needs a key, see syncd/media/signing.py)."""
+    # Imported here: protocol/manifest.py builds on this module's frame reader.
+    from protocol.manifest import decode_manifest  # noqa: PLC0415
+
     frames = _Frames(data, MAGIC_INDEX, limits)
-    header = _volume_header(frames.expect_either(Kind.VOLUME, 12, 13))
+    fields = frames.versioned(Kind.VOLUME, _VOLUME_ARITY)
+    header = _volume_header(fields)
     (listing,) = frames.expect(Kind.FILES, 1)
     files = _files(listing)
+    manifest = decode_manifest(frames) if fields[0] == FORMAT_MANIFEST else None
     trees = _trees(frames, header.target, limits)
     blobs = _blobs(frames, files)
     checksum, signature = frames.end()
-    return VolumeIndex(header, files, trees, blobs, checksum, signature)
+    return VolumeIndex(header, files, trees, blobs, checksum, signature, manifest)
 
 
 def peek_header(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> VolumeHeader:
     """The header of a volume index from its first bytes alone, unverified: enough to put
     volumes in order before each is read and verified in full."""
-    return _volume_header(_Frames(data, MAGIC_INDEX, limits).expect_either(Kind.VOLUME, 12, 13))
+    return _volume_header(_Frames(data, MAGIC_INDEX, limits).versioned(Kind.VOLUME, _VOLUME_ARITY))
+
+
+# Format 1: 12 fields, 13 with a lineage; format 2: 14 (parity, then lineage or nil).
+_VOLUME_ARITY = {FORMAT: (12, 13), FORMAT_MANIFEST: (14,)}
 
 
 def _volume_header(f: list[object]) -> VolumeHeader:
-    _format(f[0])
     volumes = _int(f[4], "volume count", 1, MAX_VOLUMES)
     site = None if f[9] is None else _digest(f[9], "site id", SITE_ID_SIZE)
     return VolumeHeader(
@@ -489,8 +557,22 @@ def _volume_header(f: list[object]) -> VolumeHeader:
         site=site,
         export_blobs=_int(f[10], "export blobs"),
         export_bytes=_int(f[11], "export bytes"),
-        lineage=_digest(f[12], "lineage", LINEAGE_SIZE) if len(f) > 12 else None,
+        **_volume_tail(f, volumes),
     )
+
+
+def _volume_tail(f: list[object], volumes: int) -> dict[str, Any]:
+    """`parity` and `lineage`, where each format puts them (volume_fields)."""
+    if f[0] == FORMAT:
+        return {"lineage": _lineage(f[12]) if len(f) > 12 else None}
+    return {
+        "parity": _int(f[12], "parity volumes", 0, MAX_VOLUMES - volumes),
+        "lineage": None if f[13] is None else _lineage(f[13]),
+    }
+
+
+def _lineage(value: object) -> bytes:
+    return _digest(value, "lineage", LINEAGE_SIZE)
 
 
 def _files(value: object) -> tuple[PackFile, ...]:

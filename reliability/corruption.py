@@ -37,7 +37,7 @@ from tests.mediautil import Ran, copy_tree, export, keypair, syncd
 from tests.pushutil import snapshot_id, syncd_env
 
 FULL_MUTATIONS = 1_020  # 60 of each of the 17 kinds
-VOLUME_ARGS = ("--full", "--volume-size", "200k", "--max-file-size", "100k")
+VOLUME_ARGS = ("--full", "--volume-size", "300k", "--max-file-size", "150k")
 SUBPROCESS_EVERY = 50
 FOLLOW_UP_EVERY = 3  # in the full run; the quick slice follows up every mutation
 BLOBS = Path(".oc-mirror/.cache/docker/registry/v2/blobs/sha256")

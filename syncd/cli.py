@@ -31,6 +31,8 @@ COMMANDS = {
     "export": "syncd.commands.export",
     "import": "syncd.commands.imports",
     "receipt": "syncd.commands.receipt",
+    "show": "syncd.commands.show",
+    "audit": "syncd.commands.audit",
     "daemon": "syncd.commands.daemon",
     "status": "syncd.commands.status",
     "sample": "syncd.sample.command",

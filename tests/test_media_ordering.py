@@ -20,7 +20,7 @@ from protocol.media import decode_index, decode_receipt, encode_index, encode_re
 from tests.mediautil import become, copy_tree, export, import_, receipt, syncd, volumes_of
 from tests.pushutil import snapshot_id
 
-SMALL = ("--volume-size", "150k", "--max-file-size", "100k")
+SMALL = ("--volume-size", "260k", "--max-file-size", "200k")
 TWO_DAYS_NS = 2 * 86_400 * 10**9
 
 

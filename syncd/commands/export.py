@@ -54,6 +54,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="PUBKEY",
         help="refuse a receipt not signed by this OpenSSH public key",
     )
+    parser.add_argument(
+        "--parity",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N parity volumes: the far side completes the import with any N volumes "
+        "absent, and repairs damaged regions (default 0)",
+    )
+    parser.add_argument(
+        "--assume-delivered",
+        action="store_true",
+        help="one-way link (data diode): build on the last export made with this option as "
+        "if its receipt had come back, so each export holds only what is new",
+    )
     parser.add_argument("--state", type=Path, help="SRC's state folder (default: SRC/.syncd)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
     parser.set_defaults(run=run)
@@ -88,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         full=args.full,
         sign_key=args.sign_key,
         require_signed_by=args.require_signed_by,
+        parity=args.parity,
+        assume_delivered=args.assume_delivered,
     )
 
     def report(problem: Problem) -> None:
@@ -119,4 +135,5 @@ def _print(outcome: ExportOutcome) -> None:
         f"{format_bytes(total)} written in {outcome.seconds:.2f} s"
     )
     for volume in outcome.volumes:
-        print(f"  {volume.path.name}: {volume.blobs} blobs, {format_bytes(volume.bytes)}")
+        what = "parity" if volume.kind == "parity" else f"{volume.blobs} blobs"
+        print(f"  {volume.path.name}: {what}, {format_bytes(volume.bytes)}")

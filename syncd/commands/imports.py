@@ -12,11 +12,13 @@ from pathlib import Path
 from syncd.commands.targetflags import add_target_policy, target_policy
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.gate.options import add_inspect_options, gate_policy
 from syncd.interrupt import stop_on_signals
 from syncd.jsonout import dumps
 from syncd.media.importer import ImportOutcome, StatusReport, import_status, import_volumes
 from syncd.media.layout import refuse_inside
 from syncd.media.ordering import Allowances
+from syncd.media.parity.status import parity_hint, parity_json
 from syncd.media.progress import ImportProgress
 from syncd.media.signing import load_public_key
 from syncd.safetext import escape
@@ -63,6 +65,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "source or site, or are older (refused otherwise)",
     )
     add_target_policy(parser)
+    add_inspect_options(parser)
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
     parser.set_defaults(run=run)
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--status takes no DIR")
         if not root.is_dir():  # a typo must not read as "no import in progress"
             raise UsageError(f"--root {root}: no such folder")
-        return _status(import_status(root, state), args.json)
+        return _status(import_status(root, state), args.json, state)
     if not args.dirs:
         raise UsageError("give at least one DIR holding volumes (or --status)")
     for folder in args.dirs:
@@ -91,14 +94,20 @@ def run(args: argparse.Namespace) -> int:
     with stop_on_signals("import", _kept):
         allowed = Allowances(rollback=args.allow_rollback, supersede=args.supersede)
         outcome = import_volumes(
-            root, state, args.dirs, required, target_policy(args), allowed=allowed
+            root,
+            state,
+            args.dirs,
+            required,
+            target_policy(args),
+            allowed=allowed,
+            gate=gate_policy(args),
         )
     for volume in outcome.refused:
         print(f"syncd import: refused {escape(volume.problem)}", file=sys.stderr)
     if args.json:
-        print(dumps("import", _summary(outcome)))
+        print(dumps("import", _summary(outcome, state)))
     else:
-        _print(outcome)
+        _print(outcome, state)
     return int(_exit_code(outcome))
 
 
@@ -129,8 +138,9 @@ def _progress(progress: ImportProgress | None) -> dict[str, object]:
     }
 
 
-def _summary(outcome: ImportOutcome) -> dict[str, object]:
-    applied = outcome.applied
+def _summary(outcome: ImportOutcome, state: StateDir) -> dict[str, object]:
+    progress, applied, missing = outcome.progress, outcome.applied, outcome.missing
+    hint = parity_json(state, progress, missing) if progress and missing else {}
     return {
         "status": outcome.status,
         **_progress(outcome.progress),
@@ -141,14 +151,17 @@ def _summary(outcome: ImportOutcome) -> dict[str, object]:
         "files_deleted": applied.files_deleted if applied else 0,
         "far_after": applied.root.hex() if applied else None,
         "resumed": outcome.resumed.root.hex() if outcome.resumed else None,
+        **hint,
     }
 
 
-def _print(outcome: ImportOutcome) -> None:
+def _print(outcome: ImportOutcome, state: StateDir) -> None:
     if outcome.resumed is not None:
         print(f"finished an interrupted apply of {outcome.resumed.root.hex()[:16]}")
     for volume in outcome.volumes:
-        if volume.status == "imported":
+        if volume.status == "imported" and volume.volume is None:  # a parity volume
+            print(f"{volume.path}: {volume.problem}")
+        elif volume.status == "imported":
             print(
                 f"{volume.path}: volume {volume.volume} of export {volume.export_id}: "
                 f"{volume.blobs} blobs ({format_bytes(volume.bytes)}) staged"
@@ -165,12 +178,15 @@ def _print(outcome: ImportOutcome) -> None:
         print(f"export {progress.export_id} is applied here already")
     elif outcome.missing is not None and progress is not None:
         print(f"staged, not applied: {outcome.missing.describe(progress)}")
+        for line in parity_hint(state, progress, outcome.missing):
+            print(line)
     elif outcome.status == "refused":
         print("nothing was imported")
 
 
-def _status(report: StatusReport, as_json: bool) -> int:
+def _status(report: StatusReport, as_json: bool, state: StateDir) -> int:
     progress, missing = report.progress, report.missing
+    hint = parity_json(state, progress, missing) if progress and missing else {}
     if as_json:
         status = "none" if progress is None else "applied" if progress.applied else "staged"
         fields = {
@@ -178,6 +194,7 @@ def _status(report: StatusReport, as_json: bool) -> int:
             **_progress(progress),
             "interrupted_apply": report.interrupted,
             "missing": missing.as_json() if missing else None,
+            **hint,
         }
         print(dumps("import", fields))
     elif progress is None:
@@ -188,6 +205,8 @@ def _status(report: StatusReport, as_json: bool) -> int:
         seen = ", ".join(str(n) for n in sorted(progress.seen)) or "none"
         print(f"export {progress.export_id}: volumes seen: {seen} of {progress.volumes}")
         print(f"  {missing.describe(progress)}")
+        for line in parity_hint(state, progress, missing):
+            print(line)
     if report.interrupted:
         print("an apply was interrupted: the next `syncd import` finishes it")
     incomplete = missing is not None and not missing.complete

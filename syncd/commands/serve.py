@@ -23,6 +23,7 @@ from syncd.apply.engine import resume_pending
 from syncd.commands.targetflags import add_target_policy, target_policy
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.gate.options import add_inspect_options, gate_policy, positive_duration
 from syncd.safetext import EscapingFormatter
 from syncd.session.afterapply import PostApplyPolicy
 from syncd.session.rootguard import refuse_unsafe_root, root_names
@@ -31,7 +32,6 @@ from syncd.session.wire import PeerError
 from syncd.state import StateDir
 from syncd.targetguard import refuse_unknown_target
 from syncd.transport.stdio import open_stdio
-from syncd.units import parse_duration
 
 log = logging.getLogger("syncd.serve")
 FORCE_HINT = "--force (`syncd push --force`; in a forced command, `serve ... --force`)"
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
     parser.add_argument(
         "--handshake-timeout",
-        type=_timeout,
+        type=positive_duration,
         default=HANDSHAKE_TIMEOUT,
         metavar="DURATION",
         help="end a session whose client has sent no HELLO within DURATION (e.g. 90s, "
@@ -77,6 +77,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run the post-apply command the client proposes (this lets the client's key "
         "run commands here: prefer --post-apply CMD)",
     )
+    add_inspect_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout,
         root_names=root_names(args.root),
         policy=target_policy(args),
+        gate=gate_policy(args),
     )
     with state.lock():
         finished = resume_pending(root, state)
@@ -114,16 +116,6 @@ def run(args: argparse.Namespace) -> int:
             return int(ExitCode.FAILED)
     log.info("%s: snapshot %s", result.status, result.root.hex()[:16])
     return int(ExitCode.OK)
-
-
-def _timeout(text: str) -> float:
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: the timeout must be above zero")
-    return value
 
 
 async def _serve(options: ServeOptions) -> Result:

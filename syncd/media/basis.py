@@ -36,6 +36,7 @@ class Basis:
     sequence: int = 0  # the receipt's number, 0 without one
     trees: Mapping[bytes, bytes] = field(default_factory=dict)
     blobs: frozenset[bytes] = frozenset()
+    root: bytes | None = None  # the far snapshot id the basis describes
 
     def live_tree(self, tree: bytes) -> bool:
         return tree in self.trees
@@ -112,7 +113,7 @@ def _from_receipt(book: SiteBook, receipt: Receipt, source: str) -> Basis:
             f"; {len(pending)} export(s) since are not confirmed by it: what they carried "
             "is written again"
         )
-    return Basis("receipt", text, h.site, h.sequence, receipt.trees, _far_blobs(receipt))
+    return Basis("receipt", text, h.site, h.sequence, receipt.trees, _far_blobs(receipt), h.root)
 
 
 def _far_blobs(receipt: Receipt) -> frozenset[bytes]:

@@ -22,18 +22,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol.media import VolumeHeader
+from protocol.media import Signature, VolumeHeader
 from protocol.tree import Node, decode_tree
 from syncd import faults
 from syncd.apply.canon import TargetPolicy
-from syncd.apply.engine import ApplyResult, apply_target, resume_pending, scan_far
+from syncd.apply.engine import ApplyResult, resume_pending, scan_far
 from syncd.apply.journal import read_journal
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
+from syncd.gate.gated import gated_apply
+from syncd.gate.inspection import GatePolicy
+from syncd.gate.origin import Origin
 from syncd.media.errors import MediaError, VolumeRefused
 from syncd.media.farsite import FarSite
 from syncd.media.layout import find_volumes
 from syncd.media.ordering import Allowances, AppliedMark, start_problem
+from syncd.media.parity.farside import complete_with_parity, split_parity
 from syncd.media.progress import ImportProgress, clear_digests, save_digests
 from syncd.media.status import Missing, missing
 from syncd.media.volume import Volume, open_volume, peek, read_blobs
@@ -87,15 +91,18 @@ def import_volumes(
     policy: TargetPolicy | None = None,
     *,
     allowed: Allowances | None = None,
+    gate: GatePolicy | None = None,
 ) -> ImportOutcome:
-    paths = find_volumes(folders)
+    paths, parity = split_parity(find_volumes(folders))  # parity volumes: parity/farside.py
     with state.lock():
         resumed = resume_pending(root, state)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
             run = _Run(root, state, current, staging, required_key, policy=policy, allowed=allowed)
+            run.gate = gate or GatePolicy()
             for path in ordered(paths):
                 run.add(path)
+            complete_with_parity(run, paths, parity)
             outcome = run.finish()
     outcome.resumed = resumed
     return outcome
@@ -136,6 +143,8 @@ class _Run:
         self.lacking: dict[bytes, int] | None = None  # for the export in progress
         self.results: list[VolumeResult] = []
         self.notes: list[str] = []
+        self.gate = GatePolicy()
+        self.signers: dict[str, Signature | None] = {}  # for the audit log (syncd/gate/)
 
     # -- one volume ---------------------------------------------------------------------
 
@@ -146,6 +155,7 @@ class _Run:
             volume = open_volume(path, self.required_key)
             header = volume.index.header
             result.volume, result.export_id = header.volume, header.export_id
+            self.signers[header.export_id] = volume.index.signature
             if self._joins(volume):
                 self._stage(volume, result)
                 result.status = "imported"
@@ -153,6 +163,10 @@ class _Run:
                 result.status = "skipped"
         except VolumeRefused as exc:
             result.problem = str(exc)
+
+    def note_volume(self, path: Path, status: str, problem: str = "") -> None:
+        """Record a volume handled outside `add` (a parity volume)."""
+        self.results.append(VolumeResult(path, status, problem=problem))
 
     def _joins(self, volume: Volume) -> bool:
         """Whether to stage this volume; False when its export is already applied."""
@@ -265,13 +279,17 @@ class _Run:
         def records(tree: bytes) -> bytes | None:
             return self.staging.tree_record(tree) or self.current.record(tree)
 
-        applied = apply_target(
+        signature = self.signers.get(progress.export_id)
+        applied = gated_apply(
             self.root,
             self.state,
             progress.target,
             records,
             self.staging,
             delete=progress.delete,
+            current=self.current,
+            origin=Origin.of_export(self.state, progress.export_id, signature),
+            gate=self.gate,
             policy=self.policy,
         )
         faults.reached("imported")

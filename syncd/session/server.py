@@ -10,7 +10,6 @@ what the source believes it sent.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import deque
@@ -35,10 +34,13 @@ from protocol.messages import (
 )
 from syncd import __version__
 from syncd.apply.canon import TargetPolicy
-from syncd.apply.engine import apply_target, held_aliases, scan_far
+from syncd.apply.engine import held_aliases, scan_far
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
+from syncd.gate.gated import gated_apply
+from syncd.gate.inspection import GatePolicy
+from syncd.gate.origin import Origin
 from syncd.plan.descent import Descent
 from syncd.scan.api import ScanResult
 from syncd.session.afterapply import AfterApplyRequest, PostApplyPolicy, after_apply
@@ -77,6 +79,7 @@ class ServeOptions:
     # The paths a HELLO may name the root by (rootguard.root_names; empty: from `root`).
     root_names: frozenset[str] = frozenset()
     policy: TargetPolicy = field(default_factory=TargetPolicy)  # what a target may hold
+    gate: GatePolicy = field(default_factory=GatePolicy)  # --inspect (syncd/gate/)
 
 
 async def serve_session(channel: Channel, options: ServeOptions) -> Result:
@@ -179,12 +182,18 @@ async def _sync(
         return staging.tree_record(tree) or current.record(tree)
 
     applied = await asyncio.to_thread(
-        functools.partial(apply_target, delete=delete, policy=options.policy),
-        options.root,
-        options.state,
-        offer.root,
-        records,
-        staging,
+        lambda: gated_apply(
+            options.root,
+            options.state,
+            offer.root,
+            records,
+            staging,
+            delete=delete,
+            current=current,
+            origin=Origin.of_push(),
+            gate=options.gate,
+            policy=options.policy,
+        )
     )
     log.info(
         "apply: %d files written, %d deleted, %d bytes, %d steps; %.2f s",
