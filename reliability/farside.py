@@ -25,7 +25,7 @@ from tests.test_apply_support import (
 )
 
 TIMEOUT = 300.0
-SMALL_VOLUMES = ("--volume-size", "220k", "--max-file-size", "150k")  # several volumes
+SMALL_VOLUMES = ("--volume-size", "300k", "--max-file-size", "200k")  # several volumes
 
 
 @dataclass(frozen=True)

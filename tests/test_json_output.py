@@ -52,6 +52,14 @@ def test_every_command_prints_documented_json(tiny_months: dict[int, Path], tmp_
     assert {key: imported[key] for key in shared} == {key: status[key] for key in shared}
     assert "missing" in imported and "missing" in status  # the same shape, nested in both
     assert imported["export"] == exported["export"]
+    checked(syncd("show", media, "--json"), "show")
+    checked(syncd("audit", "--root", tmp_path / "far2", "--json"), "audit")
+    parity = tmp_path / "parity"
+    checked(
+        syncd("export", tmp_path / "two", "--to", parity, "--full", "--parity", "1", "--json"),
+        "export",
+    )
+    checked(syncd("import", parity, "--root", tmp_path / "far3", "--json"), "import")
 
 
 def test_failures_print_a_json_object_too(tmp_path: Path) -> None:

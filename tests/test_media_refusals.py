@@ -25,7 +25,7 @@ from tests.mediautil import (
 )
 from tests.pushutil import snapshot_id
 
-SMALL_VOLUMES = ("--volume-size", "300k", "--max-file-size", "150k")
+SMALL_VOLUMES = ("--volume-size", "400k", "--max-file-size", "200k")
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,8 @@ def test_show_prints_the_signed_manifest_of_what_an_export_carries(
     assert manifest["basis"].startswith("receipt #1")
     changed = [i for i in manifest["images"] if i["change"] == "changed"]
     assert changed and all(i["previous"] and i["digest"] != i["previous"] for i in changed)
-    assert all(i["platforms"] for i in manifest["images"] if i["change"] != "removed")
+    images = [i for i in manifest["images"] if i["change"] != "removed"]
+    assert all(i["platforms"] for i in images if not i["tag"].endswith(".sig"))  # cosign: none
     counts = manifest["counts"]
     assert counts["files_added"] + counts["files_changed"] == sum(
         1 for p in manifest["paths"] if p["content"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,9 @@ from typing import Any
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.gate.audit import log_path, read_entries
+from syncd.jsonout import dumps
 from syncd.media.showing import escape
 from syncd.state import StateDir
-
-FORMAT = 1
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"syncd audit: {problem}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"format": FORMAT, "log": str(log_path(state)), "entries": entries}))
+        print(dumps("audit", {"log": str(log_path(state)), "entries": entries}))
     elif not entries:
         print(f"no entries in {log_path(state)}")
     for entry in [] if args.json else entries:

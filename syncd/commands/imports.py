@@ -62,7 +62,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--supersede",
         action="store_true",
         help="drop the import in progress for these volumes, though they come from another "
-        "source or site, or are older (refused otherwise)",
+        "source or site, are older, or disagree with the volumes seen of their own export "
+        "(refused otherwise)",
     )
     add_target_policy(parser)
     add_inspect_options(parser)

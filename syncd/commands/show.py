@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from protocol.manifest import TransferManifest
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.jsonout import dumps
 from syncd.media.manifest import change_json
 from syncd.media.showing import (
     ExportView,
@@ -23,8 +23,6 @@ from syncd.media.showing import (
     show_volume,
 )
 from syncd.units import format_bytes
-
-FORMAT = 1
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _emit(data: dict[str, Any], text: list[str], as_json: bool, shown: Shown | None) -> int:
     if as_json:
-        print(json.dumps({"format": FORMAT, **data}))
+        print(dumps("show", data))
     else:
         for line in text:
             print(line)

@@ -174,11 +174,15 @@ class _Run:
         self._check_site(volume, header)
         progress = self.progress
         if progress is not None and progress.same_export(header):
-            if not progress.agrees(header):
+            if not progress.agrees(header) and not self.allowed.supersede:
                 raise volume.refuse(
                     "its index disagrees with the other volumes of its export (target, "
-                    "volume count or creation time)"
+                    "volume count, creation time or delete flag); if this volume is the "
+                    "genuine one, import it with --supersede"
                 )
+            if not progress.agrees(header):  # the operator vouches for this volume's header
+                self._start(header)
+                return True
             if progress.applied:
                 self.notes.append(f"{volume.label}: export already applied here")
             return not progress.applied
