@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,24 +41,43 @@ def run_status(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, env=syncd_env(), check=False)
 
 
-def a_tag_link(root: Path) -> tuple[Path, str]:
-    """One tag's current/link in the source's cache, and the image it names."""
-    link = sorted(root.glob(".oc-mirror/.cache/docker/registry/v2/repositories/**/current/link"))[0]
-    tag_dir = link.parent.parent
-    repo = tag_dir.parent.parent.parent.relative_to(
-        root / ".oc-mirror/.cache/docker/registry/v2/repositories"
+def a_needed_blob(root: Path) -> tuple[Path, str]:
+    """The cache file of a manifest that an image of the upload needs and that no archive
+    of this month brings (an earlier month archived it): deleting it breaks that image."""
+    cache = root / ".oc-mirror/.cache/docker/registry/v2"
+    archived: set[str] = set()
+    for archive in sorted((root / "content").glob("mirror_*.tar")):
+        with tarfile.open(archive) as tar:
+            archived.update(tar.getnames())
+    verdict = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "syncd", "verify", str(root), "--json"],
+            capture_output=True,
+            text=True,
+            env=syncd_env(),
+            check=False,
+        ).stdout
     )
-    return link, f"{repo.as_posix()}:{tag_dir.name}"
+    for derived in verdict["sections"][0]["derived"]:
+        repo, _, tag = derived["image"].rpartition(":")
+        link = cache / "repositories" / repo / "_manifests/tags" / tag / "current/link"
+        if not link.is_file():
+            continue
+        hexdigest = link.read_text().removeprefix("sha256:")
+        data = cache / "blobs/sha256" / hexdigest[:2] / hexdigest / "data"
+        if not any(name.endswith(f"{hexdigest}/data") for name in archived):
+            return data, derived["image"]
+    raise AssertionError("every needed manifest is in this month's archives")
 
 
 def test_a_broken_source_is_not_pushed_and_is_named(
     tiny_months: dict[int, Path], tmp_path: Path
 ) -> None:
     root, far, state = tmp_path / "src", tmp_path / "far", tmp_path / "state"
-    shutil.copytree(tiny_months[1], root, symlinks=True, ignore=shutil.ignore_patterns(".syncd"))
-    link, image = a_tag_link(root)
-    saved = link.read_bytes()
-    link.unlink()
+    shutil.copytree(tiny_months[2], root, symlinks=True, ignore=shutil.ignore_patterns(".syncd"))
+    blob, image = a_needed_blob(root)
+    saved = blob.read_bytes()
+    blob.unlink()
     config = daemon_config(tmp_path / "syncd.toml", root, state, {"a": {"target": str(far)}})
     daemon = DaemonProcess(config, syncd_env(), tmp_path / "daemon.log")
     try:
@@ -83,7 +103,7 @@ def test_a_broken_source_is_not_pushed_and_is_named(
         assert second.returncode == 2
         assert f"another syncd daemon (pid {daemon.process.pid})" in second.stderr
 
-        link.write_bytes(saved)  # fixed: the next scan passes, and the site gets it
+        blob.write_bytes(saved)  # fixed: the next scan passes, and the site gets it
         daemon.wait_event("source-verified")
         daemon.wait_for(completed(state, "a", snapshot_id(root)), "the site completes")
     finally:

@@ -27,7 +27,9 @@ from tests.pushutil import snapshot_id, syncd_env
 from tests.sshd import SSHServer
 
 # In a registry tree of its own: in the cache, verify judges only what the upload copies.
-BROKEN_TAG = Path("registry/docker/registry/v2/repositories/broken/app/_manifests/tags/v1/current")
+# Registry storage of its own at the far root: a target the far side accepts as one, and a
+# tree verify judges whole (not the cache an upload reads, judged by what it copies).
+BROKEN_TAG = Path("docker/registry/v2/repositories/broken/app/_manifests/tags/v1/current")
 
 
 def _layout(tmp_path: Path) -> tuple[Path, Path]:
