@@ -197,7 +197,7 @@ Message = (
     Hello | Offer | State | GetTrees | Trees | Plan | Want | Blobs | Result | Error | Bye | Report
 )
 
-RESULT_STATUSES = ("applied", "up-to-date", "staged")
+RESULT_STATUSES = ("applied", "up-to-date")
 VERIFY_STATUSES = ("ok", "failed", "error", "skipped")
 POST_APPLY_STATUSES = ("ok", "failed", "done-before", "skipped", "refused")
 REPORT_SUMMARY_MAX = 4096

@@ -149,9 +149,7 @@ async def _greet(wire: Wire, options: ServeOptions, hello: Hello) -> None:
 
 
 def _check_root(hello: Hello, root: Path) -> None:
-    asked = hello.params.get("root", "")
-    if not isinstance(asked, str):
-        raise ProtocolError(ErrorCode.MALFORMED, "HELLO root parameter must be a string")
+    asked = str(hello.params.get("root", ""))  # a str: the connection checked (VERSION)
     if asked and Path(asked).expanduser().resolve() != root.resolve():
         raise ProtocolError(
             ErrorCode.BAD_PATH, f"this far side serves {root}, not {asked}; nothing was changed"
