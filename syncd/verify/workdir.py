@@ -1,4 +1,4 @@
-"""The working-dir parts disk-to-mirror needs, as FACTS.md lists them.
+"""The working-dir parts disk-to-mirror needs, as docs/FACTS.md lists them.
 
 disk-to-mirror extracts the archives' `working-dir/` members into `<from>/working-dir`,
 so a part counts as present when it has a file either in the archives or on disk
