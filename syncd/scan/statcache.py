@@ -212,8 +212,10 @@ class StatCache:
 
 
 def _decode_dir(path: str, record: bytes) -> CachedDir | None:
-    # Our own file, so no full validation here: a snapshot built from a damaged entry
-    # fails decode_tree's checks, or its record's id check, wherever it is read.
+    # Our own file, so no full validation here. A record that does not decode is a miss;
+    # but a damaged value inside a row whose stat fields still match (a recipe digest, a
+    # size) is reused as it is, and the snapshot then describes another tree without any
+    # error (docs/DESIGN.md, Known gaps).
     value = unpack(record)
     if not isinstance(value, list) or len(value) != 8 or value[0] != path:
         return None
