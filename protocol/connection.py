@@ -45,6 +45,7 @@ CAP_REPORT = "report"
 # HELLO). Others are ignored; a known one of another type is VERSION.
 CLIENT_PARAMS: dict[str, type] = {"max_frame": int, "root": str, "verify": bool, "post_apply": str}
 SERVER_PARAMS: dict[str, type] = {"max_frame": int, "root": str}
+_TYPE_NAMES = {int: "an integer", str: "a string", bool: "a boolean"}
 
 
 class Role(Enum):
@@ -279,7 +280,7 @@ class Connection:
             value = message.params.get(name)
             if value is not None and type(value) is not kind:
                 raise ProtocolError(
-                    ErrorCode.VERSION, f"HELLO parameter {name} must be a {kind.__name__}"
+                    ErrorCode.VERSION, f"HELLO parameter {name} must be {_TYPE_NAMES[kind]}"
                 )
         if from_client:
             self.report_asked = message.params.get("verify") is True or (
