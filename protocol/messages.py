@@ -135,8 +135,8 @@ class Blobs:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """The far side's outcome. `status` is "applied", "up-to-date" or "staged" (all
-    blobs kept, apply not done); `root` is the far side's snapshot id afterwards."""
+    """The far side's outcome. `status` is "applied" or "up-to-date" (an apply that
+    cannot complete is ERROR REMOTE); `root` is the far side's snapshot id afterwards."""
 
     status: str
     root: bytes

@@ -219,11 +219,9 @@ class Tree:
             node = op.node if isinstance(op, WriteFile) else LinkNode("", op.target)
             self.entries[op.path] = self.entry(node)
         else:
-            assert isinstance(op, SetMode) and op.path in self.entries, op
-            kind, _, data = self.entries[op.path]
-            if op.mtime_ns is not None:
-                data = data.rpartition(b"@")[0] + b"@%d" % op.mtime_ns
-            self.entries[op.path] = (kind, op.mode, data)
+            assert isinstance(op, SetMode), op
+            assert self.entries.get(op.path, ("",))[0] == "dir", f"{op}: not a directory"
+            self.entries[op.path] = ("dir", op.mode, b"")
 
     def remove(self, path: str) -> None:
         for name in [p for p in self.entries if p == path or p.startswith(f"{path}/")]:

@@ -277,6 +277,24 @@ CASES = [
     ),
     Case("3.1", C.NOT_CANONICAL, "record with a wide integer", non_canonical_record),
     Case(
+        "3.2",
+        C.BAD_PATH,
+        "a symlink that leads outside the root",
+        elsewhere="tests/test_far_targets.py::test_a_symlink_leaving_the_root_is_refused_at_planning",
+    ),
+    Case(
+        "3.2",
+        C.LIMIT,
+        "a path of more than 4096 bytes",
+        elsewhere="tests/test_reliability_hostile.py::test_a_path_longer_than_path_max_over_the_wire_changes_nothing",
+    ),
+    Case(
+        "4",
+        C.BAD_PATH,
+        "a root other than the one served",
+        elsewhere="tests/test_serve_hostile.py::test_another_root_is_refused",
+    ),
+    Case(
         "4",
         C.VERSION,
         "no common version",

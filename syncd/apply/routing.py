@@ -15,6 +15,7 @@ from pathlib import Path
 
 from protocol.tree import FileNode, Node, decode_tree
 from syncd import faults
+from syncd.apply.aliases import Aliases
 from syncd.apply.blobindex import BlobIndex
 from syncd.apply.incoming import ASSEMBLE_MIN
 from syncd.apply.livetree import LiveTree
@@ -95,14 +96,19 @@ def far_descent(
     route: Routing | None,
     *,
     trees: Callable[[bytes], list[Node] | None] | None = None,
+    aliases: Aliases | None = None,
 ) -> Descent:
-    """The descent of `target` from the far side's state: live trees are skipped, and a
-    piece is wanted only when it is neither live, staged nor in a file being assembled.
-    Trees come from `trees` when given (a volume's index), else from staging; `route`,
-    when given, prepares the large files to assemble."""
+    """The descent of `target` from the far side's state: live trees are skipped (also
+    those held under an alias: aliases.py), and a piece is wanted only when it is neither
+    live, staged nor in a file being assembled. Trees come from `trees` when given (a
+    volume's index), else from staging; `route`, when given, prepares the large files to
+    assemble."""
+    held = aliases or Aliases()
     return Descent(
         target,
-        live_tree=lambda tree: current.record(tree) is not None,
+        live_tree=lambda tree: (
+            current.record(tree) is not None or held.live(tree, current.record) is not None
+        ),
         staged=trees or (lambda tree: staged_tree(staging, tree)),
         have_blob=lambda digest: (
             staging.has_blob(digest) or staging.incoming.has(digest) or live.has(digest)

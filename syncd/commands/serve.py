@@ -20,10 +20,11 @@ from protocol.connection import MIN_PEER_FRAME
 from protocol.errors import ProtocolError
 from protocol.messages import Result
 from syncd.apply.engine import resume_pending
+from syncd.commands.targetflags import add_target_policy, target_policy
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.session.afterapply import PostApplyPolicy
-from syncd.session.rootguard import refuse_unsafe_root
+from syncd.session.rootguard import refuse_unsafe_root, root_names
 from syncd.session.server import HANDSHAKE_TIMEOUT, ServeOptions, serve_session
 from syncd.session.wire import PeerError
 from syncd.state import StateDir
@@ -51,6 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="end a session whose client has sent no HELLO within DURATION (e.g. 90s, "
         f"2m; default {HANDSHAKE_TIMEOUT:g}s): a stalled one would hold the root's lock",
     )
+    add_target_policy(parser)
     after = parser.add_mutually_exclusive_group()
     after.add_argument(
         "--post-apply",
@@ -79,7 +81,13 @@ def run(args: argparse.Namespace) -> int:
     state = StateDir(root, args.state)
     policy = PostApplyPolicy(args.allow_post_apply, args.post_apply or None)
     options = ServeOptions(
-        root, state, MIN_PEER_FRAME + 64 * 1024, policy, handshake_timeout=args.handshake_timeout
+        root,
+        state,
+        MIN_PEER_FRAME + 64 * 1024,
+        policy,
+        handshake_timeout=args.handshake_timeout,
+        root_names=root_names(args.root),
+        policy=target_policy(args),
     )
     with state.lock():
         finished = resume_pending(root, state)

@@ -25,6 +25,7 @@ from pathlib import Path
 from protocol.media import VolumeHeader
 from protocol.tree import Node, decode_tree
 from syncd import faults
+from syncd.apply.canon import TargetPolicy
 from syncd.apply.engine import ApplyResult, apply_target, resume_pending, scan_far
 from syncd.apply.journal import read_journal
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
@@ -78,14 +79,18 @@ class ImportOutcome:
 
 
 def import_volumes(
-    root: Path, state: StateDir, folders: Sequence[Path], required_key: bytes | None
+    root: Path,
+    state: StateDir,
+    folders: Sequence[Path],
+    required_key: bytes | None,
+    policy: TargetPolicy | None = None,
 ) -> ImportOutcome:
     paths = find_volumes(folders)
     with state.lock():
         resumed = resume_pending(root, state)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
-            run = _Run(root, state, current, staging, required_key)
+            run = _Run(root, state, current, staging, required_key, policy=policy)
             for path in ordered(paths):
                 run.add(path)
             outcome = run.finish()
@@ -113,9 +118,12 @@ class _Run:
         current: SnapshotReader,
         staging: Staging,
         required_key: bytes | None,
+        *,
+        policy: TargetPolicy | None,
     ) -> None:
         self.root, self.state, self.current, self.staging = root, state, current, staging
         self.required_key = required_key
+        self.policy = policy or TargetPolicy()  # what the far operator lets a target hold
         self.site = FarSite.load(state)
         self.progress = ImportProgress.load(state)
         self.live = LiveBlobs(current)
@@ -255,7 +263,13 @@ class _Run:
             return self.staging.tree_record(tree) or self.current.record(tree)
 
         applied = apply_target(
-            self.root, self.state, progress.target, records, self.staging, delete=progress.delete
+            self.root,
+            self.state,
+            progress.target,
+            records,
+            self.staging,
+            delete=progress.delete,
+            policy=self.policy,
         )
         faults.reached("imported")
         progress.applied = True
