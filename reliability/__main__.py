@@ -31,6 +31,7 @@ CAMPAIGNS: dict[str, str] = {
     "fuzz": "reliability.fuzz",  # frame and volume index decoders
     "scale": "reliability.scale",  # a 1,000,000-entry tree: memory per entry
     "ssh": "reliability.ssh",  # host keys, forced command
+    "verify": "reliability.verify",  # verify's verdict against a disk-to-mirror oracle
 }
 
 

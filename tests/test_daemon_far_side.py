@@ -97,7 +97,9 @@ def test_a_broken_far_tree_fails_the_check_and_skips_the_command(
 ) -> None:
     far, ran = tmp_path / "far", tmp_path / "ran"
     shutil.copytree(source, far, ignore=shutil.ignore_patterns(".syncd"))
-    tag = far / ".oc-mirror/.cache/docker/registry/v2/repositories/x/y/_manifests/tags/t/current"
+    # A registry tree of its own (not the cache an upload reads, where verify judges only
+    # what the upload copies), so every tag of it counts.
+    tag = far / "registry/docker/registry/v2/repositories/x/y/_manifests/tags/t/current"
     tag.mkdir(parents=True)
     (tag / "link").write_text("sha256:" + "1" * 64)
     remote = far_syncd(tmp_path, "--post-apply", f"touch {ran}")

@@ -30,9 +30,8 @@ from tests.sshd import SSHServer
 
 pytestmark = pytest.mark.needs_sshd
 
-BROKEN_TAG = Path(
-    ".oc-mirror/.cache/docker/registry/v2/repositories/broken/app/_manifests/tags/v1/current"
-)
+# In a registry tree of its own: in the cache, verify judges only what the upload copies.
+BROKEN_TAG = Path("registry/docker/registry/v2/repositories/broken/app/_manifests/tags/v1/current")
 
 
 def _layout(tmp_path: Path) -> tuple[Path, Path]:
@@ -155,7 +154,7 @@ def test_post_apply_waits_for_parity(sshd: SSHServer, tmp_path: Path) -> None:
         # Someone repairs the far side; the next retry verifies and runs the command.
         (far / BROKEN_TAG / "link").unlink()
         for path in (BROKEN_TAG, *BROKEN_TAG.parents):
-            if path.name in ("", "repositories"):
+            if path.name == "":  # the whole planted registry goes
                 break
             (far / path).rmdir()
         one = snapshot_id(root)
