@@ -20,7 +20,6 @@ Figures (throughput ratios: the baseline's time / ours, higher is better):
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -30,19 +29,20 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    DEFAULT_WORKDIR,
-    QUIET,
     Command,
     Row,
     Series,
     alternate,
+    arguments,
     freeze_code,
+    machine,
+    markdown_table,
+    remover,
     save_results,
     seconds_text,
-    wait_for_quiet,
+    settle,
 )
-from bench.media_bench import _remover
-from bench.push_bench import month_trees
+from bench.samples import month_trees
 from syncd.sample import LARGE, SMALL
 
 VOLUME_SIZE = {False: "600M", True: "8M"}  # full, quick
@@ -78,7 +78,7 @@ class Setup:
         return Path(json.loads(done.stdout)["folder"])
 
     def command(self, name: str, argv: list[str], remove: Path) -> Command:
-        return Command(name, argv, env=self.env, prepare=_remover(remove))
+        return Command(name, argv, env=self.env, prepare=remover(remove))
 
     def cp_sync(self, name: str, source: Path | list[Path]) -> Command:
         target = self.scratch / "cp"
@@ -103,7 +103,7 @@ def ratio_row(figure: str, ours: Series, base: Series, target: float | None = No
 
 def run(workdir: Path, runs: int, quick: bool) -> tuple[list[Row], dict[str, Any]]:
     spec = SMALL if quick else LARGE
-    one, _ = month_trees(workdir, spec, "ocmirror-small" if quick else "ocmirror-large")
+    one, _ = month_trees(workdir, spec, "ocmirror-small" if quick else "ocmirror-large", log)
     setup = Setup(workdir, quick)
     s = setup.scratch
     refs = {p: setup.reference(one, p) for p in (0, 1, 2)}
@@ -152,19 +152,13 @@ def run(workdir: Path, runs: int, quick: bool) -> tuple[list[Row], dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="small trees: check the harness")
-    parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
-    args = parser.parse_args(argv)
-    QUIET.enabled = not args.no_wait  # --no-wait: a busy shared machine, noisier figures
-    if args.quick:
-        QUIET.sample, QUIET.patience, QUIET.retries = 0.2, 2.0, 1
-    elif QUIET.enabled:
-        wait_for_quiet(0.5, 900, log)
+    args = arguments(__doc__, runs=3).parse_args(argv)
+    settle(args, log)
     rows, data = run(args.workdir, max(1, args.runs), args.quick)
-    save_results("parity", rows, data, quick=args.quick, workdir=args.workdir)
+    table = markdown_table(rows)
+    print(table)
+    data = {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data}
+    save_results("parity", args, table + "\n", data)
     return 0
 
 

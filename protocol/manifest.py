@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.limits import DIGEST_SIZE
-from protocol.media import Kind, _batched, _digest, _frame, _Frames, _int, _list, _pair
+from protocol.fields import array, digest, fixed, uint
+from protocol.media import Kind, _batched, _frame, _Frames
 from protocol.paths import check_relpath
 
 MAX_PLATFORMS = 256
@@ -121,9 +121,9 @@ def decode_manifest(frames: _Frames) -> TransferManifest:
     """The manifest frames that come next in `frames`."""
     f = frames.expect(Kind.MANIFEST, 4)
     basis = _text(f[0], "manifest basis", MAX_BASIS_TEXT)
-    basis_root = None if f[1] is None else _digest(f[1], "manifest basis snapshot")
-    image_count = _int(f[2], "manifest image count")
-    path_count = _int(f[3], "manifest path count")
+    basis_root = None if f[1] is None else digest(f[1], "manifest basis snapshot")
+    image_count = uint(f[2], "manifest image count")
+    path_count = uint(f[3], "manifest path count")
     images = tuple(_image(item) for items in frames.each(Kind.IMAGES) for item in items)
     paths = tuple(_path(item) for items in frames.each(Kind.CHANGES) for item in items)
     if len(images) != image_count or len(paths) != path_count:
@@ -136,7 +136,7 @@ def decode_manifest(frames: _Frames) -> TransferManifest:
 
 
 def _change(value: object, what: str) -> Change:
-    return Change(_int(value, what, 0, len(Change) - 1))
+    return Change(uint(value, what, 0, len(Change) - 1))
 
 
 def _text(value: object, what: str, limit: int) -> str:
@@ -154,8 +154,8 @@ def _matching(value: object, pattern: re.Pattern[str], what: str, *, empty: bool
 
 
 def _image(item: object) -> ImageChange:
-    change, registry, repository, tag, digest, previous, platforms = _pair(item, "image", 7)
-    listed = _list(platforms, "image platforms")
+    change, registry, repository, tag, digest, previous, platforms = fixed(item, "image", 7)
+    listed = array(platforms, "image platforms")
     if len(listed) > MAX_PLATFORMS:
         raise ProtocolError(ErrorCode.LIMIT, f"more than {MAX_PLATFORMS} platforms")
     return ImageChange(
@@ -170,12 +170,12 @@ def _image(item: object) -> ImageChange:
 
 
 def _path(item: object) -> PathChange:
-    change, path, size, content = _pair(item, "path change", 4)
+    change, path, size, content = fixed(item, "path change", 4)
     return PathChange(
         _change(change, "path change"),
         check_relpath(path),
-        _int(size, "path size"),
-        None if content is None else _digest(content, "content id", DIGEST_SIZE),
+        uint(size, "path size"),
+        None if content is None else digest(content, "content id"),
     )
 
 

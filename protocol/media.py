@@ -31,6 +31,7 @@ import blake3
 
 from protocol.codec import pack, unpack
 from protocol.errors import ErrorCode, ProtocolError
+from protocol.fields import MAX_UINT, array, boolean, data, digest, exact_bytes, fixed, uint
 from protocol.limits import CHUNK_SIZE, DEFAULT_LIMITS, DIGEST_SIZE, Limits
 from protocol.tree import DirNode, decode_tree, tree_id
 
@@ -51,7 +52,7 @@ PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 MAX_VOLUMES = 9999
 MAX_FILES = 9999
-MAX_INT = 2**63 - 1
+MAX_INT = MAX_UINT  # integers are 0 to 2^63-1 unless stated (SPEC.md, 9.2)
 
 # Export ids and file names become folder and file names on FAT/NTFS media: ASCII
 # letters, digits, '.', '_' and '-', never ':' or '/', not starting with a dot.
@@ -376,13 +377,13 @@ class _Frames:
                 self._peeked = (frame, at)
                 return
             (items,) = _fields(frame, kind, 1)
-            yield _list(items, f"{kind.name} frame")
+            yield array(items, f"{kind.name} frame")
 
     def end(self) -> tuple[bytes, Signature | None]:
         """Read the END frame, which must close the file and match its checksum."""
         frame, at = self._read()
         checksum_field, signature_field = _fields(frame, Kind.END, 2)
-        checksum = _digest(checksum_field, "END checksum")
+        checksum = digest(checksum_field, "END checksum")
         if self._at != len(self._data):
             raise ProtocolError(ErrorCode.MALFORMED, "bytes after the END frame")
         if blake3.blake3(self._data[:at]).digest() != checksum:
@@ -401,12 +402,11 @@ def _fields(frame: list[object], kind: Kind, arity: int) -> list[object]:
 def _signature(value: object) -> Signature | None:
     if value is None:
         return None
-    key, sig = _pair(value, "signature")
-    if not isinstance(key, bytes) or len(key) != PUBLIC_KEY_SIZE:
-        raise ProtocolError(ErrorCode.MALFORMED, "signature: public key is not 32 bytes")
-    if not isinstance(sig, bytes) or len(sig) != SIGNATURE_SIZE:
-        raise ProtocolError(ErrorCode.MALFORMED, "signature: signature is not 64 bytes")
-    return Signature(key, sig)
+    key, sig = fixed(value, "signature", 2)
+    return Signature(
+        exact_bytes(key, "signature: public key", PUBLIC_KEY_SIZE),
+        exact_bytes(sig, "signature: signature", SIGNATURE_SIZE),
+    )
 
 
 # -- the END frame alone, from the end of the file ------------------------------------------
@@ -459,42 +459,12 @@ def read_trailer(magic: bytes, tail: bytes, size: int) -> Trailer:
             continue
         if not isinstance(value, list) or len(value) != 3 or value[0] != Kind.END:
             continue
-        checksum = _digest(value[1], "END checksum")
+        checksum = digest(value[1], "END checksum")
         return Trailer(size - length, checksum, _signature(value[2]))
     raise ProtocolError(ErrorCode.MALFORMED, f"the {what} does not end with an END frame")
 
 
 # -- decoding: values -----------------------------------------------------------------------
-
-
-def _int(value: object, what: str, low: int = 0, high: int = MAX_INT) -> int:
-    if type(value) is not int or not low <= value <= high:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected an integer {low}..{high}")
-    return value
-
-
-def _bool(value: object, what: str) -> bool:
-    if type(value) is not bool:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected a boolean")
-    return value
-
-
-def _digest(value: object, what: str, size: int = DIGEST_SIZE) -> bytes:
-    if not isinstance(value, bytes) or len(value) != size:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected {size} bytes")
-    return value
-
-
-def _list(value: object, what: str) -> list[object]:
-    if not isinstance(value, list):
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected an array")
-    return value
-
-
-def _pair(value: object, what: str, size: int = 2) -> list[object]:
-    if not isinstance(value, list) or len(value) != size:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected an array of {size}")
-    return value
 
 
 def safe_name(value: object, what: str) -> str:
@@ -543,20 +513,20 @@ _VOLUME_ARITY = {FORMAT: (12, 13), FORMAT_MANIFEST: (14,)}
 
 
 def _volume_header(f: list[object]) -> VolumeHeader:
-    volumes = _int(f[4], "volume count", 1, MAX_VOLUMES)
-    site = None if f[9] is None else _digest(f[9], "site id", SITE_ID_SIZE)
+    volumes = uint(f[4], "volume count", 1, MAX_VOLUMES)
+    site = None if f[9] is None else exact_bytes(f[9], "site id", SITE_ID_SIZE)
     return VolumeHeader(
         export_id=safe_name(f[1], "export id"),
-        created_ns=_int(f[2], "created"),
-        volume=_int(f[3], "volume number", 1, volumes),
+        created_ns=uint(f[2], "created"),
+        volume=uint(f[3], "volume number", 1, volumes),
         volumes=volumes,
-        target=_digest(f[5], "target snapshot"),
-        target_files=_int(f[6], "target files"),
-        target_bytes=_int(f[7], "target bytes"),
-        delete=_bool(f[8], "delete"),
+        target=digest(f[5], "target snapshot"),
+        target_files=uint(f[6], "target files"),
+        target_bytes=uint(f[7], "target bytes"),
+        delete=boolean(f[8], "delete"),
         site=site,
-        export_blobs=_int(f[10], "export blobs"),
-        export_bytes=_int(f[11], "export bytes"),
+        export_blobs=uint(f[10], "export blobs"),
+        export_bytes=uint(f[11], "export bytes"),
         **_volume_tail(f, volumes),
     )
 
@@ -566,27 +536,27 @@ def _volume_tail(f: list[object], volumes: int) -> dict[str, Any]:
     if f[0] == FORMAT:
         return {"lineage": _lineage(f[12]) if len(f) > 12 else None}
     return {
-        "parity": _int(f[12], "parity volumes", 0, MAX_VOLUMES - volumes),
+        "parity": uint(f[12], "parity volumes", 0, MAX_VOLUMES - volumes),
         "lineage": None if f[13] is None else _lineage(f[13]),
     }
 
 
 def _lineage(value: object) -> bytes:
-    return _digest(value, "lineage", LINEAGE_SIZE)
+    return exact_bytes(value, "lineage", LINEAGE_SIZE)
 
 
 def _files(value: object) -> tuple[PackFile, ...]:
-    items = _list(value, "FILES")
+    items = array(value, "FILES")
     if len(items) > MAX_FILES:
         raise ProtocolError(ErrorCode.LIMIT, f"more than {MAX_FILES} pack files")
     files: list[PackFile] = []
     for item in items:
-        name, size, checksum = _pair(item, "pack file", 3)
+        name, size, checksum = fixed(item, "pack file", 3)
         files.append(
             PackFile(
                 safe_name(name, "pack file name"),
-                _int(size, "pack file size"),
-                _digest(checksum, "pack file checksum"),
+                uint(size, "pack file size"),
+                digest(checksum, "pack file checksum"),
             )
         )
     names = [f.name for f in files]
@@ -601,10 +571,8 @@ def _trees(frames: _Frames, root: bytes, limits: Limits) -> dict[bytes, bytes]:
     records: dict[bytes, bytes] = {}
     for items in frames.each(Kind.TREES):
         for item in items:
-            key, record = _pair(item, "tree")
-            key = _digest(key, "tree id")
-            if not isinstance(record, bytes):
-                raise ProtocolError(ErrorCode.MALFORMED, "tree record is not bytes")
+            key_field, record_field = fixed(item, "tree", 2)
+            key, record = digest(key_field, "tree id"), data(record_field, "tree record")
             if tree_id(record) != key:
                 raise ProtocolError(ErrorCode.HASH_MISMATCH, f"tree {key.hex()}: wrong record")
             if records.setdefault(key, record) is not record:
@@ -656,14 +624,14 @@ def _blobs(frames: _Frames, files: tuple[PackFile, ...]) -> tuple[BlobEntry, ...
 
 
 def _blob_entry(item: object, files: int) -> BlobEntry:
-    digest, file, offset, length = _pair(item, "blob entry", 4)
+    key, file, offset, length = fixed(item, "blob entry", 4)
     if not files:
         raise ProtocolError(ErrorCode.MALFORMED, "a blob entry, but no pack file")
     return BlobEntry(
-        _digest(digest, "blob digest"),
-        _int(file, "blob file", 0, files - 1),
-        _int(offset, "blob offset"),
-        _int(length, "blob length", 1, CHUNK_SIZE),
+        digest(key, "blob digest"),
+        uint(file, "blob file", 0, files - 1),
+        uint(offset, "blob offset"),
+        uint(length, "blob length", 1, CHUNK_SIZE),
     )
 
 
@@ -683,26 +651,26 @@ def decode_receipt(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) ->
 def _receipt_header(f: list[object]) -> ReceiptHeader:
     _format(f[0])
     return ReceiptHeader(
-        site=_digest(f[1], "site id", SITE_ID_SIZE),
-        sequence=_int(f[2], "receipt sequence", 1),
-        created_ns=_int(f[3], "created"),
-        root=_digest(f[4], "snapshot"),
-        files=_int(f[5], "files"),
-        bytes=_int(f[6], "bytes"),
-        complete=_bool(f[7], "complete"),
+        site=exact_bytes(f[1], "site id", SITE_ID_SIZE),
+        sequence=uint(f[2], "receipt sequence", 1),
+        created_ns=uint(f[3], "created"),
+        root=digest(f[4], "snapshot"),
+        files=uint(f[5], "files"),
+        bytes=uint(f[6], "bytes"),
+        complete=boolean(f[7], "complete"),
         last_export=None if f[8] is None else _last_export(f[8]),
     )
 
 
 def _last_export(value: object) -> LastExport:
-    export_id, created, applied, volumes = _pair(value, "last export", 4)
-    numbers = [_int(v, "imported volume", 1, MAX_VOLUMES) for v in _list(volumes, "volumes")]
+    export_id, created, applied, volumes = fixed(value, "last export", 4)
+    numbers = [uint(v, "imported volume", 1, MAX_VOLUMES) for v in array(volumes, "volumes")]
     if numbers != sorted(set(numbers)):
         raise ProtocolError(ErrorCode.NOT_CANONICAL, "imported volumes not strictly ascending")
     return LastExport(
         safe_name(export_id, "export id"),
-        _int(created, "export created"),
-        _bool(applied, "applied"),
+        uint(created, "export created"),
+        boolean(applied, "applied"),
         tuple(numbers),
     )
 
@@ -711,9 +679,9 @@ def _staged(frames: _Frames) -> tuple[tuple[bytes, int], ...]:
     staged: dict[bytes, int] = {}
     for items in frames.each(Kind.STAGED):
         for item in items:
-            digest, length = _pair(item, "staged blob")
-            key = _digest(digest, "staged digest")
+            key_field, length = fixed(item, "staged blob", 2)
+            key = digest(key_field, "staged digest")
             if key in staged:
                 raise ProtocolError(ErrorCode.MALFORMED, f"staged blob {key.hex()} twice")
-            staged[key] = _int(length, "staged length", 1, CHUNK_SIZE)
+            staged[key] = uint(length, "staged length", 1, CHUNK_SIZE)
     return tuple(staged.items())

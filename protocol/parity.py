@@ -23,7 +23,8 @@ from dataclasses import dataclass, replace
 
 from protocol.codec import unpack
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.limits import DEFAULT_LIMITS, DIGEST_SIZE, Limits
+from protocol.fields import digest, uint
+from protocol.limits import DEFAULT_LIMITS, Limits
 from protocol.manifest import TransferManifest, decode_manifest
 from protocol.media import (
     FORMAT_MANIFEST,
@@ -37,12 +38,10 @@ from protocol.media import (
     VolumeHeader,
     _batched,
     _blobs,
-    _digest,
     _files,
     _finish,
     _frame,
     _Frames,
-    _int,
     _signature,
     _trees,
     _volume_header,
@@ -115,7 +114,7 @@ def decode_end(frame: bytes) -> tuple[bytes, Signature | None]:
     value = unpack(frame[4:])
     if not isinstance(value, list) or len(value) != 3 or value[0] != Kind.END:
         raise ProtocolError(ErrorCode.MALFORMED, "not an END frame")
-    return _digest(value[1], "END checksum"), _signature(value[2])
+    return digest(value[1], "END checksum"), _signature(value[2])
 
 
 # -- encoding --------------------------------------------------------------------------------
@@ -182,21 +181,21 @@ def peek_parity(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> Pa
 
 
 def _parity_header(f: list[object]) -> ParityHeader:
-    volumes = _int(f[4], "data volume count", 1, MAX_VOLUMES)
-    parity = _int(f[12], "parity volume count", 1, MAX_WIDTH - volumes)
-    number = _int(f[3], "parity volume number", volumes + 1, volumes + parity)
+    volumes = uint(f[4], "data volume count", 1, MAX_VOLUMES)
+    parity = uint(f[12], "parity volume count", 1, MAX_WIDTH - volumes)
+    number = uint(f[3], "parity volume number", volumes + 1, volumes + parity)
     # A format-2 VOLUME frame's fields (for a data volume's number) share its checks.
     header = _volume_header([*f[:3], 1, *f[4:14]])
-    block = _int(f[14], "block size", MIN_BLOCK, MAX_BLOCK)
+    block = uint(f[14], "block size", MIN_BLOCK, MAX_BLOCK)
     if block & (block - 1):
         raise ProtocolError(ErrorCode.MALFORMED, f"block size {block} is not a power of two")
-    stripes = _int(f[15], "stripe count")
+    stripes = uint(f[15], "stripe count")
     return ParityHeader(replace(header, volume=number), block, stripes)
 
 
 def _blocks(frames: _Frames, what: str) -> tuple[bytes, ...]:
     return tuple(
-        _digest(item, f"{what} block checksum")
+        digest(item, f"{what} block checksum")
         for items in frames.each(Kind.BLOCKS)
         for item in items
     )
@@ -204,7 +203,7 @@ def _blocks(frames: _Frames, what: str) -> tuple[bytes, ...]:
 
 def _member(frames: _Frames, header: ParityHeader, number: int) -> Member:
     volume, checksum, signature = frames.expect(Kind.MEMBER, 3)
-    if _int(volume, "member volume", 1, MAX_VOLUMES) != number:
+    if uint(volume, "member volume", 1, MAX_VOLUMES) != number:
         raise ProtocolError(ErrorCode.MALFORMED, f"member {volume} where {number} belongs")
     (listing,) = frames.expect(Kind.FILES, 1)
     files = _files(listing)
@@ -220,7 +219,7 @@ def _member(frames: _Frames, header: ParityHeader, number: int) -> Member:
         files,
         blobs,
         blocks,
-        _digest(checksum, "member checksum", DIGEST_SIZE),
+        digest(checksum, "member checksum"),
         _signature(signature),
     )
 

@@ -115,9 +115,7 @@ def import_args(setup: Setup, far: Path, folders: list[Path]) -> list[str]:
     ]
 
 
-def run_import(
-    setup: Setup, far: Path, folders: list[Path], via_cli: bool, *extra: str
-) -> Ran:
+def run_import(setup: Setup, far: Path, folders: list[Path], via_cli: bool, *extra: str) -> Ran:
     args = [*import_args(setup, far, folders), *extra]
     if not via_cli:
         try:

@@ -80,6 +80,7 @@ def assert_pulls_everything(far: Path, source: Source, registry_factory: Registr
     assert failed == {}
 
 
+@pytest.mark.needs_registry
 def test_first_apply_into_an_empty_root_serves_every_tag(
     tmp_path: Path, month1: Source, registry_factory: RegistryFactory
 ) -> None:
@@ -99,6 +100,7 @@ def test_first_apply_into_an_empty_root_serves_every_tag(
     assert_pulls_everything(far, month1, registry_factory)
 
 
+@pytest.mark.needs_registry
 def test_month_two_onto_month_one(
     tmp_path: Path, month1: Source, month2: Source, registry_factory: RegistryFactory
 ) -> None:

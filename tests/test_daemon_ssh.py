@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from syncd.sample import TINY, generate_month
 from tests.daemonutil import (
     DaemonProcess,
@@ -25,6 +27,8 @@ from tests.daemonutil import (
 )
 from tests.pushutil import snapshot_id, syncd_env
 from tests.sshd import SSHServer
+
+pytestmark = pytest.mark.needs_sshd
 
 # In a registry tree of its own: in the cache, verify judges only what the upload copies.
 # Registry storage of its own at the far root: a target the far side accepts as one, and a

@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from syncd.sample import TINY, generate_month
 from tests.daemonutil import (
     DaemonProcess,
@@ -18,6 +20,8 @@ from tests.daemonutil import (
 )
 from tests.pushutil import snapshot_id
 from tests.sshd import SSHServer
+
+pytestmark = pytest.mark.needs_sshd
 
 # Incompressible bytes on top of month 1, sent at 8 MB/s: blobs travel in frames of up to
 # 16 MiB, and the far side stages each frame as it arrives.

@@ -37,6 +37,7 @@ def split_export(months: dict[int, Path], tmp_path_factory: pytest.TempPathFacto
     return volumes_of(summary)
 
 
+@pytest.mark.needs_registry
 def test_month_one_then_month_two_against_the_receipt(
     months: dict[int, Path], tmp_path: Path
 ) -> None:

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import tarfile
-import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -108,17 +107,15 @@ def test_different_seed_gives_different_content(tmp_path: Path, tiny_spec: Sampl
     assert not set(a.new_blobs) & set(b.new_blobs)
 
 
-def test_tiny_month_one_is_small_and_fast(tmp_path: Path, tiny_spec: SampleSpec) -> None:
-    started = time.monotonic()
+def test_tiny_month_one_is_small(tmp_path: Path, tiny_spec: SampleSpec) -> None:
     report = make(tmp_path / "t", tiny_spec, 1)
-    assert time.monotonic() - started < 1.0
     total = sum(p.stat().st_size for p in (tmp_path / "t").rglob("*") if p.is_file())
     assert total <= 3 * 2**20
     assert len(report.images) == tiny_spec.images + 1  # and the rebuilt catalog's tag
     assert len(report.archives) >= 2
 
 
-# --- registry layout (FACTS.md table) ----------------------------------------------------
+# --- registry layout (docs/FACTS.md, registry storage) ---------------------------------
 
 
 def test_link_files_hold_a_digest_without_newline(tmp_path: Path, tiny_spec: SampleSpec) -> None:
@@ -381,6 +378,7 @@ def test_tar_headers_follow_go_archive_tar() -> None:
 # --- direct and via-registry produce the same tree --------------------------------------
 
 
+@pytest.mark.needs_registry
 def test_direct_and_registry_modes_write_the_same_tree(
     tmp_path: Path, tiny_spec: SampleSpec
 ) -> None:
@@ -394,6 +392,7 @@ def test_direct_and_registry_modes_write_the_same_tree(
 # --- the parity oracle: real skopeo against real docker-registry ---------------------------
 
 
+@pytest.mark.needs_registry
 def test_skopeo_pulls_every_tag_of_months_one_and_two(
     tmp_path: Path, tiny_spec: SampleSpec, registry_factory: RegistryFactory
 ) -> None:
@@ -409,6 +408,7 @@ def test_skopeo_pulls_every_tag_of_months_one_and_two(
         registry.stop()
 
 
+@pytest.mark.needs_registry
 def test_sparse_index_fails_an_all_platform_pull_only(
     tmp_path: Path, tiny_spec: SampleSpec, registry_factory: RegistryFactory
 ) -> None:
@@ -421,6 +421,7 @@ def test_sparse_index_fails_an_all_platform_pull_only(
     assert pull_all(registry, [sparse])[sparse].ok
 
 
+@pytest.mark.needs_registry
 def test_missing_layer_blob_fails_that_image_only(
     tmp_path: Path, tiny_spec: SampleSpec, registry_factory: RegistryFactory
 ) -> None:

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     result = outcome.result
     # With --no-delete the far tree may keep entries of its own, so its id may differ.
     exact = result.root == scan.summary.root or not args.delete
-    if result.status == "staged" or not exact or scan.problems:
+    if not exact or scan.problems:
         return int(ExitCode.PROBLEMS)
     return int(ExitCode.OK)
 

@@ -228,7 +228,7 @@ class SiteWorker:
         state.offered = outcome.offered
         state.snapshot_applied = result.root.hex()
         state.bytes_sent_total += outcome.payload_bytes
-        state.bytes_pending = 0 if result.status != "staged" else push.counters.pending
+        state.bytes_pending = 0
         self.log.info(
             "push-done",
             site=self.site.name,
@@ -348,8 +348,6 @@ class SiteWorker:
 def _problem(site: SiteConfig, outcome: SessionOutcome, *, source_ok: bool) -> str | None:
     """Why a session that ran to its end does not complete the site (None: it does)."""
     result, report = outcome.result, outcome.report
-    if result.status == "staged":
-        return f"the far side kept everything but did not apply: {result.message}"
     if site.delete and result.root.hex() != outcome.offered:
         return f"the far side's tree is {result.root.hex()[:16]} after the apply, not the offer"
     return _report_problem(site, report, source_ok) if site.verify else None

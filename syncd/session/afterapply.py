@@ -81,9 +81,6 @@ async def after_apply(
     root: Path, state: StateDir, result: Result, request: AfterApplyRequest, policy: PostApplyPolicy
 ) -> Report:
     """Check parity and run the post-apply command as `request` and `policy` say."""
-    if result.status == "staged":
-        why = "the apply did not complete; nothing was checked or run"
-        return Report(result.root, "skipped", why, "skipped", 0, why)
     check = await asyncio.to_thread(_verify, root)
     log.info("verify after the apply: %s", check.summary.splitlines()[0])
     if request.post_apply is None:

@@ -163,9 +163,7 @@ async def _greet(wire: Wire, options: ServeOptions, hello: Hello) -> None:
 
 
 def _check_root(hello: Hello, options: ServeOptions) -> None:
-    asked = hello.params.get("root", "")
-    if not isinstance(asked, str):
-        raise ProtocolError(ErrorCode.MALFORMED, "HELLO root parameter must be a string")
+    asked = str(hello.params.get("root", ""))  # a str: the connection checked (VERSION)
     names = options.root_names or root_names(options.root)
     check_asked_root(asked, options.root, names)
 

@@ -17,6 +17,7 @@ from protocol.connection import NEED_DATA, Closed, Connection, Event
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import Error, Message
 from syncd.errors import SyncdError
+from syncd.tasks import cancel_and_wait
 
 QUEUED_BYTES = 32 << 20
 READ_SIZE = 1 << 20
@@ -142,10 +143,8 @@ class Wire:
             await asyncio.wait_for(self.flush(), timeout=5)
 
     async def aclose(self) -> None:
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
-            with contextlib.suppress(BaseException):
-                await self._writer
+        if self._writer is not None:
+            await cancel_and_wait(self._writer)
         await self.channel.close()
 
 
