@@ -246,6 +246,11 @@ def hostile_vector(name: str) -> Callable[[], object]:
     return lambda: decode_index(bytes.fromhex(str(item["hex"])))
 
 
+def hostile_manifest(name: str) -> Callable[[], object]:
+    item = next(v for v in mv.hostile_manifests() if v["name"] == name)
+    return lambda: decode_index(bytes.fromhex(str(item["hex"])))
+
+
 @dataclass(frozen=True)
 class Case:
     section: str
@@ -372,6 +377,24 @@ CASES = [
         C.MALFORMED,
         "blobs leave a gap in their pack",
         index(golden_trees(), golden_blobs(shift=1)),
+    ),
+    Case(
+        "9.9",
+        C.MALFORMED,
+        "a manifest tag with a space",
+        hostile_manifest("manifest tag with a space"),
+    ),
+    Case(
+        "9.9",
+        C.BAD_PATH,
+        "a manifest path escaping the root",
+        hostile_manifest("manifest path escaping the root"),
+    ),
+    Case(
+        "9.9",
+        C.MALFORMED,
+        "a manifest announcing more paths than it holds",
+        hostile_manifest("manifest announcing more paths than it holds"),
     ),
 ]
 
