@@ -31,6 +31,7 @@ from protocol.messages import (
     decode_message,
     encode_message,
 )
+from protocol.salvage import complete_blobs
 from protocol.tree import Node, decode_tree, tree_id
 
 VERSION_MIN = 1
@@ -218,6 +219,22 @@ class Connection:
         state = self.phase.name.lower()
         detail = "inside a frame" if self._decoder.buffered else f"in phase {state}"
         raise ProtocolError(ErrorCode.TRUNCATED, f"the peer closed the connection {detail}")
+
+    def salvage_blobs(self) -> list[tuple[bytes, bytes]]:
+        """The whole blobs of a BLOBS frame the peer cut short (protocol/salvage.py), as
+        far as each is the next one due and matches its digest; they are no longer due.
+        For a server whose peer closed mid-transfer; empty otherwise."""
+        if self.role is not Role.SERVER:
+            return []
+        kept: list[tuple[bytes, bytes]] = []
+        for digest, data in complete_blobs(self._decoder.partial_payload(), self.limits):
+            if not self._blobs_due or self._blobs_due[0] != (digest, len(data)):
+                break
+            if blake3.blake3(data).digest() != digest:
+                break
+            self._blobs_due.popleft()
+            kept.append((digest, data))
+        return kept
 
     def _received(self, message: Message) -> Event:
         if isinstance(message, Hello):

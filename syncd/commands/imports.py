@@ -10,11 +10,14 @@ import json
 import sys
 from pathlib import Path
 
+from syncd.apply.room import StagingLimit
+from syncd.commands.stagingmax import add_staging_max
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.media.importer import ImportOutcome, StatusReport, import_status, import_volumes
 from syncd.media.layout import refuse_inside
 from syncd.media.signing import load_public_key
+from syncd.roots import real_root
 from syncd.state import StateDir
 from syncd.units import format_bytes
 
@@ -38,12 +41,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="refuse volumes whose index is not signed by this OpenSSH public key",
     )
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
+    add_staging_max(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    root: Path = args.root.absolute()
+    root = real_root(args.root)
     state = StateDir(root, args.state)
     if args.status:
         if args.dirs:
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create root {root}: {exc.strerror}") from exc
-    outcome = import_volumes(root, state, args.dirs, required)
+    outcome = import_volumes(root, state, args.dirs, required, StagingLimit(args.staging_max))
     for volume in outcome.refused:
         print(f"syncd import: refused {volume.problem}", file=sys.stderr)
     if args.json:
@@ -88,13 +92,14 @@ def _summary(outcome: ImportOutcome) -> dict[str, object]:
         "files_applied": applied.files_written if applied else 0,
         "files_deleted": applied.files_deleted if applied else 0,
         "far_after": applied.root.hex() if applied else None,
-        "resumed": outcome.resumed.root.hex() if outcome.resumed else None,
+        "resumed": resumed.root.hex() if (resumed := outcome.resumed.result) else None,
+        "resume_problem": outcome.resumed.problem or None,
     }
 
 
 def _print(outcome: ImportOutcome) -> None:
-    if outcome.resumed is not None:
-        print(f"finished an interrupted apply of {outcome.resumed.root.hex()[:16]}")
+    if outcome.resumed.result is not None or outcome.resumed.problem:
+        print(outcome.resumed.describe())
     for volume in outcome.volumes:
         if volume.status == "imported":
             print(

@@ -4,8 +4,14 @@ This is what OpenSSH runs, also as a forced command (authorized_keys
 `restrict,command="syncd serve --stdio --root /srv/mirror"`): the root is fixed here,
 and a client asking for any other root is refused. A root holding the login's home
 directory or syncd's own installation is refused before anything is created
-(syncd/session/rootguard.py). stdout carries only the protocol; everything for humans
-goes to stderr.
+(syncd/session/rootguard.py). A root behind a symlink is served at its real path. The
+session (syncd/session/server.py) takes the root's lock and finishes an interrupted
+apply first, so that a failure there still reaches the client as ERROR. stdout carries
+only the protocol; everything for humans goes to stderr.
+
+SIGHUP and SIGTERM (an SSH session killed, the link gone, a service stopped) end the
+session as a dropped link does: nothing more is read, every blob that arrived whole is
+kept and made durable, an apply under way is finished. A second signal kills.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ from pathlib import Path
 from protocol.connection import MIN_PEER_FRAME
 from protocol.errors import ProtocolError
 from protocol.messages import Result
-from syncd.apply.engine import resume_pending
+from syncd.apply.room import StagingLimit
+from syncd.commands.stagingmax import add_staging_max
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.roots import real_root
 from syncd.session.afterapply import PostApplyPolicy
+from syncd.session.hangup import HangUp
 from syncd.session.rootguard import refuse_unsafe_root
 from syncd.session.server import HANDSHAKE_TIMEOUT, ServeOptions, serve_session
 from syncd.session.wire import PeerError
@@ -51,6 +60,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="end a session whose client has sent no HELLO within DURATION (e.g. 90s, "
         f"2m; default {HANDSHAKE_TIMEOUT:g}s): a stalled one would hold the root's lock",
     )
+    add_staging_max(parser)
     after = parser.add_mutually_exclusive_group()
     after.add_argument(
         "--post-apply",
@@ -70,7 +80,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="syncd serve: %(message)s")
-    root: Path = args.root.absolute()
+    root = real_root(args.root)
     refuse_unsafe_root(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -79,18 +89,19 @@ def run(args: argparse.Namespace) -> int:
     state = StateDir(root, args.state)
     policy = PostApplyPolicy(args.allow_post_apply, args.post_apply or None)
     options = ServeOptions(
-        root, state, MIN_PEER_FRAME + 64 * 1024, policy, handshake_timeout=args.handshake_timeout
+        root,
+        state,
+        MIN_PEER_FRAME + 64 * 1024,
+        policy,
+        handshake_timeout=args.handshake_timeout,
+        staging_limit=StagingLimit(args.staging_max),
     )
-    with state.lock():
-        finished = resume_pending(root, state)
-        if finished is not None:
-            log.info("finished an interrupted apply of %s", finished.root.hex()[:16])
-        try:
-            result = asyncio.run(_serve(options))
-        except (ProtocolError, PeerError) as exc:
-            # Expected ends of a session (a bad or hostile peer): one line, no traceback.
-            log.error("session ended: %s", exc)  # noqa: TRY400
-            return int(ExitCode.FAILED)
+    try:
+        result = asyncio.run(_serve(options))
+    except (ProtocolError, PeerError) as exc:
+        # Expected ends of a session (a bad or hostile peer): one line, no traceback.
+        log.error("session ended: %s", exc)  # noqa: TRY400
+        return int(ExitCode.FAILED)
     log.info("%s: snapshot %s", result.status, result.root.hex()[:16])
     return int(ExitCode.OK)
 
@@ -108,6 +119,7 @@ def _timeout(text: str) -> float:
 async def _serve(options: ServeOptions) -> Result:
     channel = await open_stdio()
     try:
-        return await serve_session(channel, options)
+        with HangUp(channel) as guarded:
+            return await serve_session(guarded, options)
     finally:
         await channel.close()

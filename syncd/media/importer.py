@@ -25,8 +25,10 @@ from pathlib import Path
 from protocol.media import VolumeHeader
 from protocol.tree import Node, decode_tree
 from syncd import faults
-from syncd.apply.engine import ApplyResult, apply_target, resume_pending, scan_far
+from syncd.apply.engine import ApplyResult, apply_target, scan_far
 from syncd.apply.journal import read_journal
+from syncd.apply.resume import Resumed, resume_or_abandon
+from syncd.apply.room import StagingLimit, expire, make_room
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
 from syncd.media.errors import MediaError, VolumeRefused
@@ -70,7 +72,7 @@ class ImportOutcome:
     notes: list[str] = field(default_factory=list)
     missing: Missing | None = None
     applied: ApplyResult | None = None
-    resumed: ApplyResult | None = None
+    resumed: Resumed = field(default_factory=Resumed)
 
     @property
     def refused(self) -> list[VolumeResult]:
@@ -78,14 +80,18 @@ class ImportOutcome:
 
 
 def import_volumes(
-    root: Path, state: StateDir, folders: Sequence[Path], required_key: bytes | None
+    root: Path,
+    state: StateDir,
+    folders: Sequence[Path],
+    required_key: bytes | None,
+    limit: StagingLimit | None = None,
 ) -> ImportOutcome:
     paths = find_volumes(folders)
     with state.lock():
-        resumed = resume_pending(root, state)
+        resumed = resume_or_abandon(root, state)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
-            run = _Run(root, state, current, staging, required_key)
+            run = _Run(root, state, current, staging, required_key, limit=limit or StagingLimit())
             for path in ordered(paths):
                 run.add(path)
             outcome = run.finish()
@@ -113,13 +119,16 @@ class _Run:
         current: SnapshotReader,
         staging: Staging,
         required_key: bytes | None,
+        *,
+        limit: StagingLimit,
     ) -> None:
         self.root, self.state, self.current, self.staging = root, state, current, staging
         self.required_key = required_key
+        self.limit = limit
         self.site = FarSite.load(state)
         self.progress = ImportProgress.load(state)
         self.live = LiveBlobs(current)
-        self.route = Routing(staging)
+        self.route = Routing(staging, self.live)
         self.lacking: dict[bytes, int] | None = None  # for the export in progress
         self.results: list[VolumeResult] = []
         self.notes: list[str] = []
@@ -225,6 +234,9 @@ class _Run:
             target, self.current, self.staging, self.live, self.route, trees=children
         )
         _settle(descent, target)
+        need = self.route.account(descent.wanted, self.state)
+        room = make_room(self.staging, self.state, need, self.limit)
+        self.notes += room.notes
         return dict(descent.wanted)
 
     # -- the end of the run -------------------------------------------------------------
@@ -235,6 +247,7 @@ class _Run:
         if progress is None:
             return outcome
         if progress.applied:
+            expire(self.staging)
             outcome.status = "refused" if outcome.refused else "up-to-date"
             return outcome
         if self.lacking is None:
@@ -248,7 +261,7 @@ class _Run:
         return outcome
 
     def _apply(self, progress: ImportProgress) -> ApplyResult:
-        self.route.finish(self.root, self.live)
+        self.route.finish(self.root)
         self.staging.flush()
 
         def records(tree: bytes) -> bytes | None:

@@ -1,15 +1,24 @@
 """The far side of a push: `syncd serve --stdio` runs one of these per connection.
 
-It scans its own root while the handshake runs, compares the offer with that fresh
-scan, descends only where tree ids differ, asks for the blobs it has nowhere, stages
-them (durably, so an interrupted push resumes), and applies only once everything the
-offer needs is staged and verified. Its answers come from its own state, never from
-what the source believes it sent.
+Under the root's lock it first finishes an apply a crash or failure cut short (without
+letting that block this session: syncd/apply/resume.py), then scans its own root while
+the handshake runs, compares the offer with that fresh scan, descends only where tree
+ids differ, checks that the apply will fit (the staging quota and the free space,
+syncd/apply/room.py: refused up front, naming the shortfall), asks for the blobs it has
+nowhere, stages them (durably, so an interrupted push resumes), and applies only once
+everything the offer needs is staged and verified. Its answers come from its own state,
+never from what the source believes it sent.
+
+Whatever ends a transfer early (the link dropping, EOF in the middle of a frame, a
+hang-up), every blob that arrived whole is kept: the blobs of a frame cut short are
+salvaged (protocol/salvage.py), those still queued for the disk are written, and
+staging is made durable before the session ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -34,13 +43,15 @@ from protocol.messages import (
 )
 from syncd import __version__
 from syncd.apply.engine import apply_target, scan_far
+from syncd.apply.resume import resume_or_abandon
+from syncd.apply.room import StagingLimit, expire, make_room
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
 from syncd.plan.descent import Descent
 from syncd.scan.api import ScanResult
 from syncd.session.afterapply import AfterApplyRequest, PostApplyPolicy, after_apply
-from syncd.session.wire import Channel, Wire
+from syncd.session.wire import Channel, PeerError, Wire
 from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
 
@@ -71,24 +82,39 @@ class ServeOptions:
     max_frame: int
     post_apply: PostApplyPolicy = field(default_factory=PostApplyPolicy)
     handshake_timeout: float = HANDSHAKE_TIMEOUT
+    staging_limit: StagingLimit = field(default_factory=StagingLimit)
 
 
 async def serve_session(channel: Channel, options: ServeOptions) -> Result:
-    """Run one conversation to its end; raises ProtocolError, PeerError or SyncdError."""
+    """Run one conversation to its end; raises ProtocolError, PeerError or SyncdError,
+    having told the peer why with ERROR where the connection still allowed it (also when
+    the root is locked by another session)."""
     connection = Connection(Role.SERVER)
-    scan = asyncio.create_task(asyncio.to_thread(_scan, options))
     async with Wire(connection, channel) as wire:
         try:
-            return await _converse(wire, options, scan)
+            with options.state.lock():
+                return await _session(wire, options)
         except ProtocolError as exc:
             await wire.fail(exc.code, exc.message)
             raise
         except SyncdError as exc:
             await wire.fail(ErrorCode.REMOTE, str(exc))
             raise
-        finally:
-            if not scan.done():
-                scan.cancel()
+
+
+async def _session(wire: Wire, options: ServeOptions) -> Result:
+    resumed = await asyncio.to_thread(resume_or_abandon, options.root, options.state)
+    if resumed.result is not None:
+        log.info("%s", resumed.describe())
+    scan = asyncio.create_task(asyncio.to_thread(_scan, options))
+    try:
+        return await _converse(wire, options, scan)
+    finally:
+        # A scan started is let finish, under the lock: its stat cache serves the next
+        # session, and nothing else may write the state folder meanwhile.
+        await asyncio.wait([scan])
+        if not scan.cancelled():
+            scan.exception()  # retrieved: a failed scan was reported by _converse, or moot
 
 
 def _scan(options: ServeOptions) -> ScanResult:
@@ -111,6 +137,7 @@ async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanRe
             )
         )
         if offer.root == summary.root:
+            await asyncio.to_thread(expire, staging)
             result = Result("up-to-date", summary.root, 0, 0)
         else:
             result = await _sync(wire, options, offer, current, staging)
@@ -191,7 +218,7 @@ async def _fetch(
     gone when this returns: the apply builds its own, and at a million entries each is
     some hundred megabytes."""
     live = LiveBlobs(current)
-    route = Routing(staging)
+    route = Routing(staging, live)
     descent = far_descent(offer.root, current, staging, live, route)
     clock = time.monotonic()
     await _descend(wire, descent, staging)
@@ -203,10 +230,14 @@ async def _fetch(
         descent.wanted_bytes,
         time.monotonic() - clock,
     )
+    need = route.account(descent.wanted, options.state)
+    room = await asyncio.to_thread(make_room, staging, options.state, need, options.staging_limit)
+    for note in room.notes:
+        log.info("staging: %s", note)
     await wire.send(Plan(len(descent.wanted), descent.wanted_bytes))
     clock = time.monotonic()
     await _transfer(wire, descent.wanted, route)
-    route.finish(options.root, live)
+    await asyncio.to_thread(route.finish, options.root)
     staging.flush()
     log.info("transfer: staged %d bytes in %.2f s", descent.wanted_bytes, time.monotonic() - clock)
 
@@ -232,9 +263,33 @@ async def _descend(wire: Wire, descent: Descent, staging: Staging) -> None:
 
 async def _transfer(wire: Wire, wanted: dict[bytes, int], route: Routing) -> None:
     """Ask for `wanted` within the credit window and stage what arrives; staging writes
-    run on their own thread, so the wire is read while the disk catches up."""
-    with _StagingThread(route) as stager:
+    run on their own thread, so the wire is read while the disk catches up. However the
+    transfer ends, what arrived whole is staged and made durable."""
+    stager = _StagingThread(route)
+    try:
         await _receive(wire, wanted, stager)
+    except BaseException as exc:
+        dropped = isinstance(exc, ProtocolError | PeerError)
+        # The session's own error is the one to report; keeping what arrived is best effort.
+        with contextlib.suppress(Exception):
+            await stager.stage(_salvage(wire.connection) if dropped else ())
+            await stager.close(flush=True)
+        raise
+    await stager.close(flush=False)
+
+
+def _salvage(connection: Connection) -> tuple[tuple[bytes, bytes], ...]:
+    """The blobs that arrived whole before the link dropped: whole frames still
+    buffered (a failed write ends the loop before they are read), then the whole blobs
+    of the frame cut short. Each is verified by the connection as any blob is."""
+    kept: list[tuple[bytes, bytes]] = []
+    with contextlib.suppress(ProtocolError):
+        while isinstance(event := connection.next_event(), Blobs):
+            kept += event.blobs
+    kept += connection.salvage_blobs()
+    if kept:
+        log.info("link dropped mid-transfer: kept %d whole blobs of what was in flight", len(kept))
+    return tuple(kept)
 
 
 async def _receive(wire: Wire, wanted: dict[bytes, int], stager: _StagingThread) -> None:
@@ -272,13 +327,33 @@ class _StagingThread:
         self._ahead = 0
         self._unflushed = 0
 
-    def __enter__(self) -> _StagingThread:
-        return self
+    async def close(self, *, flush: bool) -> None:
+        """Let every queued write finish (a blob received is a blob kept), then, if
+        asked, make staging durable; the first error of a write is raised. A session
+        ending early must keep what arrived: its own error is raised afterwards."""
+        try:
+            await self.drain_all()
+            if flush:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._pool, self._route.staging.flush
+                )
+        finally:
+            self._pool.shutdown(wait=True)
 
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    async def drain_all(self) -> None:
+        """Wait for every queued write, even after one failed; raise the first failure."""
+        failure: BaseException | None = None
+        while self._work:
+            try:
+                await self._oldest()
+            except Exception as exc:  # the rest must still be written
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     async def stage(self, blobs: tuple[tuple[bytes, bytes], ...]) -> None:
+        if not blobs:
+            return
         size = sum(len(data) for _, data in blobs)
         self._submit(self._put_all, blobs, size)
         self._unflushed += size
