@@ -134,10 +134,10 @@ def make_room(
         _drop(staging, unit, room)
         staged -= unit.allocated
         room.free = free_bytes(state)
-    if staged + need.staging > room.quota:
-        raise NoRoom(_over_quota(need, staged, room, limit))
     if room.free < need.total:
         raise NoRoom(_no_space(need, state, room))
+    if staged + need.staging > room.quota:
+        raise NoRoom(_over_quota(need, staged, room, limit))
     if room.dropped_units:
         room.notes.append(
             f"dropped {format_bytes(room.dropped)} of staged data no current target needs "

@@ -133,7 +133,10 @@ def _status(report: StatusReport, as_json: bool) -> int:
                     "volumes": progress.volumes if progress else None,
                     "seen": sorted(progress.seen) if progress else [],
                     "applied": progress.applied if progress else None,
-                    "interrupted_apply": report.interrupted,
+                    "interrupted_apply": report.interrupted is not None,
+                    "interrupted_failures": (
+                        report.interrupted.failures if report.interrupted else 0
+                    ),
                     **(missing.as_json() if missing else {"missing_volumes": []}),
                 }
             )
@@ -147,6 +150,6 @@ def _status(report: StatusReport, as_json: bool) -> int:
         print(f"export {progress.export_id}: volumes seen: {seen} of {progress.volumes}")
         print(f"  {missing.describe(progress)}")
     if report.interrupted:
-        print("an apply was interrupted: the next `syncd import` finishes it")
+        print(report.describe_interrupted())
     incomplete = missing is not None and not missing.complete
     return int(ExitCode.PROBLEMS if incomplete else ExitCode.OK)

@@ -26,11 +26,12 @@ from protocol.media import VolumeHeader
 from protocol.tree import Node, decode_tree
 from syncd import faults
 from syncd.apply.engine import ApplyResult, apply_target, scan_far
-from syncd.apply.journal import read_journal
+from syncd.apply.journal import Journal, read_journal
 from syncd.apply.resume import Resumed, resume_or_abandon
 from syncd.apply.room import StagingLimit, expire, make_room
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
+from syncd.errors import SyncdError
 from syncd.media.errors import MediaError, VolumeRefused
 from syncd.media.farsite import FarSite
 from syncd.media.layout import find_volumes
@@ -291,16 +292,30 @@ def _settle(descent: Descent, target: bytes) -> None:
 class StatusReport:
     progress: ImportProgress | None
     missing: Missing | None  # None when nothing is in progress (or it is applied)
-    interrupted: bool  # an apply was cut short; the next import finishes it
+    interrupted: Journal | None  # an apply was cut short (and perhaps failed since)
+
+    def describe_interrupted(self) -> str:
+        journal = self.interrupted
+        if journal is None:
+            return ""
+        if not journal.failures:
+            return "an apply was interrupted: the next `syncd import` finishes it"
+        return (
+            f"an apply was interrupted, and failed {journal.failures} time(s) since (last: "
+            f"{journal.failed}); the next `syncd import` retries it, and gives it up if it "
+            "fails the same way again (the import then applies afresh)"
+        )
 
 
 def import_status(root: Path, state: StateDir) -> StatusReport:
     """What the export in progress still needs, from a fresh scan and the staging area."""
+    if not root.is_dir():
+        raise MediaError(f"{root}: no such directory (is --root right?)")
     if not state.path.is_dir():
-        return StatusReport(None, None, False)  # nothing was ever imported here
+        return StatusReport(None, None, None)  # nothing was ever imported here
     with state.lock():
         progress = ImportProgress.load(state)
-        interrupted = read_journal(state) is not None
+        interrupted = _journal(state)
         if progress is None or progress.applied:
             return StatusReport(progress, None, interrupted)
         scanned = scan_far(root, state)
@@ -309,3 +324,10 @@ def import_status(root: Path, state: StateDir) -> StatusReport:
             descent = far_descent(progress.target, current, staging, live, None)
             _settle(descent, progress.target)
             return StatusReport(progress, missing(state, progress, descent.wanted), interrupted)
+
+
+def _journal(state: StateDir) -> Journal | None:
+    try:
+        return read_journal(state)
+    except SyncdError as exc:
+        raise MediaError(f"{exc}: the next `syncd import` gives it up and goes on") from exc

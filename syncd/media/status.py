@@ -1,10 +1,12 @@
 """Which volumes the far side still needs for the export in progress.
 
 A volume is still needed when it was never seen, or when it was seen and holds a blob
-the target still lacks (a damaged copy: its good blobs were kept, the rest must come
-from a sound copy). Blobs lacking that no seen volume holds, once every volume has been
-seen, cannot come from this export at all: the far tree changed since the receipt the
-export was made from, and only a new receipt and export can fill them.
+the target still lacks (a damaged copy, whose good blobs were kept, or one whose staged
+blobs were dropped since for room or age: syncd/apply/room.py). Blobs lacking that no
+seen volume holds, once every volume has been seen, cannot come from this export at
+all: the far side no longer has what the receipt the export was made from promised
+(its tree changed, or staged blobs were dropped), and only a new receipt and export can
+fill them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from syncd.state import StateDir
 @dataclass(frozen=True, slots=True)
 class Missing:
     never_seen: tuple[int, ...]
-    damaged: tuple[int, ...]  # seen, but holding blobs still lacking
+    damaged: tuple[int, ...]  # seen, but holding blobs still lacking (damaged or dropped)
     lacking_blobs: int
     lacking_bytes: int
     in_no_volume: int  # lacking blobs no volume can bring (every volume seen)
@@ -50,12 +52,17 @@ class Missing:
             parts.append(f"still missing volume(s) {numbers} of {progress.volumes}")
         if self.damaged:
             numbers = ", ".join(str(n) for n in self.damaged)
-            parts.append(f"(volume(s) {numbers} were damaged: import a sound copy)")
+            parts.append(
+                f"(volume(s) {numbers} were imported, but blobs they hold are lacking here: "
+                "a copy was damaged, or staged blobs were dropped since for room or age; "
+                "import them again, a sound copy if one was damaged)"
+            )
         if self.in_no_volume:
             parts.append(
                 f"{self.in_no_volume} blob(s) the target needs are in no volume of export "
-                f"{progress.export_id}: the far tree changed since its receipt; write a new "
-                "receipt and export again"
+                f"{progress.export_id}: this side no longer has them (its tree changed, or "
+                "staged blobs were dropped for room or age, since the receipt the export "
+                "was made from); write a new receipt and export again"
             )
         return " ".join(parts)
 
