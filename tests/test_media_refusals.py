@@ -231,7 +231,7 @@ def test_media_inside_the_tree_are_refused(months: dict[int, Path], tmp_path: Pa
     assert ran.code == 2 and "inside" in ran.err
     ran = syncd("receipt", "--root", far, "--to", far / "receipt")
     assert ran.code == 2 and "inside" in ran.err and not (far / "receipt").exists()
-    assert syncd("import", "--status", "--root", tmp_path / "nowhere").out == (
-        "no import in progress\n"
-    )
+    # A typo in --root is not "no import in progress" (issue 14).
+    ran = syncd("import", "--status", "--root", tmp_path / "nowhere")
+    assert ran.code == 2 and "no such directory" in ran.err, ran
     assert not (tmp_path / "nowhere").exists()

@@ -117,11 +117,15 @@ class Incoming:
         assembly = self._files.get(key)
         if assembly is None:
             assembly = _new_assembly(key, recipe)
-            write_atomically(
-                self.folder / (assembly.name + _SIDECAR), pack([list(p) for p in recipe])
-            )
-            # Empty: it grows as pieces land, so a declared size costs nothing until then.
-            os.close(os.open(self.folder / assembly.name, _RW | os.O_CREAT | os.O_TRUNC, 0o600))
+            path = self.folder / assembly.name
+            try:
+                write_atomically(
+                    path.with_name(assembly.name + _SIDECAR), pack([list(p) for p in recipe])
+                )
+                # Empty: it grows as pieces land, so a declared size costs nothing until then.
+                os.close(os.open(path, _RW | os.O_CREAT | os.O_TRUNC, 0o600))
+            except OSError as exc:
+                raise StagingError(f"cannot create work file {path}: {exc.strerror}") from exc
             assembly.remaining = len(recipe)
             self._files[key] = assembly
         if assembly.active:
@@ -152,11 +156,20 @@ class Incoming:
 
     def put(self, digest: bytes, data: bytes) -> None:
         """Write a verified piece into every region of an active file waiting for it."""
-        for key, index in self._pending.pop(digest, ()):
+        regions = self._pending.get(digest, [])
+        while regions:
+            key, index = regions[-1]
             assembly = self._files[key]
-            _pwrite_all(self._fd(key), data, assembly.offsets[index])
+            try:
+                _pwrite_all(self._fd(key), data, assembly.offsets[index])
+            except OSError as exc:  # the regions not written still wait for the piece
+                raise StagingError(
+                    f"cannot stage {digest.hex()} in {self.folder / assembly.name}: {exc.strerror}"
+                ) from exc
+            regions.pop()
             self._mark_filled(assembly, index)
             self._dirty.add(key)
+        self._pending.pop(digest, None)
 
     def _mark_filled(self, assembly: _Assembly, index: int) -> None:
         assembly.filled[index] = 1
@@ -189,6 +202,7 @@ class Incoming:
         return len(self._pending)
 
     def flush(self) -> None:
+        """Make every piece written so far durable (OSError: the caller names it)."""
         for key in sorted(self._dirty):
             os.fsync(self._fd(key))
         if self._dirty:

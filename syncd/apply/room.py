@@ -33,7 +33,7 @@ from syncd.units import format_bytes
 
 STAGING_SHARE = 0.8  # of free space plus what staging holds, unless --staging-max says
 MAX_AGE = 30 * 86400.0  # seconds: unneeded staged data older than this is dropped
-STATE_SLACK = 4 << 20  # bytes for the journal, the index and other small state files
+STATE_SLACK = 1 << 20  # bytes for the journal, the index and other small state files
 
 
 @dataclass(frozen=True, slots=True)
