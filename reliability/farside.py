@@ -73,11 +73,11 @@ def add_bulk(root: Path, month: int) -> None:
         first[2] = members[BULK_MEMBERS]
         first.append(members[BULK_MEMBERS + 1])
         second = [members[BULK_MEMBERS + 2], members[1], members[BULK_MEMBERS + 1]]
-        _write_tar(root / "bulk" / "second.tar", second)
-    _write_tar(root / "bulk" / "first.tar", first)
+        write_tar(root / "bulk" / "second.tar", second)
+    write_tar(root / "bulk" / "first.tar", first)
 
 
-def _write_tar(path: Path, members: list[bytes]) -> None:
+def write_tar(path: Path, members: list[bytes]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as archive:
         for number, data in enumerate(members):
