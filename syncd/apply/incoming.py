@@ -110,6 +110,13 @@ class Incoming:
 
     # -- planning -------------------------------------------------------------------
 
+    def missing_bytes(self, recipe: Recipe) -> int:
+        """Bytes still to write into this content's work file (all, if it has none)."""
+        assembly = self._files.get(content_key(recipe))
+        if assembly is None:
+            return sum(length for _, length in recipe)
+        return assembly.missing_bytes()
+
     def prepare(self, recipe: Recipe) -> int:
         """Make this content's work file (once) active: its holes wait for pieces. The
         bytes still to write into it, the first time it becomes active (else 0)."""

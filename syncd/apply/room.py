@@ -150,7 +150,7 @@ def expire(staging: Staging, *, now: float | None = None) -> Room:
     """Drop unneeded staged data older than MAX_AGE (a session with nothing to stage)."""
     room = Room()
     cutoff = (time.time() if now is None else now) - MAX_AGE
-    for unit in _unneeded(staging):
+    for unit in list(_unneeded(staging)):
         if unit.used < cutoff:
             _drop(staging, unit, room)
     return room

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from protocol.tree import FileNode, Node, decode_tree
+from protocol.tree import FileNode, Node, Recipe, decode_tree
 from syncd import faults
 from syncd.apply.blobindex import BlobIndex
-from syncd.apply.incoming import ASSEMBLE_MIN
+from syncd.apply.incoming import ASSEMBLE_MIN, content_key
 from syncd.apply.livetree import LiveTree
 from syncd.apply.pieces import PieceReader
 from syncd.apply.room import Need, state_need
@@ -51,7 +51,8 @@ class Routing:
     It answers the descent's "is this piece here?" (`have`), so it knows what the
     target uses of staging (marked needed there) and which pieces only a work file of
     another target holds: those are copied where the apply can read them (`finish`).
-    `need` adds up the room the apply will take (room.py)."""
+    `need` adds up the room the apply will take (room.py); the work files are made only
+    once that room is there (`start`), so a target refused for room leaves nothing."""
 
     def __init__(self, staging: Staging, live: LiveBlobs) -> None:
         self.staging = staging
@@ -60,6 +61,7 @@ class Routing:
         self._for_packs: set[bytes] = set()
         # Pieces held by no pack or live file, only by some work file: piece -> length.
         self._in_work_files: dict[bytes, int] = {}
+        self._to_assemble: dict[bytes, Recipe] = {}  # content key -> recipe
 
     def have(self, digest: bytes) -> bool:
         if self.staging.use_blob(digest) or self.live.has(digest):
@@ -78,7 +80,10 @@ class Routing:
         if not (transfer or from_work_files):
             return  # built from the packs and live files by the apply
         if node.size >= ASSEMBLE_MIN:
-            self.need.assembled += self.staging.incoming.prepare(node.recipe)
+            key = content_key(node.recipe)
+            if key not in self._to_assemble:
+                self._to_assemble[key] = node.recipe
+                self.need.assembled += self.staging.incoming.missing_bytes(node.recipe)
         else:
             self.need.built += node.size
             self._for_packs.update(digest for digest, _ in node.recipe)
@@ -90,6 +95,12 @@ class Routing:
         need.packs += sum(n for d, n in self._in_work_files.items() if d in self._for_packs)
         need.state = state_need(state, self.staging)
         return need
+
+    def start(self) -> None:
+        """Make the target's work files, once its room is there: pieces may then come."""
+        for recipe in self._to_assemble.values():
+            self.staging.incoming.prepare(recipe)
+        self._to_assemble.clear()
 
     def put(self, digest: bytes, data: bytes) -> None:
         faults.reached("blob")

@@ -325,7 +325,7 @@ class Staging:
 
     def packs(self) -> Iterator[StagedPack]:
         """Every pack, with its age and whether the current target needs it."""
-        for number, fd in self._fds.items():
+        for number, fd in list(self._fds.items()):
             st = os.fstat(fd)
             yield StagedPack(number, st.st_mtime, st.st_blocks * 512, number in self._needed)
 

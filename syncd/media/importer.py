@@ -238,6 +238,7 @@ class _Run:
         need = self.route.account(descent.wanted, self.state)
         room = make_room(self.staging, self.state, need, self.limit)
         self.notes += room.notes
+        self.route.start()
         return dict(descent.wanted)
 
     # -- the end of the run -------------------------------------------------------------

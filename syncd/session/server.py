@@ -234,6 +234,7 @@ async def _fetch(
     room = await asyncio.to_thread(make_room, staging, options.state, need, options.staging_limit)
     for note in room.notes:
         log.info("staging: %s", note)
+    await asyncio.to_thread(route.start)
     await wire.send(Plan(len(descent.wanted), descent.wanted_bytes))
     clock = time.monotonic()
     await _transfer(wire, descent.wanted, route)
