@@ -36,7 +36,7 @@ from syncd.media.errors import MediaError, VolumeRefused
 from syncd.media.farsite import FarSite
 from syncd.media.layout import find_volumes
 from syncd.media.progress import ImportProgress, clear_digests, save_digests
-from syncd.media.status import Missing, missing
+from syncd.media.status import Missing, missing, trees_missing
 from syncd.media.volume import Volume, open_volume, peek, read_blobs
 from syncd.plan.descent import Descent
 from syncd.snapshot import SnapshotReader
@@ -279,11 +279,15 @@ class _Run:
         return applied
 
 
+class TreesNotStaged(MediaError):
+    """A descent met a tree record that is neither staged nor in the volume's index."""
+
+
 def _settle(descent: Descent, target: bytes) -> None:
     """Run a descent whose trees are all local (a volume's index or staging)."""
     while not descent.settled:
         if descent.next_requests(1 << 16):
-            raise MediaError(
+            raise TreesNotStaged(
                 f"the tree records of target {target.hex()[:16]} are not all staged here: "
                 "import any volume of the export again"
             )
@@ -323,7 +327,10 @@ def import_status(root: Path, state: StateDir) -> StatusReport:
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
             live = LiveBlobs(current)
             descent = far_descent(progress.target, current, staging, live, None)
-            _settle(descent, progress.target)
+            try:
+                _settle(descent, progress.target)
+            except TreesNotStaged:
+                return StatusReport(progress, trees_missing(progress), interrupted)
             return StatusReport(progress, missing(state, progress, descent.wanted), interrupted)
 
 

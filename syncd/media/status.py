@@ -24,6 +24,9 @@ class Missing:
     lacking_blobs: int
     lacking_bytes: int
     in_no_volume: int  # lacking blobs no volume can bring (every volume seen)
+    # The target's tree records are not all here (an import cut short while staging
+    # them): what it lacks is not known until a volume of the export brings them again.
+    trees_missing: bool = False
 
     @property
     def volumes(self) -> tuple[int, ...]:
@@ -31,7 +34,7 @@ class Missing:
 
     @property
     def complete(self) -> bool:
-        return self.lacking_blobs == 0
+        return self.lacking_blobs == 0 and not self.trees_missing
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -41,12 +44,18 @@ class Missing:
             "lacking_blobs": self.lacking_blobs,
             "lacking_bytes": self.lacking_bytes,
             "blobs_in_no_volume": self.in_no_volume,
+            "trees_missing": self.trees_missing,
         }
 
     def describe(self, progress: ImportProgress) -> str:
         if self.complete:
             return "every blob of the target is here"
         parts = []
+        if self.trees_missing:
+            parts.append(
+                "the tree records of its target are not all here (an import was cut short "
+                "while staging them): import any of its volumes again;"
+            )
         if self.volumes:
             numbers = ", ".join(str(n) for n in self.volumes)
             parts.append(f"still missing volume(s) {numbers} of {progress.volumes}")
@@ -79,3 +88,8 @@ def missing(state: StateDir, progress: ImportProgress, lacking: dict[bytes, int]
     never_seen = progress.never_seen
     orphans = 0 if never_seen else sum(1 for digest in lacking if digest not in held)
     return Missing(tuple(never_seen), tuple(damaged), len(lacking), sum(lacking.values()), orphans)
+
+
+def trees_missing(progress: ImportProgress) -> Missing:
+    """What is missing when the target's tree records are not all staged."""
+    return Missing(tuple(progress.never_seen), (), 0, 0, 0, trees_missing=True)
