@@ -32,6 +32,7 @@ class MsgType(IntEnum):
     ERROR = 10
     BYE = 11
     REPORT = 12
+    REST = 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,19 @@ class Want:
 
 
 @dataclass(frozen=True, slots=True)
+class Rest:
+    """The rest of blobs whose first `offset` bytes the server kept from a link that
+    dropped: (digest, length, offset), answered in BLOBS by bytes offset..length, in
+    order with the WANT entries. Only to a client whose HELLO has the `rest` capability."""
+
+    blobs: tuple[tuple[bytes, int, int], ...]
+    TYPE: ClassVar[MsgType] = MsgType.REST
+
+    def fields(self) -> list[object]:
+        return [[[digest, length, offset] for digest, length, offset in self.blobs]]
+
+
+@dataclass(frozen=True, slots=True)
 class Blobs:
     """Blob bytes answering WANT, in the order wanted: (digest, data)."""
 
@@ -195,7 +209,19 @@ class Bye:
 
 
 Message = (
-    Hello | Offer | State | GetTrees | Trees | Plan | Want | Blobs | Result | Error | Bye | Report
+    Hello
+    | Offer
+    | State
+    | GetTrees
+    | Trees
+    | Plan
+    | Want
+    | Rest
+    | Blobs
+    | Result
+    | Error
+    | Bye
+    | Report
 )
 
 RESULT_STATUSES = ("applied", "up-to-date", "staged")
@@ -323,6 +349,20 @@ def _want(f: list[object], limits: Limits) -> Want:
     return Want(tuple(blobs))
 
 
+def _rest(f: list[object], limits: Limits) -> Rest:
+    blobs = []
+    for item in _list(f[0], "REST", limits):
+        if not isinstance(item, list) or len(item) != 3:
+            raise ProtocolError(ErrorCode.MALFORMED, "REST entry: expected three fields")
+        digest = _digest(item[0], "REST digest")
+        length = _int(item[1], "REST length", CHUNK_SIZE)
+        offset = _int(item[2], "REST offset", CHUNK_SIZE)
+        if not 0 < offset < length:
+            raise ProtocolError(ErrorCode.MALFORMED, "REST: offset must lie inside the blob")
+        blobs.append((digest, length, offset))
+    return Rest(tuple(blobs))
+
+
 def _blobs(f: list[object], limits: Limits) -> Blobs:
     blobs = []
     for item in _list(f[0], "BLOBS", limits):
@@ -383,6 +423,7 @@ _DECODERS: dict[int, tuple[int, _Decoder]] = {
     MsgType.TREES: (1, _trees),
     MsgType.PLAN: (2, _plan),
     MsgType.WANT: (1, _want),
+    MsgType.REST: (1, _rest),
     MsgType.BLOBS: (1, _blobs),
     MsgType.RESULT: (5, _result),
     MsgType.ERROR: (2, _error),

@@ -39,10 +39,9 @@ from protocol.errors import ProtocolError
 from protocol.framing import HEADER
 from protocol.limits import DEFAULT_LIMITS
 from protocol.messages import MsgType
-from protocol.salvage import complete_blobs
+from protocol.salvage import complete_blobs, cut_entry
 
 CHUNK = 64 << 10
-BLOB_ENTRY_OVERHEAD = 3 + 2 + 32 + 5  # array, bin8 header + digest, bin32 header (at most)
 
 
 @dataclass
@@ -81,10 +80,9 @@ class Count:
         if len(frame) <= HEADER.size:
             return 0, 0
         payload = frame[HEADER.size :]
-        whole = complete_blobs(payload, DEFAULT_LIMITS)
-        whole_bytes = sum(len(data) for _, data in whole)
-        used = 8 + sum(len(data) + BLOB_ENTRY_OVERHEAD for _, data in whole)
-        return whole_bytes, max(0, len(payload) - used - BLOB_ENTRY_OVERHEAD)
+        whole = sum(len(data) for _, data in complete_blobs(payload, DEFAULT_LIMITS))
+        cut = cut_entry(payload, DEFAULT_LIMITS)
+        return whole, len(cut[1]) if cut else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,12 +11,12 @@ an import), and before it stages a byte of it, `make_room` checks two bounds:
   (their bytes are written a second time, into the workspace, before the packs go) and
   the state files it writes must fit in the free space.
 
-Staged data the current target does not need (packs and work files left by interrupted,
-abandoned or superseded sessions) is dropped when older than MAX_AGE, and then, oldest
-first, for as long as either bound is not met. When both still cannot be met the session
-is refused up front, naming the shortfall: nothing was staged or changed. So a session
-that stopped half-way, or a hostile client that sent all but one blob of a huge tree,
-never holds the space an honest session needs.
+Staged data the current target does not need (packs, work files and partial blobs left
+by interrupted, abandoned or superseded sessions) is dropped when older than MAX_AGE,
+and then, oldest first, for as long as either bound is not met. When both still cannot
+be met the session is refused up front, naming the shortfall: nothing was staged or
+changed. So a session that stopped half-way, or a hostile client that sent all but one
+blob of a huge tree, never holds the space an honest session needs.
 """
 
 from __future__ import annotations
@@ -94,8 +94,9 @@ class _Unit:
 
     used: float
     allocated: int
-    pack: int | None  # the pack number, or None for a work file
-    key: bytes = b""
+    pack: int | None  # the pack number, or None for a work file or a partial
+    key: bytes = b""  # a work file's content key, or a partial's digest
+    partial: bool = False
 
 
 def state_need(state: StateDir, staging: Staging) -> int:
@@ -163,11 +164,16 @@ def _unneeded(staging: Staging) -> Iterator[_Unit]:
     for work in staging.incoming.work_files():
         if not work.active:
             yield _Unit(work.used, work.allocated, None, work.key)
+    for partial in staging.partials.entries():
+        if partial.digest not in staging.partials.needed:
+            yield _Unit(partial.used, partial.allocated, None, partial.digest, partial=True)
 
 
 def _drop(staging: Staging, unit: _Unit, room: Room) -> None:
     if unit.pack is not None:
         staging.drop_pack(unit.pack)
+    elif unit.partial:
+        staging.partials.drop(unit.key)
     else:
         staging.incoming.drop(unit.key)
     room.dropped += unit.allocated

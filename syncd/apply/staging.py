@@ -34,6 +34,7 @@ from syncd.apply import packs
 from syncd.apply.durable import fsync_dir, write_atomically
 from syncd.apply.errors import StagingError
 from syncd.apply.incoming import Incoming
+from syncd.apply.partials import Partials
 from syncd.state import StateDir
 
 PACK_LIMIT = 256 << 20  # a new pack is started once one holds this many bytes
@@ -112,6 +113,8 @@ class Staging:
         self.folder = folder
         # Large files assembled as their pieces arrive (incoming.py), next to the packs.
         self.incoming = incoming or Incoming(folder.parent / "incoming")
+        # The first bytes of blobs a dropped link cut (partials.py).
+        self.partials = Partials(folder / "partial")
         self._fds: dict[int, int] = {}  # pack number -> read/write descriptor
         self._reset()
 
@@ -143,6 +146,7 @@ class Staging:
             )
         staging = cls(folder, Incoming.open(state.path / "incoming"))
         try:
+            staging.partials = Partials.open(folder / "partial")
             staging._recover()
         except OSError as exc:
             staging.close()
@@ -350,6 +354,7 @@ class Staging:
     def usage(self) -> int:
         """Bytes the staging area takes on disk: packs and work files."""
         held = sum(pack.allocated for pack in self.packs())
+        held += sum(partial.allocated for partial in self.partials.entries())
         return held + sum(work.allocated for work in self.incoming.work_files())
 
     # -- durability and cleanup -----------------------------------------------------------
@@ -381,6 +386,7 @@ class Staging:
                 path.unlink()
         fsync_dir(self.folder)
         self.incoming.clear()
+        self.partials.clear()
         self._reset()
 
     def close(self) -> None:

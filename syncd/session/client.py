@@ -14,7 +14,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.connection import CAP_REPORT, MIN_PEER_FRAME, Connection, Role
+from protocol.connection import CAP_REPORT, CAP_REST, MIN_PEER_FRAME, Connection, Role
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
     Blobs,
@@ -24,6 +24,7 @@ from protocol.messages import (
     Offer,
     Plan,
     Report,
+    Rest,
     Result,
     State,
     Trees,
@@ -38,6 +39,18 @@ from syncd.session.wire import Channel, Wire
 from syncd.snapshot import SnapshotReader
 
 FRAME_SLACK = 4096  # msgpack envelope around the payload of one frame
+
+
+async def _from(
+    read: Awaitable[list[tuple[bytes, bytes]]], offsets: dict[bytes, int]
+) -> list[tuple[bytes, bytes]]:
+    """The pieces read, each cut to what follows its offset (REST; none for WANT)."""
+    pieces = await read
+    if not offsets:
+        return pieces
+    return [(digest, data[offsets.get(digest, 0) :]) for digest, data in pieces]
+
+
 # Blobs are sent in frames of about this many bytes (a larger blob goes alone): the far
 # side stages a frame once it is whole, so on a slow link that drops, a 16 MiB frame
 # would take minutes of what arrived with it (issue 14: a drop at 8 s of 1 MB/s kept
@@ -122,7 +135,9 @@ class _Session:
         self._sender = asyncio.create_task(self._send_blobs())
 
     async def run(self) -> PushOutcome:
-        await self.wire.send(Hello((1, 1), f"syncd {__version__}", (), self._params()))
+        # `rest`: it can send the rest of a blob whose first bytes the far side kept.
+        caps = (CAP_REST,)
+        await self.wire.send(Hello((1, 1), f"syncd {__version__}", caps, self._params()))
         pending, self._pending = self._pending, None
         assert pending is not None, "run() is called once"
         self.source = pending if isinstance(pending, SnapshotReader) else await pending
@@ -157,6 +172,8 @@ class _Session:
                 self.progress.start(event.bytes, event.blobs)
             elif isinstance(event, Want):
                 self._queue_reads(event.blobs)
+            elif isinstance(event, Rest):
+                self._queue_reads(tuple((d, n) for d, n, _ in event.blobs), event.blobs)
             elif isinstance(event, Result):
                 result = event
                 if not (self.options.wants_report and self.outcome.far_reports):
@@ -201,13 +218,19 @@ class _Session:
         where = self._index.locate(digest)
         return None if where is None else (where.path, where.offset, where.length)
 
-    def _queue_reads(self, wanted: tuple[tuple[bytes, int], ...]) -> None:
+    def _queue_reads(
+        self,
+        wanted: tuple[tuple[bytes, int], ...],
+        rests: tuple[tuple[bytes, int, int], ...] = (),
+    ) -> None:
+        """Read the pieces asked for, in order; for a REST, only the rest of each."""
         if self._index is None:
             self._index = BlobIndex.build(self.source)
         root = str(self.options.root)
+        offsets = {digest: offset for digest, _, offset in rests}
         for batch in batches(wanted):
-            read = asyncio.ensure_future(asyncio.to_thread(read_pieces, root, self._locate, batch))
-            self._reads.put_nowait(read)
+            read = asyncio.to_thread(read_pieces, root, self._locate, batch)
+            self._reads.put_nowait(asyncio.ensure_future(_from(read, offsets)))
 
     async def _send_blobs(self) -> None:
         try:

@@ -18,12 +18,8 @@ staging is made durable before the session ends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -31,7 +27,6 @@ from typing import TypeVar
 from protocol.connection import CAP_REPORT, Connection, Role, TreesReceived
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
-    Blobs,
     Bye,
     GetTrees,
     Hello,
@@ -39,7 +34,6 @@ from protocol.messages import (
     Plan,
     Result,
     State,
-    Want,
 )
 from syncd import __version__
 from syncd.apply.engine import apply_target, scan_far
@@ -51,7 +45,8 @@ from syncd.errors import SyncdError
 from syncd.plan.descent import Descent
 from syncd.scan.api import ScanResult
 from syncd.session.afterapply import AfterApplyRequest, PostApplyPolicy, after_apply
-from syncd.session.wire import Channel, PeerError, Wire
+from syncd.session.transfer import Transfer
+from syncd.session.wire import Channel, Wire
 from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
 
@@ -60,14 +55,6 @@ _M = TypeVar("_M")
 
 TREES_PER_REQUEST = 512
 MAX_TREES_DUE = 4 * TREES_PER_REQUEST
-WANT_WINDOW_BYTES = 64 << 20
-STAGING_AHEAD = 64 << 20
-WANT_BATCH = 4096
-# Blobs asked for and not yet received, at most. The byte window alone would let a tree
-# of a million 71-byte link files be asked for at once, and each blob in flight costs
-# both sides some hundred bytes of bookkeeping until it arrives.
-WANT_WINDOW_BLOBS = 16 * WANT_BATCH
-FLUSH_EVERY_BYTES = 64 << 20
 # A client sends HELLO as soon as it connects (OFFER may wait for its scan, which can
 # take many minutes). One that does not (a stalled connection, a stray client on a
 # forced command) would otherwise hold the root's lock, and so block every later push,
@@ -235,9 +222,10 @@ async def _fetch(
     for note in room.notes:
         log.info("staging: %s", note)
     await asyncio.to_thread(route.start)
-    await wire.send(Plan(len(descent.wanted), descent.wanted_bytes))
+    transfer = Transfer(wire, descent.wanted, route)
+    await wire.send(Plan(len(descent.wanted), transfer.bytes_to_send))
     clock = time.monotonic()
-    await _transfer(wire, descent.wanted, route)
+    await transfer.run()
     await asyncio.to_thread(route.finish, options.root)
     staging.flush()
     log.info("transfer: staged %d bytes in %.2f s", descent.wanted_bytes, time.monotonic() - clock)
@@ -260,139 +248,6 @@ async def _descend(wire: Wire, descent: Descent, staging: Staging) -> None:
         for tree in event.trees:
             staging.add_tree(tree.id, tree.record)
             descent.received(tree.children)
-
-
-async def _transfer(wire: Wire, wanted: dict[bytes, int], route: Routing) -> None:
-    """Ask for `wanted` within the credit window and stage what arrives; staging writes
-    run on their own thread, so the wire is read while the disk catches up. However the
-    transfer ends, what arrived whole is staged and made durable."""
-    stager = _StagingThread(route)
-    try:
-        await _receive(wire, wanted, stager)
-    except BaseException as exc:
-        dropped = isinstance(exc, ProtocolError | PeerError)
-        # The session's own error is the one to report; keeping what arrived is best effort.
-        with contextlib.suppress(Exception):
-            await stager.stage(_salvage(wire.connection) if dropped else ())
-            await stager.close(flush=True)
-        raise
-    await stager.close(flush=False)
-
-
-def _salvage(connection: Connection) -> tuple[tuple[bytes, bytes], ...]:
-    """The blobs that arrived whole before the link dropped: whole frames still
-    buffered (a failed write ends the loop before they are read), then the whole blobs
-    of the frame cut short. Each is verified by the connection as any blob is."""
-    kept: list[tuple[bytes, bytes]] = []
-    with contextlib.suppress(ProtocolError):
-        while isinstance(event := connection.next_event(), Blobs):
-            kept += event.blobs
-    kept += connection.salvage_blobs()
-    if kept:
-        log.info("link dropped mid-transfer: kept %d whole blobs of what was in flight", len(kept))
-    return tuple(kept)
-
-
-async def _receive(wire: Wire, wanted: dict[bytes, int], stager: _StagingThread) -> None:
-    queue = iter(wanted.items())
-    outstanding = blobs_out = 0
-    pending = True
-    while True:
-        while pending and outstanding < WANT_WINDOW_BYTES and blobs_out < WANT_WINDOW_BLOBS:
-            batch = _next_batch(queue, WANT_WINDOW_BYTES - outstanding)
-            if not batch:
-                pending = False
-                break
-            await wire.send(Want(tuple(batch)))
-            outstanding += sum(length for _, length in batch)
-            blobs_out += len(batch)
-        if not pending and wire.connection.blobs_due == 0:
-            await stager.drain()
-            return
-        event = await wire.next_event()
-        if not isinstance(event, Blobs):
-            raise ProtocolError(ErrorCode.UNEXPECTED, f"expected BLOBS, got {type(event).__name__}")
-        outstanding -= sum(len(data) for _, data in event.blobs)
-        blobs_out -= len(event.blobs)
-        await stager.stage(event.blobs)
-
-
-class _StagingThread:
-    """One writer thread (so pieces are staged in the order they came), fed without
-    waiting until STAGING_AHEAD bytes are in its hands."""
-
-    def __init__(self, route: Routing) -> None:
-        self._route = route
-        self._pool = ThreadPoolExecutor(1, "syncd-stage")
-        self._work: deque[tuple[asyncio.Future[None], int]] = deque()
-        self._ahead = 0
-        self._unflushed = 0
-
-    async def close(self, *, flush: bool) -> None:
-        """Let every queued write finish (a blob received is a blob kept), then, if
-        asked, make staging durable; the first error of a write is raised. A session
-        ending early must keep what arrived: its own error is raised afterwards."""
-        try:
-            await self.drain_all()
-            if flush:
-                await asyncio.get_running_loop().run_in_executor(
-                    self._pool, self._route.staging.flush
-                )
-        finally:
-            self._pool.shutdown(wait=True)
-
-    async def drain_all(self) -> None:
-        """Wait for every queued write, even after one failed; raise the first failure."""
-        failure: BaseException | None = None
-        while self._work:
-            try:
-                await self._oldest()
-            except Exception as exc:  # the rest must still be written
-                failure = failure or exc
-        if failure is not None:
-            raise failure
-
-    async def stage(self, blobs: tuple[tuple[bytes, bytes], ...]) -> None:
-        if not blobs:
-            return
-        size = sum(len(data) for _, data in blobs)
-        self._submit(self._put_all, blobs, size)
-        self._unflushed += size
-        if self._unflushed >= FLUSH_EVERY_BYTES:
-            self._submit(self._route.staging.flush, None, 0)
-            self._unflushed = 0
-        while self._ahead > STAGING_AHEAD:
-            await self._oldest()
-
-    def _put_all(self, blobs: tuple[tuple[bytes, bytes], ...]) -> None:
-        for digest, data in blobs:
-            self._route.put(digest, data)
-
-    def _submit(self, work: Callable[..., None], argument: object, size: int) -> None:
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, work, *([] if argument is None else [argument]))
-        self._work.append((future, size))
-        self._ahead += size
-
-    async def _oldest(self) -> None:
-        future, size = self._work.popleft()
-        await future
-        self._ahead -= size
-
-    async def drain(self) -> None:
-        while self._work:
-            await self._oldest()
-
-
-def _next_batch(queue: Iterator[tuple[bytes, int]], budget: int) -> list[tuple[bytes, int]]:
-    batch: list[tuple[bytes, int]] = []
-    size = 0
-    for digest, length in queue:
-        batch.append((digest, length))
-        size += length
-        if len(batch) >= WANT_BATCH or size >= budget:
-            break
-    return batch
 
 
 async def _expect(wire: Wire, kind: type[_M]) -> _M:
