@@ -247,10 +247,12 @@ def after_failure(bed: Bed, way: str, far: Path, where: str) -> list[str]:
 
 
 def status_truth(far: Path, where: str) -> list[str]:
-    """`import --status` answers, and claims no damaged volume: none was damaged."""
+    """`import --status` answers (or, on a disk too full for its own scan, says so), and
+    claims no damaged volume: none was damaged."""
     done = run_syncd("import", "--status", "--root", far)
     wrong = []
-    if done.returncode not in (0, 1) or "Traceback" in done.stderr:
+    answered = done.returncode in (0, 1) or (done.returncode == 2 and names_full_disk(done.stderr))
+    if not answered or "Traceback" in done.stderr:
         wrong.append(f"{where}: import --status exit {done.returncode}: {done.stderr}")
     if "damaged" in done.stdout or "in no volume" in done.stdout:
         wrong.append(f"{where}: import --status claims what is false: {done.stdout.strip()}")
