@@ -154,7 +154,7 @@ def test_abandoned_work_files_are_sources_not_obligations(tmp_path: Path) -> Non
     assert second.fill(lambda digest, _: C if digest == new[1][0] else None) == []
     assert second.complete(new) and not second.complete(old)
     assert [key for key, _ in second.files()].count(content_key(old)) == 1
-    unused = [work for work in second.work_files() if not work.active]
+    unused = [work for work in second.work_files() if not work.needed]
     assert [work.key for work in unused] == [content_key(old)]
     second.drop(content_key(old))
     assert not (folder / content_key(old).hex()).exists()

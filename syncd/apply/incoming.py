@@ -85,7 +85,12 @@ class WorkFile:
     key: bytes
     used: float  # when it was last written or needed (seconds since the epoch)
     allocated: int  # bytes it takes on disk
-    active: bool
+    active: bool  # the current target fills it
+    taken_bytes: int  # bytes of pieces the current target takes from it
+
+    @property
+    def needed(self) -> bool:
+        return self.active or self.taken_bytes > 0
 
 
 class Incoming:
@@ -97,6 +102,7 @@ class Incoming:
         self._filled: dict[bytes, list[tuple[bytes, int]]] = {}  # digest -> regions holding it
         self._fds: OrderedDict[bytes, int] = OrderedDict()
         self._dirty: set[bytes] = set()
+        self._taken: set[bytes] = set()  # pieces the current target takes from work files
 
     @classmethod
     def open(cls, folder: Path) -> Incoming:
@@ -154,6 +160,27 @@ class Incoming:
     def has(self, digest: bytes) -> bool:
         """A finished region holds this piece (it counts as staged)."""
         return digest in self._filled
+
+    def use(self, digest: bytes) -> bool:
+        """Whether a finished region holds this piece; if so, the current target takes
+        it from there, so the files holding it are needed."""
+        regions = self._filled.get(digest)
+        if regions:
+            self._taken.add(digest)
+        return bool(regions)
+
+    def release(self, key: bytes, keep: Callable[[bytes, bytes], None]) -> None:
+        """Hand the pieces the current target takes from this inactive work file to
+        `keep` (the packs), so that it can be dropped: an old file a few shared pieces
+        kept needed."""
+        assembly = self._files[key]
+        assert not assembly.active, "the current target fills it"
+        for index, (digest, length) in enumerate(assembly.recipe):
+            if assembly.filled[index] and digest in self._taken:
+                data = os.pread(self._fd(key), length, assembly.offsets[index])
+                if blake3.blake3(data).digest() == digest:
+                    keep(digest, data)
+                    self._taken.discard(digest)
 
     def finished(self) -> Iterator[tuple[bytes, int]]:
         """(digest, length) of every piece a finished region holds (counted as staged)."""
@@ -286,13 +313,23 @@ class Incoming:
                     st = (self.folder / name).lstat()
                     used = max(used, st.st_mtime)
                     allocated += st.st_blocks * 512
-            yield WorkFile(key, used, allocated, assembly.active)
+            taken = sum(
+                length
+                for (digest, length), done in zip(assembly.recipe, assembly.filled, strict=True)
+                if done and digest in self._taken
+            )
+            yield WorkFile(key, used, allocated, assembly.active, taken)
 
     def drop(self, key: bytes) -> None:
         """Remove an inactive work file: its pieces no longer count as staged. The
         sidecar goes first: a crash in between leaves an orphan that `open` removes."""
-        assembly = self._files.pop(key)
-        assert not assembly.active, "an active work file is needed by the current target"
+        assembly = self._files[key]
+        assert not assembly.active, "the current target fills it"
+        assert not any(
+            done and digest in self._taken
+            for (digest, _), done in zip(assembly.recipe, assembly.filled, strict=True)
+        ), "the current target takes pieces from it"
+        del self._files[key]
         fd = self._fds.pop(key, None)
         if fd is not None:
             os.close(fd)
@@ -375,6 +412,7 @@ class Incoming:
         self._pending.clear()
         self._filled.clear()
         self._dirty.clear()
+        self._taken.clear()
 
 
 def _all_data(fd: int, offset: int, length: int) -> bool:

@@ -90,13 +90,18 @@ class Room:
 
 @dataclass(frozen=True, slots=True)
 class _Unit:
-    """A pack or a work file the current target does not need."""
+    """A pack, a work file or a partial blob that this session does not write to."""
 
     used: float
     allocated: int
     pack: int | None  # the pack number, or None for a work file or a partial
     key: bytes = b""  # a work file's content key, or a partial's digest
     partial: bool = False
+    kept: int = 0  # bytes the current target uses of it: copied out before it goes
+
+    @property
+    def gain(self) -> int:
+        return self.allocated - self.kept
 
 
 def state_need(state: StateDir, staging: Staging) -> int:
@@ -123,17 +128,23 @@ def make_room(
     the quota and the free space; raise NoRoom, having dropped only unneeded data, when
     it cannot."""
     room = Room()
-    units = sorted(_unneeded(staging), key=lambda unit: unit.used)
+    units = sorted(_droppable(staging), key=lambda unit: unit.used)
     cutoff = (time.time() if now is None else now) - MAX_AGE
-    while units and units[0].used < cutoff:
-        _drop(staging, units.pop(0), room)
+    for unit in [u for u in units if u.used < cutoff and not u.kept]:
+        _drop(staging, unit, room)
+        units.remove(unit)
     staged = staging.usage()
     room.free = free_bytes(state)
     room.quota = limit.quota(room.free, staged)
+    # What nothing uses goes first, oldest first; then what only a few shared records
+    # keep, once those are copied out (the copies cost their bytes).
+    units.sort(key=lambda unit: (unit.kept > 0, unit.used))
     while units and (staged + need.staging > room.quota or room.free < need.total):
         unit = units.pop(0)
+        if unit.gain <= 0:
+            continue
         _drop(staging, unit, room)
-        staged -= unit.allocated
+        staged -= unit.gain
         room.free = free_bytes(state)
     if room.free < need.total:
         raise NoRoom(_no_space(need, state, room))
@@ -142,7 +153,7 @@ def make_room(
     if room.dropped_units:
         room.notes.append(
             f"dropped {format_bytes(room.dropped)} of staged data no current target needs "
-            f"({room.dropped_units} packs or work files)"
+            f"({room.dropped_units} packs, work files or partial blobs)"
         )
     return room
 
@@ -151,19 +162,21 @@ def expire(staging: Staging, *, now: float | None = None) -> Room:
     """Drop unneeded staged data older than MAX_AGE (a session with nothing to stage)."""
     room = Room()
     cutoff = (time.time() if now is None else now) - MAX_AGE
-    for unit in list(_unneeded(staging)):
-        if unit.used < cutoff:
+    for unit in list(_droppable(staging)):
+        if unit.used < cutoff and not unit.kept:
             _drop(staging, unit, room)
     return room
 
 
-def _unneeded(staging: Staging) -> Iterator[_Unit]:
+def _droppable(staging: Staging) -> Iterator[_Unit]:
+    """Everything but this session's own pack, the work files its target fills and the
+    partial blobs it asks the rest of."""
     for pack in staging.packs():
-        if not pack.needed:
-            yield _Unit(pack.used, pack.allocated, pack.number)
+        if not pack.own:
+            yield _Unit(pack.used, pack.allocated, pack.number, kept=pack.needed_bytes)
     for work in staging.incoming.work_files():
         if not work.active:
-            yield _Unit(work.used, work.allocated, None, work.key)
+            yield _Unit(work.used, work.allocated, None, work.key, kept=work.taken_bytes)
     for partial in staging.partials.entries():
         if partial.digest not in staging.partials.needed:
             yield _Unit(partial.used, partial.allocated, None, partial.digest, partial=True)
@@ -171,12 +184,17 @@ def _unneeded(staging: Staging) -> Iterator[_Unit]:
 
 def _drop(staging: Staging, unit: _Unit, room: Room) -> None:
     if unit.pack is not None:
-        staging.drop_pack(unit.pack)
+        if unit.kept:
+            staging.compact_pack(unit.pack)
+        else:
+            staging.drop_pack(unit.pack)
     elif unit.partial:
         staging.partials.drop(unit.key)
     else:
+        if unit.kept:
+            staging.incoming.release(unit.key, staging.add_blob)
         staging.incoming.drop(unit.key)
-    room.dropped += unit.allocated
+    room.dropped += unit.gain
     room.dropped_units += 1
 
 

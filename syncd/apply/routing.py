@@ -66,7 +66,7 @@ class Routing:
     def have(self, digest: bytes) -> bool:
         if self.staging.use_blob(digest) or self.live.has(digest):
             return True
-        if self.staging.incoming.has(digest):
+        if self.staging.incoming.use(digest):
             self._in_work_files[digest] = 0  # its length comes with the file (plan)
             return True
         return False

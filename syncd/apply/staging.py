@@ -61,7 +61,12 @@ class StagedPack:
     number: int
     used: float  # last appended to (seconds since the epoch)
     allocated: int  # bytes it takes on disk
-    needed: bool  # holds a record the current target uses
+    own: bool  # this session appends to it
+    needed_bytes: int  # bytes of the records in it the current target uses
+
+    @property
+    def needed(self) -> bool:
+        return self.own or self.needed_bytes > 0
 
 
 class _Locations:
@@ -122,7 +127,8 @@ class Staging:
         self._sizes: dict[int, int] = {}
         self._dirty: set[int] = set()
         self._writing: int | None = None  # the pack this session appends to
-        self._needed: set[int] = set()  # packs holding records this session's target uses
+        # Records this session's target uses: location -> bytes (header and data).
+        self._used: dict[int, int] = {}
         self._blobs = _Locations()
         self._trees = _Locations()
         self.blob_count = 0
@@ -230,8 +236,12 @@ class Staging:
         loc = self._blobs.get(digest, self._digest_at)
         if loc is None:
             return False
-        self._needed.add(loc >> _OFFSET_BITS)
+        self._use(loc)
         return True
+
+    def _use(self, loc: int) -> None:
+        if loc not in self._used:
+            self._used[loc] = packs.HEADER.size + _length_at(self._fds[loc >> _OFFSET_BITS], loc)
 
     def read_blob(self, digest: bytes) -> bytes:
         """The staged blob's bytes, verified against `digest` as read."""
@@ -259,7 +269,7 @@ class Staging:
 
     def _read(self, loc: int, kind: int, digest: bytes) -> bytes:
         number, offset = loc >> _OFFSET_BITS, loc & ((1 << _OFFSET_BITS) - 1)
-        self._needed.add(number)
+        self._use(loc)
         fd = self._fds[number]
         record = packs.read_header(fd, offset)
         data = packs.read_data(fd, record) if record else b""
@@ -286,7 +296,7 @@ class Staging:
     def add_tree(self, key: bytes, record: bytes) -> None:
         loc = self._trees.get(key, self._digest_at)
         if loc is not None:
-            self._needed.add(loc >> _OFFSET_BITS)
+            self._use(loc)
             return
         faults.reached("tree")
         self._trees.add(key, self._append(packs.KIND_TREE, key, record))
@@ -322,22 +332,48 @@ class Staging:
             raise StagingError(f"cannot create {path}: {exc.strerror}") from exc
         self._fds[number], self._sizes[number] = fd, 0
         self._writing = number
-        self._needed.add(number)
         return number
 
     # -- what the current target needs, and dropping the rest ----------------------------
 
     def packs(self) -> Iterator[StagedPack]:
-        """Every pack, with its age and whether the current target needs it."""
+        """Every pack, with its age and how much of it the current target uses."""
+        used: dict[int, int] = {}
+        for loc, size in self._used.items():
+            used[loc >> _OFFSET_BITS] = used.get(loc >> _OFFSET_BITS, 0) + size
         for number, fd in list(self._fds.items()):
             st = os.fstat(fd)
-            yield StagedPack(number, st.st_mtime, st.st_blocks * 512, number in self._needed)
+            own = number == self._writing
+            yield StagedPack(number, st.st_mtime, st.st_blocks * 512, own, used.get(number, 0))
+
+    def compact_pack(self, number: int) -> None:
+        """Copy the records of pack `number` that the current target uses into this
+        session's pack, then drop it: an old pack a few shared records kept needed."""
+        assert number != self._writing, "this session's own pack"
+        kept = []
+        for loc in [loc for loc in self._used if loc >> _OFFSET_BITS == number]:
+            record = packs.read_header(self._fds[number], loc & ((1 << _OFFSET_BITS) - 1))
+            assert record is not None
+            kept.append((record.kind, record.digest, self._read(loc, record.kind, record.digest)))
+            del self._used[loc]
+        copies = [(kind, digest, self._append(kind, digest, data)) for kind, digest, data in kept]
+        self.drop_pack(number)  # flushes the copies first
+        for kind, digest, loc in copies:
+            self._use(loc)
+            if kind == packs.KIND_BLOB:
+                self._blobs.add(digest, loc)
+                self.blob_count += 1
+                self.blob_bytes += self._used[loc] - packs.HEADER.size
+            else:
+                self._trees.add(digest, loc)
+                self.tree_bytes += self._used[loc] - packs.HEADER.size
 
     def drop_pack(self, number: int) -> None:
-        """Remove a pack the current target does not need: its records are gone. The
-        index is rewritten first, so a crash in between leaves an extra pack, never one
-        reported as durable data lost."""
-        assert number not in self._needed, "the current target needs this pack"
+        """Remove a pack no record of which the current target uses: its records are
+        gone. The index is rewritten first, so a crash in between leaves an extra pack,
+        never one reported as durable data lost."""
+        assert number != self._writing, "this session's own pack"
+        assert not any(loc >> _OFFSET_BITS == number for loc in self._used), "a pack in use"
         fd = self._fds[number]
         for loc in self._blobs.drop_pack(number):
             self.blob_count -= 1
