@@ -66,16 +66,16 @@ MAX_N = 10_000
 
 # (file system, way, point, stride): every point the far process reaches, walked.
 FULL_PHASES: tuple[tuple[str, str, str, int], ...] = (
-    ("tmpfs", "push", "tree", 4),
-    ("tmpfs", "push", "blob", 6),
+    ("tmpfs", "push", "tree", 12),
+    ("tmpfs", "push", "blob", 8),
     ("tmpfs", "push", "flush", 1),
     ("tmpfs", "push", "apply", 1),
     ("tmpfs", "push", "journal", 1),
     ("tmpfs", "push", "step", 4),
     ("tmpfs", "push", "verified", 1),
     ("tmpfs", "push", "cleared", 1),
-    ("tmpfs", "import", "tree", 8),
-    ("tmpfs", "import", "blob", 6),
+    ("tmpfs", "import", "tree", 24),
+    ("tmpfs", "import", "blob", 8),
     ("tmpfs", "import", "flush", 1),
     ("tmpfs", "import", "volume", 1),
     ("tmpfs", "import", "journal", 1),
