@@ -324,12 +324,22 @@ def one_level(bed: Bed, tally: Tally, disk: Disk, way: str, leave_kib: int) -> N
     fill(disk.mount, leave_kib << 10)
     failed, wrong = attempt(bed, way, far, where)
     tally.failures += wrong
+    conclude(bed, tally, disk, (f"levels, {way}", far, where), failed=failed)
+
+
+def conclude(
+    bed: Bed, tally: Tally, disk: Disk, run: tuple[str, Path, str], *, failed: bool, end: str = ""
+) -> None:
+    """After a run on the full disk: the checks of a failure, space freed and the rerun,
+    or the end of a success; counted under `run`'s label."""
+    label, far, where = run
+    way = label.rpartition(" ")[2]
     if failed:
-        tally.ends[f"levels, {way}: failed {where_it_failed(far)}"] += 1
+        tally.ends[f"{label}: failed {where_it_failed(far)}"] += 1
         tally.failures += after_failure(bed, way, far, where)
         finish(bed, tally, disk, way, far, where)
     else:
-        tally.ends[f"levels, {way}: succeeded"] += 1
+        tally.ends[f"{label}: succeeded{end}"] += 1
         disk.reset()
         check_end(bed, tally, way, far, where)
     print(f"diskfull: {where}: failed={failed}, {len(tally.failures)} failures", file=sys.stderr)
@@ -351,19 +361,8 @@ def walk_phase(
         failed, wrong = attempt(bed, way, far, where, env)
         reached = (disk.mount / faults.BALLAST).exists()
         tally.failures += wrong
-        if failed:
-            tally.ends[f"phases, {way}: failed {where_it_failed(far)}"] += 1
-            tally.failures += after_failure(bed, way, far, where)
-            finish(bed, tally, disk, way, far, where)
-        else:
-            tally.ends[
-                f"phases, {way}: succeeded" + ("" if reached else " (point not reached)")
-            ] += 1
-            disk.reset()
-            check_end(bed, tally, way, far, where)
-        print(
-            f"diskfull: {where}: failed={failed}, {len(tally.failures)} failures", file=sys.stderr
-        )
+        end = "" if reached else " (point not reached)"
+        conclude(bed, tally, disk, (f"phases, {way}", far, where), failed=failed, end=end)
         if not reached:
             return
     tally.failures.append(f"{way}: {point} reached more than {MAX_N} times")

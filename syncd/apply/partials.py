@@ -22,7 +22,7 @@ from pathlib import Path
 
 from syncd.apply.durable import fsync_dir, write_atomically
 
-MIN_PARTIAL = 64 << 10
+MIN_PARTIAL = 4 << 10  # a page: below it, sending the bytes again costs less than a file
 MAX_PARTIALS = 16
 _NAME = re.compile(r"[0-9a-f]{64}")
 
