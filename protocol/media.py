@@ -269,9 +269,7 @@ class _Frames:
     def __init__(self, data: bytes | memoryview, magic: bytes, limits: Limits) -> None:
         self._data = memoryview(data)
         self._limits = limits
-        what = "volume index" if magic == MAGIC_INDEX else "receipt"
-        if bytes(self._data[: len(magic)]) != magic:
-            raise ProtocolError(ErrorCode.MALFORMED, f"not a syncd {what} (bad magic)")
+        check_magic(magic, bytes(self._data[: len(magic)]))
         self._at = len(magic)
         self._peeked: tuple[list[object], int] | None = None
 
@@ -339,6 +337,60 @@ def _signature(value: object) -> Signature | None:
     if not isinstance(sig, bytes) or len(sig) != SIGNATURE_SIZE:
         raise ProtocolError(ErrorCode.MALFORMED, "signature: signature is not 64 bytes")
     return Signature(key, sig)
+
+
+# -- the END frame alone, from the end of the file ------------------------------------------
+
+# END is `[5, checksum, nil]` or `[5, checksum, [public_key, signature]]`. Its canonical
+# encoding has one size each way, so it is found from the end of a file without reading
+# what comes before it: a reader checks the signature, then the checksum, streaming, and
+# decodes only a file that passed both.
+END_FRAME_UNSIGNED = _LENGTH.size + 1 + 1 + (2 + DIGEST_SIZE) + 1
+END_FRAME_SIGNED = END_FRAME_UNSIGNED - 1 + 1 + (2 + PUBLIC_KEY_SIZE) + (2 + SIGNATURE_SIZE)
+TAIL_BYTES = END_FRAME_SIGNED  # the last bytes of a file that read_trailer needs
+
+
+@dataclass(frozen=True, slots=True)
+class Trailer:
+    """A media file's END frame: `checksum` is claimed for the bytes before `offset`."""
+
+    offset: int
+    checksum: bytes
+    signature: Signature | None
+
+
+def check_magic(magic: bytes, head: bytes) -> None:
+    """`head`, a file's first bytes, must start with `magic`."""
+    if head[: len(magic)] != magic:
+        raise ProtocolError(ErrorCode.MALFORMED, f"not a syncd {_what(magic)} (bad magic)")
+
+
+def _what(magic: bytes) -> str:
+    return "volume index" if magic == MAGIC_INDEX else "receipt"
+
+
+def read_trailer(magic: bytes, tail: bytes, size: int) -> Trailer:
+    """The END frame of a file of `size` bytes whose last bytes are `tail` (the last
+    TAIL_BYTES, or the whole file when shorter). Nothing else of the file is trusted or
+    needed; decoding the whole file later must find this same frame."""
+    what = _what(magic)
+    if size < len(magic) + END_FRAME_UNSIGNED:
+        raise ProtocolError(ErrorCode.TRUNCATED, f"the {what} is too short to hold its END frame")
+    for length in (END_FRAME_SIGNED, END_FRAME_UNSIGNED):
+        if size - length < len(magic):
+            continue
+        frame = tail[len(tail) - length :]
+        if _LENGTH.unpack_from(frame)[0] != length - _LENGTH.size:
+            continue
+        try:
+            value = unpack(frame[_LENGTH.size :])
+        except ProtocolError:
+            continue
+        if not isinstance(value, list) or len(value) != 3 or value[0] != Kind.END:
+            continue
+        checksum = _digest(value[1], "END checksum")
+        return Trailer(size - length, checksum, _signature(value[2]))
+    raise ProtocolError(ErrorCode.MALFORMED, f"the {what} does not end with an END frame")
 
 
 # -- decoding: values -----------------------------------------------------------------------

@@ -36,8 +36,9 @@ from protocol.errors import ErrorCode
 from protocol.framing import HEADER
 from protocol.messages import GetTrees, MsgType
 from reliability import hostile_cases as hc
-from reliability import symlink_race
+from reliability import hostile_targets, symlink_race
 from reliability.campaign import Context, Figure, Outcome
+from reliability.otheruser import give_to_other_user, other_user_folder, remove_other_user_folder
 from reliability.serve_driver import Reply, Script, Talk, converse
 from tests.pushutil import snapshot_id, syncd_env
 
@@ -48,6 +49,7 @@ class Case:
     name: str
     run: Callable[[Path, Path], str]  # (far, outside) -> "" as expected, else the problem
     setup: Callable[[Path, Path], None] | None = None  # before the fingerprints are taken
+    other_user: bool = False  # the far root belongs to the second user (otheruser.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,16 +310,22 @@ def symlink_cases(ctx: Context) -> Iterator[Case]:
 # -- the campaign --------------------------------------------------------------------------
 
 
-def cases(ctx: Context) -> list[Case]:
+def cases(ctx: Context, measured: hostile_targets.Measured) -> list[Case]:
+    targets = [
+        Case(t.category, t.name, t.run, t.setup, t.other_user)
+        for t in hostile_targets.cases(ctx, measured)
+    ]
     return [
         *wire_cases(),
         *media_cases(),
         *symlink_cases(ctx),
+        *targets,
     ]
 
 
 def run_case(base: Path, number: int, case: Case) -> Verdict:
-    folder = base / f"case-{number}"
+    name = f"case-{number}"
+    folder = other_user_folder(name) if case.other_user else base / name
     far, outside = folder / "far", folder / "outside"
     (far / "keep").mkdir(parents=True)
     (far / "keep" / "file").write_bytes(b"existing")
@@ -325,6 +333,8 @@ def run_case(base: Path, number: int, case: Case) -> Verdict:
     (outside / "sentinel").write_bytes(b"must stay as it is")
     if case.setup is not None:
         case.setup(far, outside)
+    if case.other_user:
+        give_to_other_user(far)
     before = fingerprint(folder, skip=far)
     try:
         problem = case.run(far, outside)
@@ -334,7 +344,10 @@ def run_case(base: Path, number: int, case: Case) -> Verdict:
     outside_bytes = bytes_changed(before, after)
     if outside_bytes and not problem:
         problem = f"{outside_bytes} bytes changed outside the root"
-    shutil.rmtree(folder, ignore_errors=True)
+    if case.other_user:
+        remove_other_user_folder(folder)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
     return Verdict(case.category, case.name, problem, outside_bytes)
 
 
@@ -342,9 +355,27 @@ def run(ctx: Context) -> Outcome:
     base = ctx.scratch / "hostile"
     base.mkdir()
     symlink_race.prepare(base / "months")
-    verdicts = [run_case(base, n, case) for n, case in enumerate(cases(ctx))]
+    measured = hostile_targets.Measured()
+    verdicts = [run_case(base, n, case) for n, case in enumerate(cases(ctx, measured))]
     shutil.rmtree(base, ignore_errors=True)
-    return outcome(verdicts)
+    result = outcome(verdicts)
+    result.figures += big_index_figures(measured)
+    return result
+
+
+def big_index_figures(measured: hostile_targets.Measured) -> list[Figure]:
+    """Item 6: what refusing an unsigned index of hundreds of MiB cost (bounded memory)."""
+    mib = measured.index_bytes / (1 << 20)
+    rss = measured.max_rss_kib / 1024
+    return [
+        Figure(f"unsigned index of {mib:.0f} MiB refused: seconds", f"{measured.seconds:.2f}"),
+        Figure(
+            f"unsigned index of {mib:.0f} MiB refused: peak RSS of the import (MiB)",
+            f"{rss:.0f}",
+            "< 64",
+            0 < rss < 64,
+        ),
+    ]
 
 
 def outcome(verdicts: list[Verdict]) -> Outcome:

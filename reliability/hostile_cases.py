@@ -11,11 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import blake3
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocol.codec import pack
 from protocol.connection import MIN_PEER_FRAME
 from protocol.framing import HEADER
-from protocol.media import decode_index, encode_index, encode_trees
+from protocol.media import MAGIC_INDEX, Kind, decode_index, encode_index, encode_trees
 from protocol.messages import Hello, MsgType, Offer, encode_message
 from protocol.tree import tree_id
 
@@ -148,3 +150,47 @@ def sound_index() -> bytes:
     vector = media_vectors()["index"]
     assert isinstance(vector, dict)
     return bytes.fromhex(vector["hex"])
+
+
+# -- large indexes (issue 13, item 6) --------------------------------------------------------
+
+
+def big_index(size: int) -> bytes:
+    """An unsigned, decodable index of about `size` bytes: the golden one with its target
+    replaced by a root of directories of 10,000 files each (about 1 MiB per record)."""
+    blob = media_blob()
+    digest = blake3.blake3(blob).digest()
+    records: list[tuple[bytes, bytes]] = []
+    subdirs: list[list[object]] = []
+    total = r = 0
+    while total < size:
+        r += 1
+        pad = "p" * 40
+        items = [
+            [f"f{r:05d}-{i:05d}-{pad}", 0, 0o644, len(blob), 0, [[digest, len(blob)]]]
+            for i in range(10_000)
+        ]
+        key, data = record(*items)
+        records.append((key, data))
+        total += len(data)
+        subdirs.append(dir_item(f"d{r:05d}", key))
+    root, data = record(*subdirs)
+    return index_with_trees(root, {root: data, **dict(records)})
+
+
+def write_junk_index(path: Path, size: int) -> None:
+    """`size` bytes that start like an index and end with an honest, unsigned END frame,
+    zeros between (sparse, so cheap to make): never decodable, refused before that."""
+    with path.open("wb") as out:
+        out.write(MAGIC_INDEX)
+        out.truncate(size)
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    checksum = hasher.update_mmap(path).digest()
+    with path.open("ab") as out:
+        out.write(frame(pack([int(Kind.END), checksum, None])))
+
+
+def write_public_key(path: Path) -> None:
+    """An OpenSSH ed25519 public key no index is signed with."""
+    key = Ed25519PrivateKey.generate().public_key()
+    path.write_bytes(key.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH) + b"\n")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from protocol.messages import Report
-from reliability import hostile
+from reliability import hostile, hostile_targets
 from reliability import hostile_cases as hc
 from reliability.serve_driver import Reply, Script, Talk, converse
 from reliability.ssh_forced import ALIAS, pin
@@ -59,7 +59,7 @@ def refused_push(name: str, path: Callable[[Path, Path], str], quick: bool = Fal
             (done.returncode != 2, f"exit {done.returncode}, expected 2"),
             (f"serves {root}" not in done.stderr, "the error does not say which root is served"),
             ("Traceback" in done.stderr, "a traceback"),
-            (other.exists(), f"{other} was created"),
+            (other.exists() and not other.is_symlink(), f"{other} was created"),
             (snapshot_id(root) != before, "R's live tree changed"),
         ]
         found = [what for failed, what in problems if failed]
@@ -87,10 +87,10 @@ def landing_push(
     return Check(PUSHES, name, run, quick)
 
 
-def link_to(bed: Bed, root: Path) -> str:
-    link = bed.fresh("link-to-root")
-    link.symlink_to(root)
-    return str(link)
+def link_to(root: Path, other: Path) -> str:
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.symlink_to(root)
+    return str(other)
 
 
 def push_checks() -> Iterator[Check]:
@@ -101,7 +101,8 @@ def push_checks() -> Iterator[Check]:
     yield refused_push("~ (the login's home)", lambda root, other: "~")
     yield refused_push("a relative path", lambda root, other: other.name)
     yield landing_push("R itself", lambda bed, root: str(root), quick=True)
-    yield landing_push("a symlink to R (resolves to R: accepted)", link_to)
+    # The far side looks up nothing a client names: a symlink to R is another root.
+    yield refused_push("a symlink to R (not resolved)", link_to)
     yield landing_push(
         "R, with --remote-syncd 'touch MARKER; syncd'",
         lambda bed, root: str(root),
@@ -170,6 +171,9 @@ def extra_cases(bed: Bed, talk: Talk) -> Iterator[hostile.Case]:
         "paths", "tree entry at .syncd", hostile.wire_case(syncd_entry, ("REMOTE",), ".syncd", talk)
     )
     yield post_apply_case(talk, bed.source, lambda: bed.marker("post-apply"))
+    for name in list(hostile_targets.OUTSIDE_LINKS)[:2]:  # a tag link, a blob data link
+        case = hostile_targets.link_case(name, False, talk)
+        yield hostile.Case("paths", f"target: {name}", case.run)
 
 
 # Absolute names the wire cases send ("/etc/cron.d/evil"): written as named, they would

@@ -50,5 +50,14 @@ def tiny_months(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     return {1: one, 2: two}
 
 
+@pytest.fixture
+def far(tmp_path: Path) -> Path:
+    """A far root holding `keep/file`, for tests of what a far side refuses or writes."""
+    root = tmp_path / "far"
+    (root / "keep").mkdir(parents=True)
+    (root / "keep" / "file").write_bytes(b"existing")
+    return root
+
+
 # OpenSSH server fixtures for the transport tests (started only when a test asks).
 from tests.sshd import sshd, sshd_server  # noqa: E402, F401

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol.media import Signature, decode_index, encode_index, encode_trees
+from protocol.media import Signature, Signer, decode_index, encode_index, encode_trees
 from syncd.cli import main
 
 
@@ -83,9 +83,12 @@ def keypair(folder: Path, name: str) -> tuple[Path, Path]:
     return key, key.with_name(name + ".pub")
 
 
-def rewrite_index(volume: Path, *, keep_signature: bool = False, **pack_names: str) -> None:
+def rewrite_index(
+    volume: Path, *, keep_signature: bool = False, signer: Signer | None = None, **pack_names: str
+) -> None:
     """Re-encode a volume's index with pack files renamed (old_name=new), its checksum
-    recomputed, and no signature or the old one: a well-formed index naming what it likes."""
+    recomputed, and no signature, the old one, or one by `signer`: a well-formed index
+    naming what it likes."""
     path = volume / "index"
     index = decode_index(path.read_bytes())
     old = index.signature
@@ -99,7 +102,7 @@ def rewrite_index(volume: Path, *, keep_signature: bool = False, **pack_names: s
         for f in index.files
     ]
     records = sorted(index.trees.items(), key=lambda item: item[0] != index.header.target)
-    sign = forged if keep_signature else None
+    sign = forged if keep_signature else signer
     trees = encode_trees(records)
     path.write_bytes(encode_index(index.header, files, trees, index.blobs, sign))
 

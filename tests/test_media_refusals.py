@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from syncd.media.signing import load_signer
 from tests.mediautil import (
     copy_tree,
     export,
@@ -58,37 +59,38 @@ def volumes(signed: list[Path], tmp_path: Path) -> list[Path]:
     return [copies / v.name for v in signed]
 
 
-def flip_byte(volume: Path) -> None:
+def flip_byte(volume: Path, key: Path) -> None:
     pack = volume / "pack-0001"
     data = bytearray(pack.read_bytes())
     data[len(data) // 2] ^= 0x01
     pack.write_bytes(bytes(data))
 
 
-def truncate(volume: Path) -> None:
+def truncate(volume: Path, key: Path) -> None:
     pack = volume / "pack-0001"
     pack.write_bytes(pack.read_bytes()[:-1000])
 
 
-def tamper_index(volume: Path) -> None:
+def tamper_index(volume: Path, key: Path) -> None:
     """A well-formed index that no longer matches its signature (checksum recomputed)."""
     rewrite_index(volume, keep_signature=True, pack_0001="pack-0009")
     (volume / "pack-0001").rename(volume / "pack-0009")
 
 
-def unsign(volume: Path) -> None:
+def unsign(volume: Path, key: Path) -> None:
     rewrite_index(volume)
 
 
-def escape_up(volume: Path) -> None:
-    rewrite_index(volume, pack_0001="../../escape")
+def escape_up(volume: Path, key: Path) -> None:
+    # Signed by the required key: even its holder's index is decoded strictly.
+    rewrite_index(volume, signer=load_signer(key), pack_0001="../../escape")
 
 
-def escape_absolute(volume: Path) -> None:
-    rewrite_index(volume, pack_0001="/etc/passwd")
+def escape_absolute(volume: Path, key: Path) -> None:
+    rewrite_index(volume, signer=load_signer(key), pack_0001="/etc/passwd")
 
 
-DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
+DAMAGE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "flipped byte": (flip_byte, "does not match its digest"),
     "truncated pack": (truncate, "pack-0001 is"),
     "tampered index": (tamper_index, "signature does not match its contents"),
@@ -109,7 +111,7 @@ def test_a_damaged_volume_is_refused_and_a_sound_copy_completes(
 ) -> None:
     harm, problem = DAMAGE[damage]
     bad = volumes[1]
-    harm(bad)
+    harm(bad, keys["ours"][0])
     far = tmp_path / "far"
     require = ("--require-signed-by", str(keys["ours"][1]))
     ran = import_(far, *volumes, expect=2, args=require)

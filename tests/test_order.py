@@ -23,6 +23,7 @@ from syncd.plan.order import (
     plan_apply,
     touched,
 )
+from tests.targetutil import D, L
 
 V2 = ".oc-mirror/.cache/docker/registry/v2"
 REPO = f"{V2}/repositories/ns/app"
@@ -34,16 +35,6 @@ class F:
     content: str = "x"
     mode: int = 0o644
     mtime: int = 7
-
-
-@dataclass(frozen=True)
-class D:
-    mode: int = 0o755
-
-
-@dataclass(frozen=True)
-class L:
-    target: str
 
 
 Spec = dict[str, F | D | L]
@@ -311,13 +302,16 @@ def test_modes_and_mtimes() -> None:
     target: Spec = {"a": D(0o700), "a/b": D(0o555), "a/b/f": F("same", 0o600, 2), "g": F("y")}
     ops = plan(target, current)
     assert brief(ops) == [
-        ("FILES", "SetMode", "a/b/f"),
+        ("FILES", "WriteFile", "a/b/f"),  # a new file, never chmod on a shared inode
         ("FILES", "WriteFile", "g"),
         ("MODES", "SetMode", "a/b"),  # deepest first
         ("MODES", "SetMode", "a"),
     ]
     file_mode = ops[0]
-    assert isinstance(file_mode, SetMode) and (file_mode.mode, file_mode.mtime_ns) == (0o600, 2)
+    assert isinstance(file_mode, WriteFile) and file_mode.same_content
+    assert (file_mode.node.mode, file_mode.node.mtime_ns) == (0o600, 2)
+    # Its pieces stay readable from the live file: it is not among what the plan touches.
+    assert not touched(ops)("a/b/f") and touched(ops)("g")
 
 
 def test_new_plain_directories_are_made_then_filled_then_moded() -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.tree import DirNode, FileNode, Node
+from protocol.tree import DirNode, FileNode, Node, encode_tree, tree_id
 from reliability import hostile, hostile_cases
 from reliability.campaign import Context
 from reliability.serve_driver import Script, converse
-from syncd.plan.order import plan_apply
+from syncd.apply.target import write_target
 from tests.pushutil import snapshot_id
 
 
@@ -23,34 +23,32 @@ def test_quick_slice(tmp_path: Path) -> None:
     assert figures["bytes written outside the root"] == "0"
 
 
-def chain(levels: int) -> tuple[bytes, dict[bytes, list[Node]]]:
-    """Directories nested `levels` deep, each named by 255 bytes, a file at the bottom."""
-    lookup: dict[bytes, list[Node]] = {}
-    key = bytes(32)
-    lookup[key] = [FileNode("f", 0o644, 0, 0, ())]
+def chain(levels: int, bottom: list[Node]) -> tuple[bytes, dict[bytes, bytes]]:
+    """Directories nested `levels` deep, each named by 255 bytes, holding `bottom`."""
+    record = encode_tree(bottom)
+    key = tree_id(record)
+    records = {key: record}
     for level in range(levels):
-        parent = bytes([level + 1]) * 32
-        lookup[parent] = [DirNode(f"{level:03d}" + "d" * 252, 0o755, key)]
-        key = parent
-    return key, lookup
+        record = encode_tree([DirNode(f"{level:03d}" + "d" * 252, 0o755, key)])
+        key = tree_id(record)
+        records[key] = record
+    return key, records
 
 
-def test_plan_refuses_a_path_longer_than_path_max() -> None:
+def test_a_target_with_a_path_longer_than_path_max_is_refused(tmp_path: Path) -> None:
     # 16 names of 255 bytes and their slashes make 4095 bytes: the directory fits, the file
     # below it ("/f") does not. Every name alone is valid.
-    empty: dict[bytes, list[Node]] = {b"e" * 32: []}
-    root, lookup = chain(16)
+    root, records = chain(16, [FileNode("f", 0o644, 0, 0, ())])
     with pytest.raises(ProtocolError) as info:
-        plan_apply(lookup.__getitem__, root, empty.__getitem__, b"e" * 32, delete=True)
+        write_target(tmp_path / "target", root, records.get)
     assert info.value.code is ErrorCode.LIMIT
     assert "4097 bytes" in info.value.message and "4096" in info.value.message
+    assert not (tmp_path / "target").exists()
 
 
-def test_plan_accepts_a_path_of_exactly_path_max() -> None:
-    root, lookup = chain(16)
-    lookup[bytes(32)] = []  # the deepest directory holds nothing: its path is 4095 bytes
-    empty: dict[bytes, list[Node]] = {b"e" * 32: []}
-    assert plan_apply(lookup.__getitem__, root, empty.__getitem__, b"e" * 32, delete=True)
+def test_a_target_with_a_path_of_exactly_path_max_is_accepted(tmp_path: Path) -> None:
+    root, records = chain(16, [])  # the deepest directory holds nothing: its path is 4095 bytes
+    assert write_target(tmp_path / "target", root, records.get).summary.root == root
 
 
 def test_a_path_longer_than_path_max_over_the_wire_changes_nothing(tmp_path: Path) -> None:

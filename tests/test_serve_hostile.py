@@ -41,14 +41,6 @@ def serve_command(far: Path, *flags: str) -> list[str]:
     return [sys.executable, "-m", "syncd", "serve", "--stdio", "--root", str(far), *flags]
 
 
-@pytest.fixture
-def far(tmp_path: Path) -> Path:
-    root = tmp_path / "far"
-    (root / "keep").mkdir(parents=True)
-    (root / "keep" / "file").write_bytes(b"existing")
-    return root
-
-
 async def converse(
     far: Path, script: Callable[[Connection], list[bytes]], offer_root: bytes
 ) -> tuple[list[object], str]:

@@ -1,7 +1,10 @@
 """The far side's apply: make the live tree equal a target snapshot, safely.
 
 1. The target's tree records go into one snapshot file in the state folder, so that the
-   apply, and its resumption after a crash, is self-contained.
+   apply, and its resumption after a crash, is self-contained. They go in as this side
+   writes them (canon.py: modes masked, times as the file system keeps them), and a
+   target that holds what this side refuses (a symlink out of the root, a path over
+   PATH_MAX) stops here, with nothing written (target.py).
 2. The root is scanned afresh (the far side's own scan is the truth) and the ordered plan
    computed from it (syncd/plan/order.py).
 3. Every piece of every file to write is proven available - staged, or in a live file
@@ -10,7 +13,8 @@
 4. Staging is flushed and the journal written; only then does the live tree change, step
    by step (executor.py).
 5. A final scan must equal the target (with delete=False: contain it). Then the journal,
-   the staged blobs and the scratch folders go.
+   the staged blobs and the scratch folders go, and the offered tree ids that were
+   written under other ids are remembered (aliases.py).
 
 Resuming reruns steps 2-5 against the journal's target: what is already in place is
 simply not in the new plan, so applying twice is harmless. An apply or resume that
@@ -24,6 +28,7 @@ expected to hold it for the whole session, so that no other process applies mean
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 import time
@@ -34,8 +39,10 @@ from pathlib import Path
 
 from protocol.tree import DirNode, FileNode, Node, Recipe
 from syncd import faults
+from syncd.apply.aliases import Aliases, save_aliases
 from syncd.apply.blobindex import BlobIndex
 from syncd.apply.builder import Builder, Built
+from syncd.apply.canon import Canon, TargetPolicy, probe_times
 from syncd.apply.errors import ApplyError, TreeChanged
 from syncd.apply.executor import Executor
 from syncd.apply.incoming import content_key
@@ -55,12 +62,14 @@ from syncd.apply.workspace import Workspace
 from syncd.errors import SnapshotFileError, SyncdError
 from syncd.plan.order import Delete, MoveAside, Op, PlaceTree, WriteFile, plan_apply, touched
 from syncd.scan.api import ScanFailed, ScanResult, scan_root
-from syncd.scan.hashing import StatKey
+from syncd.scan.cutting import fixed_cuts
+from syncd.scan.hashing import StatKey, settle
 from syncd.scan.problems import Reporter
 from syncd.scan.scanner import ScanOptions
 from syncd.snapshot import SnapshotReader
 from syncd.state import STATE_NAME, StateDir
 
+log = logging.getLogger("syncd.apply")
 _SHOWN = 5
 # The check after an apply is told the stat and recipe of each file the apply wrote of
 # at least this size, so as not to read those bytes again. A smaller file is read again:
@@ -79,6 +88,7 @@ class ApplyHooks:
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
     root: bytes  # the tree's snapshot id afterwards (the target, unless delete=False kept extras)
+    target: bytes  # the target as written here (canon.py): `root` when the tree equals it
     files_written: int
     files_deleted: int
     bytes_written: int
@@ -100,15 +110,48 @@ def apply_target(
     *,
     delete: bool,
     hooks: ApplyHooks | None = None,
+    policy: TargetPolicy | None = None,
 ) -> ApplyResult:
-    """Make `root` equal the snapshot `target`, whose tree records `records` returns."""
+    """Make `root` equal the snapshot `target`, whose tree records `records` returns, as
+    this side writes it under the operator's `policy`."""
     started = time.monotonic()
     state.ensure()
     remove_journal(state)  # a cut-short apply of another target is superseded by this one
-    write_target(state.path / TARGET_FILE, target, records)
-    with _open_target(state, target) as snapshot:
-        run = _Apply(root, state, snapshot, staging, Journal(target, delete), hooks=hooks)
-        return run.run(resumed=False, started=started)
+    canon = far_canon(state, policy)
+    with Aliases.load(state, canon.key()) as aliases:
+        written = write_target(state.path / TARGET_FILE, target, records, canon, aliases)
+    with _open_target(state, written.summary.root) as snapshot:
+        journal = Journal(written.summary.root, delete)
+        run = _Apply(root, state, snapshot, staging, journal, hooks=hooks)
+        result = run.run(resumed=False, started=started)
+    if result.root == result.target:
+        _remember(state, canon, written.aliases)
+    return result
+
+
+def _remember(state: StateDir, canon: Canon, aliases: list[tuple[bytes, bytes]]) -> None:
+    """Save the aliases of an apply that is done: a failure here costs the next session a
+    longer descent, never the apply."""
+    try:
+        with SnapshotReader(state.snapshot) as final:
+            save_aliases(state, canon.key(), aliases, final.record)
+    except (OSError, SnapshotFileError) as exc:
+        log.warning("the far side's aliases were not saved (%s): the next push compares more", exc)
+
+
+def held_aliases(state: StateDir, policy: TargetPolicy | None) -> Aliases:
+    """The offered trees this side holds as it wrote them, under `policy` (aliases.py)."""
+    return Aliases.load(state, far_canon(state, policy).key())
+
+
+def far_canon(state: StateDir, policy: TargetPolicy | None) -> Canon:
+    """How this side writes a target: the operator's policy, the root's file system."""
+    state.ensure()
+    try:
+        times = probe_times(state.path)
+    except OSError as exc:
+        raise os_error(str(state.path), exc, "probing the file system's times") from exc
+    return Canon(policy or TargetPolicy(), times)
 
 
 def resume_pending(
@@ -210,6 +253,7 @@ class _Apply:
         built = changes.built
         return ApplyResult(
             root=root,
+            target=self.target.root,
             files_written=built.files,
             files_deleted=changes.files_deleted,
             bytes_written=built.bytes,
@@ -274,6 +318,8 @@ class _Apply:
     def _verify(self, written: Mapping[str, tuple[StatKey, Recipe]]) -> bytes:
         """The tree's id after the apply, which must be the target (with delete=False, a
         tree holding the target and extras): nothing would be left to plan."""
+        if written:  # a stat younger than that is not trusted: its file would be read again
+            settle(max(key.ctime_ns for key, _ in written.values()))
         scanned = self._scan(written)
         if scanned == self.target.root:
             return scanned
@@ -330,11 +376,14 @@ def _not_assembled(
 def _written(
     root: Path, files: Iterator[tuple[str, FileNode]]
 ) -> dict[str, tuple[StatKey, Recipe]]:
-    """The stat of each file of KNOWN_MIN_SIZE and up the apply wrote, as it is now, with
-    its recipe."""
+    """The stat of each file the apply wrote, as it is now, with its recipe: files of
+    KNOWN_MIN_SIZE and up, and any file the target cut otherwise than this side's scanner
+    would (SPEC.md 3.1 leaves the cut to the sender: a 21-byte file may come as two
+    pieces). The check then compares what it must, the bytes written, which the build
+    verified piece by piece, and not how they were cut."""
     written: dict[str, tuple[StatKey, Recipe]] = {}
     for path, node in files:
-        if node.size < KNOWN_MIN_SIZE:
+        if node.size < KNOWN_MIN_SIZE and _plainly_cut(node):
             continue
         try:
             st = os.lstat(root / path)
@@ -354,3 +403,9 @@ def _files_removed(ops: list[Op], current: SnapshotReader) -> int:
             elif isinstance(op.node, DirNode):
                 count += sum(isinstance(n, FileNode) for _, n in current.walk(op.node.tree))
     return count
+
+
+def _plainly_cut(node: FileNode) -> bool:
+    """Whether `node` is cut as this side cuts an ordinary file (syncd/scan/cutting.py)."""
+    lengths = [length for _, length in node.recipe]
+    return lengths == fixed_cuts(node.size)

@@ -16,7 +16,8 @@ waits for every other writer's dirty data on the file system too.)
 
 Each live mutation (mkdir, rename in or out, unlink, chmod) is one step; the hook is
 called before it, numbered from 1. Stopping anywhere leaves the tree as the last
-completed step left it.
+completed step left it. A directory the far side's user may not write is opened for the
+steps that change it and its mode put back at the end (writable.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from syncd import faults
 from syncd.apply.builder import Builder
 from syncd.apply.livetree import LiveTree, os_error
 from syncd.apply.workspace import Workspace
+from syncd.apply.writable import Opener
 from syncd.plan.order import (
     Delete,
     MakeDir,
@@ -111,6 +113,7 @@ class Executor:
         self.steps = 0
         self.deleted = 0  # entries removed (a directory counts once)
         self._changed: set[str] = set()  # directories changed since their last fsync
+        self._opener = Opener(self._step)
 
     def run(self, ops: list[Op]) -> None:
         ahead: deque[_Built] = deque()
@@ -131,6 +134,7 @@ class Executor:
                         open_fds -= self._finish(ahead.popleft(), ops)
                 while ahead:
                     open_fds -= self._finish(ahead.popleft(), ops)
+                self._close_opened(ops)
             finally:
                 for built in ahead:  # stopped early: let the pending fsyncs end
                     for future in built.synced:
@@ -170,12 +174,22 @@ class Executor:
             elif isinstance(op, MakeSymlink):
                 self._builder.symlink(op.target, fd, name)
             else:
-                self._builder.tree(op.tree, op.mode, fd, name, spill=spill, spill_at=spill_at)
+                # Owner-writable until Phase.MODES: a directory moved into another one must
+                # be writable for a far side that is not root (its `..` changes).
+                mode = op.mode | stat.S_IRWXU
+                self._builder.tree(op.tree, mode, fd, name, spill=spill, spill_at=spill_at)
         except OSError as exc:
             raise os_error(
                 f"{self._live.describe(op.path)} (built in {self._work.work})", exc, "building"
             ) from exc
         return name
+
+    def _close_opened(self, ops: list[Op]) -> None:
+        planned = {op.path for op in ops if isinstance(op, SetMode)}
+        try:
+            self._opener.restore(self._live, planned)
+        except OSError as exc:
+            raise os_error(str(self._live.root), exc, "setting directory modes back") from exc
 
     def _sync_changed(self) -> None:
         for path in sorted(self._changed):
@@ -200,8 +214,10 @@ class Executor:
         # The hook runs before the parent is opened, so that a test can change the tree
         # right before a step as a concurrent writer would.
         self._step(f"{_doing(op)} {op.path}")
-        self._changed.add(op.path.rpartition("/")[0])
+        head = op.path.rpartition("/")[0]
+        self._changed.add(head)
         with self._live.parent(op.path) as (parent, name):
+            self._opener.parent(parent, head)
             if temp is not None:
                 os.rename(temp, name, src_dir_fd=self._work.work_fd, dst_dir_fd=parent)
             elif isinstance(op, MakeDir):
@@ -215,15 +231,12 @@ class Executor:
                 self._delete(op, parent, name)
 
     def _set_mode(self, op: SetMode) -> None:
-        fd = self._live.open_entry(op.path, directory=op.mtime_ns is None)
+        fd = self._live.open_entry(op.path, directory=True)
         try:
-            st = os.fstat(fd)
-            if stat.S_IMODE(st.st_mode) == op.mode and op.mtime_ns in (None, st.st_mtime_ns):
+            if stat.S_IMODE(os.fstat(fd).st_mode) == op.mode:
                 return  # already right: nothing to change
             self._step(f"{_doing(op)} {op.path}")
             os.fchmod(fd, op.mode)
-            if op.mtime_ns is not None:
-                os.utime(fd, ns=(op.mtime_ns, op.mtime_ns))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -240,6 +253,7 @@ class Executor:
 
     def _take_out(self, parent: int, name: str) -> None:
         """One rename out of the tree: the entry and all below it vanish at once."""
+        self._opener.moved_out(parent, name)
         os.rename(name, self._work.new_name(), src_dir_fd=parent, dst_dir_fd=self._work.trash_fd)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from protocol.tree import FileNode, Node, Recipe, decode_tree
 from syncd import faults
+from syncd.apply.aliases import Aliases
 from syncd.apply.blobindex import BlobIndex
 from syncd.apply.incoming import ASSEMBLE_MIN, content_key
 from syncd.apply.livetree import LiveTree
@@ -148,11 +149,14 @@ def far_descent(
     route: Routing | None,
     *,
     trees: Callable[[bytes], list[Node] | None] | None = None,
+    aliases: Aliases | None = None,
 ) -> Descent:
-    """The descent of `target` from the far side's state: live trees are skipped, and a
-    piece is wanted only when it is neither live, staged nor in a file being assembled.
-    Trees come from `trees` when given (a volume's index), else from staging; `route`,
-    when given, prepares the large files to assemble."""
+    """The descent of `target` from the far side's state: live trees are skipped (also
+    those held under an alias: aliases.py), and a piece is wanted only when it is neither
+    live, staged nor in a file being assembled. Trees come from `trees` when given (a
+    volume's index), else from staging; `route`, when given, prepares the large files to
+    assemble (and knows which staged data the target uses)."""
+    held = aliases or Aliases()
 
     def have_blob(digest: bytes) -> bool:
         if route is not None:
@@ -161,7 +165,9 @@ def far_descent(
 
     return Descent(
         target,
-        live_tree=lambda tree: current.record(tree) is not None,
+        live_tree=lambda tree: (
+            current.record(tree) is not None or held.live(tree, current.record) is not None
+        ),
         staged=trees or (lambda tree: staged_tree(staging, tree)),
         have_blob=have_blob,
         on_file=route.plan if route is not None else None,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from syncd.apply.room import StagingLimit
 from syncd.commands.stagingmax import add_staging_max
+from syncd.commands.targetflags import add_target_policy, target_policy
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.media.importer import ImportOutcome, StatusReport, import_status, import_volumes
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="PUBKEY",
         help="refuse volumes whose index is not signed by this OpenSSH public key",
     )
+    add_target_policy(parser)
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
     add_staging_max(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create root {root}: {exc.strerror}") from exc
-    outcome = import_volumes(root, state, args.dirs, required, StagingLimit(args.staging_max))
+    limit = StagingLimit(args.staging_max)
+    outcome = import_volumes(root, state, args.dirs, required, target_policy(args), limit=limit)
     for volume in outcome.refused:
         print(f"syncd import: refused {volume.problem}", file=sys.stderr)
     if args.json:

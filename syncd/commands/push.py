@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from protocol.errors import ProtocolError
-from syncd.errors import SyncdError
+from syncd.commands.targetflags import add_target_policy, policy_flags
+from syncd.errors import SyncdError, UsageError
 from syncd.exitcodes import ExitCode
 from syncd.progress import for_terminal
 from syncd.scan.api import ScanResult, scan_root
@@ -62,11 +63,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "this syncd for a local target)",
     )
     parser.add_argument("--state", type=Path, help="SRC's state folder (default: SRC/.syncd)")
+    add_target_policy(parser)  # for a local TARGET; over SSH, `serve` has its own
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     target = parse_target(args.target)
+    if target.kind != "local" and policy_flags(args):
+        raise UsageError(
+            f"{' and '.join(policy_flags(args))}: for a local TARGET only; over SSH the far "
+            "side's operator decides (syncd serve takes the same options)"
+        )
     rate = parse_rate(args.bwlimit) if args.bwlimit else None
     started = time.monotonic()
     scan, outcome, where = asyncio.run(_push(args, target, rate))
@@ -108,6 +115,7 @@ async def _push(
             remote_syncd=args.remote_syncd,
             accept_new_host_key=args.accept_new_host_key,
             bwlimit=rate,
+            serve_flags=policy_flags(args),
         )
     except BaseException:
         await asyncio.gather(scanning, return_exceptions=True)

@@ -27,12 +27,13 @@ from protocol.errors import ProtocolError
 from protocol.messages import Result
 from syncd.apply.room import StagingLimit
 from syncd.commands.stagingmax import add_staging_max
+from syncd.commands.targetflags import add_target_policy, target_policy
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.roots import real_root
 from syncd.session.afterapply import PostApplyPolicy
 from syncd.session.hangup import HangUp
-from syncd.session.rootguard import refuse_unsafe_root
+from syncd.session.rootguard import refuse_unsafe_root, root_names
 from syncd.session.server import HANDSHAKE_TIMEOUT, ServeOptions, serve_session
 from syncd.session.wire import PeerError
 from syncd.state import StateDir
@@ -60,6 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="end a session whose client has sent no HELLO within DURATION (e.g. 90s, "
         f"2m; default {HANDSHAKE_TIMEOUT:g}s): a stalled one would hold the root's lock",
     )
+    add_target_policy(parser)
     add_staging_max(parser)
     after = parser.add_mutually_exclusive_group()
     after.add_argument(
@@ -95,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         policy,
         handshake_timeout=args.handshake_timeout,
         staging_limit=StagingLimit(args.staging_max),
+        root_names=root_names(args.root),
+        policy=target_policy(args),
     )
     try:
         result = asyncio.run(_serve(options))

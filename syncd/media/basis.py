@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.errors import ProtocolError
-from protocol.media import Receipt, decode_receipt
+from protocol.media import MAGIC_RECEIPT, Receipt, decode_receipt
 from protocol.tree import FileNode, decode_tree
 from syncd.media.errors import MediaError, ReceiptRefused
-from syncd.media.signing import signature_problem
+from syncd.media.mediafile import MediaFileRefused, read_verified, same_trailer
 from syncd.media.sites import SiteBook
-from syncd.units import format_bytes
 
 MAX_RECEIPT_BYTES = 1 << 30
 
@@ -62,21 +61,17 @@ def choose_basis(
 
 
 def _read(path: Path, required_key: bytes | None) -> tuple[bytes, Receipt]:
+    """A receipt, its signature and checksum checked before it is decoded."""
     try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_RECEIPT_BYTES + 1)
-    except OSError as exc:
-        raise ReceiptRefused(f"receipt {path}: cannot read: {exc.strerror}") from exc
-    if len(data) > MAX_RECEIPT_BYTES:
-        raise ReceiptRefused(f"receipt {path}: larger than {format_bytes(MAX_RECEIPT_BYTES)}")
-    try:
+        data, trailer = read_verified(
+            path, MAGIC_RECEIPT, required_key, MAX_RECEIPT_BYTES, follow=True
+        )
         parsed = decode_receipt(data)
-    except ProtocolError as exc:
+    except (MediaFileRefused, ProtocolError) as exc:
         raise ReceiptRefused(f"receipt {path}: {exc}") from exc
-    problem = signature_problem(parsed.signature, parsed.signed_message(), required_key)
-    if problem is not None:
-        raise ReceiptRefused(f"receipt {path}: {problem}")
-    return data, parsed
+    if not same_trailer(parsed.checksum, parsed.signature, trailer):
+        raise ReceiptRefused(f"receipt {path}: its frames do not end with the END frame checked")
+    return bytes(data), parsed
 
 
 def _check_site(book: SiteBook, receipt: Receipt, path: Path) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from protocol.media import VolumeHeader
 from protocol.tree import Node, decode_tree
 from syncd import faults
+from syncd.apply.canon import TargetPolicy
 from syncd.apply.engine import ApplyResult, apply_target, scan_far
 from syncd.apply.journal import Journal, read_journal
 from syncd.apply.resume import Resumed, resume_or_abandon
@@ -85,6 +86,8 @@ def import_volumes(
     state: StateDir,
     folders: Sequence[Path],
     required_key: bytes | None,
+    policy: TargetPolicy | None = None,
+    *,
     limit: StagingLimit | None = None,
 ) -> ImportOutcome:
     paths = find_volumes(folders)
@@ -92,7 +95,9 @@ def import_volumes(
         resumed = resume_or_abandon(root, state)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
-            run = _Run(root, state, current, staging, required_key, limit=limit or StagingLimit())
+            run = _Run(
+                root, state, current, staging, required_key, policy=policy, limit=limit
+            )
             for path in ordered(paths):
                 run.add(path)
             outcome = run.finish()
@@ -121,11 +126,13 @@ class _Run:
         staging: Staging,
         required_key: bytes | None,
         *,
-        limit: StagingLimit,
+        policy: TargetPolicy | None,
+        limit: StagingLimit | None,
     ) -> None:
         self.root, self.state, self.current, self.staging = root, state, current, staging
         self.required_key = required_key
-        self.limit = limit
+        self.policy = policy or TargetPolicy()  # what the far operator lets a target hold
+        self.limit = limit or StagingLimit()
         self.site = FarSite.load(state)
         self.progress = ImportProgress.load(state)
         self.live = LiveBlobs(current)
@@ -270,7 +277,13 @@ class _Run:
             return self.staging.tree_record(tree) or self.current.record(tree)
 
         applied = apply_target(
-            self.root, self.state, progress.target, records, self.staging, delete=progress.delete
+            self.root,
+            self.state,
+            progress.target,
+            records,
+            self.staging,
+            delete=progress.delete,
+            policy=self.policy,
         )
         faults.reached("imported")
         progress.applied = True

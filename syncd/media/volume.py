@@ -24,10 +24,18 @@ from pathlib import Path
 import blake3
 
 from protocol.errors import ProtocolError
-from protocol.media import BlobEntry, PackFile, VolumeHeader, VolumeIndex, decode_index, peek_header
+from protocol.media import (
+    MAGIC_INDEX,
+    BlobEntry,
+    PackFile,
+    VolumeHeader,
+    VolumeIndex,
+    decode_index,
+    peek_header,
+)
 from syncd.media.errors import VolumeRefused
 from syncd.media.layout import INDEX_NAME, describe
-from syncd.media.signing import signature_problem
+from syncd.media.mediafile import MediaFileRefused, pread_exactly, read_verified, same_trailer
 
 MAX_INDEX_BYTES = 1 << 30
 READ_BYTES = 16 << 20
@@ -62,35 +70,24 @@ def peek(path: Path) -> VolumeHeader | None:
 
 
 def open_volume(path: Path, required_key: bytes | None) -> Volume:
-    """Read and check a volume's index and files; raises VolumeRefused naming the problem."""
+    """Read and check a volume's index and files; raises VolumeRefused naming the problem.
+    The index's signature (per `required_key`) and checksum are checked before it is
+    decoded (syncd/media/mediafile.py)."""
     label = describe(path)
-    data = _read_index(path, label)
+    try:
+        data, trailer = read_verified(path / INDEX_NAME, MAGIC_INDEX, required_key, MAX_INDEX_BYTES)
+    except MediaFileRefused as exc:
+        raise VolumeRefused(label, f"index: {exc}") from exc
     try:
         index = decode_index(data)
     except ProtocolError as exc:
         raise VolumeRefused(label, f"index: {exc}") from exc
     volume = Volume(path, index)
-    problem = signature_problem(index.signature, index.signed_message(), required_key)
-    if problem is not None:
-        raise volume.refuse(f"index: {problem}")
+    if not same_trailer(index.checksum, index.signature, trailer):
+        raise volume.refuse("index: its frames do not end with the END frame that was checked")
     for pack in index.files:
         _check_file(volume, pack)
     return volume
-
-
-def _read_index(path: Path, label: str) -> bytes:
-    try:
-        fd = os.open(path / INDEX_NAME, _FLAGS)
-    except OSError as exc:
-        raise VolumeRefused(label, f"cannot open its index: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "rb") as stream:
-            data = stream.read(MAX_INDEX_BYTES + 1)
-    except OSError as exc:
-        raise VolumeRefused(label, f"cannot read its index: {exc.strerror}") from exc
-    if len(data) > MAX_INDEX_BYTES:
-        raise VolumeRefused(label, f"index larger than {MAX_INDEX_BYTES} bytes")
-    return data
 
 
 def _check_file(volume: Volume, pack: PackFile) -> None:
@@ -171,25 +168,13 @@ def _read_ahead(
     pending: deque[tuple[tuple[BlobEntry, ...], Future[memoryview | None]]] = deque()
     for group in groups:
         length = group[-1].offset + group[-1].length - group[0].offset
-        pending.append((group, pool.submit(_read_exactly, fd, group[0].offset, length)))
+        pending.append((group, pool.submit(pread_exactly, fd, group[0].offset, length)))
         if len(pending) > READ_AHEAD:
             first, future = pending.popleft()
             yield first, future.result()
     while pending:
         first, future = pending.popleft()
         yield first, future.result()
-
-
-def _read_exactly(fd: int, offset: int, length: int) -> memoryview | None:
-    buffer = bytearray(length)
-    view = memoryview(buffer)
-    got = 0
-    while got < length:
-        n = os.preadv(fd, [view[got:]], offset + got)
-        if n == 0:
-            return None
-        got += n
-    return view
 
 
 def _verified(

@@ -25,6 +25,11 @@ ordered in phases; inside a phase, in path order:
     other directories. A directory is always removed whole, in one rename.
  5. MODES - directory modes, deepest first.
 
+A file whose mode or modification time changes, its content not, is written anew and
+renamed over the old one like any other file (its pieces read from the old one, which
+stays readable): never chmod or utime in place, since the far file may have other hard
+links, even outside the root, whose mode and time would change with it.
+
 A change of kind at a path (file or symlink <-> directory) cannot be one rename: the old
 entry is moved aside (MoveAside) right before the new one is created, in the new one's
 phase. A file and a symlink replace each other by a rename over. With `delete=False`,
@@ -37,8 +42,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
-from protocol.errors import ErrorCode, ProtocolError
-from protocol.limits import DEFAULT_LIMITS
 from protocol.paths import join
 from protocol.tree import DirNode, FileNode, LinkNode, Node
 from syncd.plan.diff import TreeLookup
@@ -91,6 +94,9 @@ class WriteFile:
     path: str
     phase: Phase
     node: FileNode
+    # The live file at `path` holds this content already (only its mode or time change):
+    # its pieces stay readable during the apply, also after the new file replaced it.
+    same_content: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +108,9 @@ class MakeSymlink:
 
 @dataclass(frozen=True, slots=True)
 class PlaceTree:
-    """A new directory built whole outside the live tree, then renamed in at once."""
+    """A new directory built whole outside the live tree, then renamed in at once. Its
+    own mode lacking owner rwx is set in Phase.MODES: a far side that is not root can
+    move a directory into another only while it may write it."""
 
     path: str
     phase: Phase
@@ -112,12 +120,11 @@ class PlaceTree:
 
 @dataclass(frozen=True, slots=True)
 class SetMode:
-    """A directory's mode, or a file's mode and mtime when its content is unchanged."""
+    """A directory's mode (a directory has no other hard links)."""
 
     path: str
     phase: Phase
     mode: int
-    mtime_ns: int | None = None  # files only
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,20 +235,6 @@ def plan_apply(
     return planner.ordered()
 
 
-def check_path_length(path: str, limit: int = DEFAULT_LIMITS.max_path_bytes) -> None:
-    """Refuse a target path longer than PATH_MAX. Each name was checked where its tree was
-    decoded, but trees are shared by id, so only here is a whole path known: a chain of
-    valid names can still exceed PATH_MAX, which the far side could create (one component
-    at a time) but never scan, leaving an apply that can neither finish nor be undone."""
-    # A character is at most 4 UTF-8 bytes: short paths pass without being encoded.
-    if len(path) * 4 > limit and len(path.encode()) > limit:
-        raise ProtocolError(
-            ErrorCode.LIMIT,
-            f"path of {len(path.encode())} bytes is longer than the limit of {limit} bytes: "
-            f"{path[:64]}...",
-        )
-
-
 @dataclass(slots=True)
 class _Frame:
     """A directory being compared: the target's children still to visit, and the current
@@ -284,7 +277,6 @@ class _Planner:
             node = next(frame.children, None)
             if node is not None:
                 path = join(frame.prefix, node.name)
-                check_path_length(path)
                 self._pair(path, node, frame.current.pop(node.name, None))
                 continue
             self._stack.pop()
@@ -311,13 +303,15 @@ class _Planner:
             self._add(path, new, None)
         elif new.mode != old.mode or new.mtime_ns != old.mtime_ns:
             phase = _WRITE_PHASE.get(classify(path), Phase.FILES)
-            self._emit(SetMode(path, phase, new.mode, new.mtime_ns))
+            self._emit(WriteFile(path, phase, new, same_content=True))
 
     def _add(self, path: str, node: Node, aside: Node | None) -> None:
         """Create `node` at `path`; `aside` is an entry of another kind to move away first."""
         role = classify(path)
         if isinstance(node, DirNode) and role in _PLACED_PHASE:
             self._create(PlaceTree(path, _PLACED_PHASE[role], node.mode, node.tree), aside)
+            if node.mode & 0o700 != 0o700:  # placed owner-writable (see PlaceTree)
+                self._emit(SetMode(path, Phase.MODES, node.mode))
         elif isinstance(node, DirNode):
             self._create(MakeDir(path, Phase.DIRS, node.mode), aside)
             self._emit(SetMode(path, Phase.MODES, node.mode))
@@ -362,7 +356,12 @@ class Touched:
 
 
 def touched(ops: list[Op]) -> Touched:
-    """What `ops` change in the live tree: its pieces cannot be read back during the apply."""
-    paths = {op.path for op in ops if isinstance(op, WriteFile | MakeSymlink)}
+    """What `ops` change in the live tree: its pieces cannot be read back during the apply.
+    A file rewritten with the same content (a new mode or time) keeps them readable."""
+    paths = {
+        op.path
+        for op in ops
+        if isinstance(op, MakeSymlink) or (isinstance(op, WriteFile) and not op.same_content)
+    }
     subtrees = {op.path for op in ops if isinstance(op, MoveAside | Delete)}
     return Touched(frozenset(paths), frozenset(subtrees))

@@ -67,7 +67,7 @@ class RangeJob:
 
 def run_job(job: RangeJob) -> list[bytes]:
     """Digests of the job's pieces; raises FileChanged or OSError."""
-    _settle(job.expect.ctime_ns)
+    settle(job.expect.ctime_ns)
     hot = job.expect.ctime_ns > time.time_ns() - HOT_NS
     fd = _open_noatime(job.path)
     try:
@@ -93,7 +93,8 @@ def run_batch(jobs: Sequence[RangeJob]) -> list[list[bytes] | BaseException]:
     return results
 
 
-def _settle(ctime_ns: int) -> None:
+def settle(ctime_ns: int) -> None:
+    """Wait until a stat with this ctime can be trusted (see the module docstring)."""
     wait_ns = ctime_ns + SETTLE_NS - time.time_ns()
     if wait_ns > 0:
         time.sleep(min(wait_ns, SETTLE_NS) / 1e9)

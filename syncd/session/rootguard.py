@@ -15,6 +15,9 @@ while nothing below R decides what runs here:
 
 So serve refuses a root that is, or holds, any of these, before it creates anything.
 A root below the home directory (~/mirror) is fine.
+
+The root a client names in its HELLO is only compared with the served one, as text
+(check_asked_root): nothing the client sends is looked up on this host.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import syncd
+from protocol.errors import ErrorCode, ProtocolError
 from syncd.errors import UsageError
 
 _LOGIN = (
@@ -60,3 +64,34 @@ def refuse_unsafe_root(root: Path) -> None:
                 f"refusing to serve {root}: it holds {what} ({path}), and {why}; "
                 f"serve a folder outside it (such as /srv/mirror)"
             )
+
+
+def root_names(root: Path) -> frozenset[str]:
+    """The paths a client may name the served root by in its HELLO: as the operator wrote
+    it (made absolute) and its real path (a root reached through a symlink)."""
+    return frozenset({_lexical(str(root.absolute())), os.path.realpath(root)})
+
+
+def check_asked_root(asked: str, served: Path, names: frozenset[str]) -> None:
+    """Refuse (BAD_PATH) a HELLO `root` that names another tree than the served one.
+
+    The comparison is textual and touches nothing the client names: no `~user` lookup
+    (which told a client which local users exist), no resolving of symlinks (a loop or a
+    NUL ended serve with a traceback). `~` and `~/x` mean the login directory, where
+    OpenSSH starts serve, as the client's own command line sends them
+    (syncd/transport/ssh.py); a relative path is taken from there too. Every mismatch,
+    whatever the text, is answered by the same sentence."""
+    if not asked:
+        return
+    path = asked[2:] if asked == "~" or asked.startswith("~/") else asked
+    if not path.startswith("/"):
+        path = f"{Path.cwd()}/{path}"
+    if _lexical(path) not in names:
+        raise ProtocolError(
+            ErrorCode.BAD_PATH, f"this far side serves {served}, not {asked!r}; nothing was changed"
+        )
+
+
+def _lexical(path: str) -> str:
+    """`path` without empty and `.` components; `..` is kept (it is not resolved)."""
+    return "/" + "/".join(part for part in path.split("/") if part not in ("", "."))

@@ -18,6 +18,7 @@ staging is made durable before the session ends.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ from protocol.messages import (
     State,
 )
 from syncd import __version__
-from syncd.apply.engine import apply_target, scan_far
+from syncd.apply.canon import TargetPolicy
+from syncd.apply.engine import apply_target, held_aliases, scan_far
 from syncd.apply.resume import resume_or_abandon
 from syncd.apply.room import StagingLimit, expire, make_room
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
@@ -45,6 +47,7 @@ from syncd.errors import SyncdError
 from syncd.plan.descent import Descent
 from syncd.scan.api import ScanResult
 from syncd.session.afterapply import AfterApplyRequest, PostApplyPolicy, after_apply
+from syncd.session.rootguard import check_asked_root, root_names
 from syncd.session.transfer import Transfer
 from syncd.session.wire import Channel, Wire
 from syncd.snapshot import SnapshotReader
@@ -69,6 +72,9 @@ class ServeOptions:
     max_frame: int
     post_apply: PostApplyPolicy = field(default_factory=PostApplyPolicy)
     handshake_timeout: float = HANDSHAKE_TIMEOUT
+    # The paths a HELLO may name the root by (rootguard.root_names; empty: from `root`).
+    root_names: frozenset[str] = frozenset()
+    policy: TargetPolicy = field(default_factory=TargetPolicy)  # what a target may hold
     staging_limit: StagingLimit = field(default_factory=StagingLimit)
 
 
@@ -116,16 +122,21 @@ async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanRe
     await _greet(wire, options, hello)
     offer = await _expect(wire, Offer)
     scanned = await scan
-    with SnapshotReader(scanned.snapshot_path) as current, Staging.open(options.state) as staging:
+    with (
+        SnapshotReader(scanned.snapshot_path) as current,
+        Staging.open(options.state) as staging,
+        held_aliases(options.state, options.policy) as aliases,
+    ):
         summary = current.summary
         await wire.send(
             State(
                 summary.root, summary.files, summary.bytes, staging.blob_count, staging.blob_bytes
             )
         )
-        if offer.root == summary.root:
+        if summary.root in (offer.root, aliases.live(offer.root, current.record)):
+            # Up to date, also when this side holds the offer as it writes it (canon.py).
             await asyncio.to_thread(expire, staging)
-            result = Result("up-to-date", summary.root, 0, 0)
+            result = Result("up-to-date", offer.root, 0, 0)
         else:
             result = await _sync(wire, options, offer, current, staging)
         await wire.send(result)
@@ -152,7 +163,7 @@ async def _first_hello(wire: Wire, timeout: float) -> Hello:
 
 
 async def _greet(wire: Wire, options: ServeOptions, hello: Hello) -> None:
-    _check_root(hello, options.root)
+    _check_root(hello, options)
     params: dict[str, str | int | bool] = {
         "max_frame": options.max_frame,
         "root": str(options.root),
@@ -162,14 +173,12 @@ async def _greet(wire: Wire, options: ServeOptions, hello: Hello) -> None:
     await wire.send(Hello((version, version), f"syncd {__version__}", caps, params))
 
 
-def _check_root(hello: Hello, root: Path) -> None:
+def _check_root(hello: Hello, options: ServeOptions) -> None:
     asked = hello.params.get("root", "")
     if not isinstance(asked, str):
         raise ProtocolError(ErrorCode.MALFORMED, "HELLO root parameter must be a string")
-    if asked and Path(asked).expanduser().resolve() != root.resolve():
-        raise ProtocolError(
-            ErrorCode.BAD_PATH, f"this far side serves {root}, not {asked}; nothing was changed"
-        )
+    names = options.root_names or root_names(options.root)
+    check_asked_root(asked, options.root, names)
 
 
 async def _sync(
@@ -184,7 +193,12 @@ async def _sync(
         return staging.tree_record(tree) or current.record(tree)
 
     applied = await asyncio.to_thread(
-        apply_target, options.root, options.state, offer.root, records, staging, delete=delete
+        functools.partial(apply_target, delete=delete, policy=options.policy),
+        options.root,
+        options.state,
+        offer.root,
+        records,
+        staging,
     )
     log.info(
         "apply: %d files written, %d deleted, %d bytes, %d steps; %.2f s",
@@ -194,7 +208,9 @@ async def _sync(
         applied.steps,
         applied.seconds,
     )
-    return Result("applied", applied.root, applied.files_written, applied.files_deleted)
+    # The offer's id when the tree is the offer as this side writes it (SPEC.md 4, RESULT).
+    root = offer.root if applied.root == applied.target else applied.root
+    return Result("applied", root, applied.files_written, applied.files_deleted)
 
 
 async def _fetch(
@@ -206,9 +222,10 @@ async def _fetch(
     some hundred megabytes."""
     live = LiveBlobs(current)
     route = Routing(staging, live)
-    descent = far_descent(offer.root, current, staging, live, route)
-    clock = time.monotonic()
-    await _descend(wire, descent, staging)
+    with held_aliases(options.state, options.policy) as aliases:
+        descent = far_descent(offer.root, current, staging, live, route, aliases=aliases)
+        clock = time.monotonic()
+        await _descend(wire, descent, staging)
     log.info(
         "descent: %d trees from the source, %d from staging; %d blobs (%d bytes) wanted; %.2f s",
         descent.trees_from_wire,

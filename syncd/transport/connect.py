@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 from syncd.transport.channel import Channel
@@ -17,15 +18,19 @@ async def open_channel(
     remote_syncd: str | None = None,
     accept_new_host_key: bool = False,
     bwlimit: float | None = None,
+    serve_flags: Sequence[str] = (),
 ) -> Channel:
     """`open_local` or `open_ssh` by `target.kind`.
 
     `remote_syncd` is a command string (split with shell rules for a local target); the
-    default is "syncd" over SSH and this Python's `-m syncd` locally.
+    default is "syncd" over SSH and this Python's `-m syncd` locally. `serve_flags` are
+    given to a local `serve` (over SSH, the far side's operator sets its own).
     """
     if target.kind == "local":
         argv = shlex.split(remote_syncd) if remote_syncd else DEFAULT_LOCAL_SYNCD
-        return await open_local(Path(target.path), remote_syncd=argv, bwlimit=bwlimit)
+        return await open_local(
+            Path(target.path), remote_syncd=argv, bwlimit=bwlimit, serve_flags=serve_flags
+        )
     return await open_ssh(
         target,
         remote_syncd=remote_syncd or "syncd",

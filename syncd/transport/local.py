@@ -20,8 +20,8 @@ _KILL_GRACE = 5.0
 _PIPE_LIMIT = 1 << 20
 
 
-def serve_argv(remote_syncd: Sequence[str], root: str) -> list[str]:
-    return [*remote_syncd, "serve", "--stdio", "--root", root]
+def serve_argv(remote_syncd: Sequence[str], root: str, flags: Sequence[str] = ()) -> list[str]:
+    return [*remote_syncd, "serve", "--stdio", "--root", root, *flags]
 
 
 async def open_local(
@@ -30,15 +30,17 @@ async def open_local(
     remote_syncd: Sequence[str] = DEFAULT_LOCAL_SYNCD,
     bwlimit: float | None = None,
     close_timeout: float = CLOSE_TIMEOUT,
+    serve_flags: Sequence[str] = (),
 ) -> Channel:
     """Start `[*remote_syncd, "serve", "--stdio", "--root", str(path)]` and talk to it.
 
-    `bwlimit` (bytes per second) throttles what we send. `close_timeout` is how long
+    `bwlimit` (bytes per second) throttles what we send; `serve_flags` follow serve's
+    own arguments (the far operator's options, given to a local push). `close_timeout` is how long
     `close()` waits for the child to exit after end of input before terminating it.
     """
     if not remote_syncd:
         raise ValueError("remote_syncd must name a program")
-    argv = serve_argv(remote_syncd, str(path))
+    argv = serve_argv(remote_syncd, str(path), serve_flags)
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
