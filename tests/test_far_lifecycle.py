@@ -216,3 +216,15 @@ def test_five_pushes_that_hang_up_never_lock_out_an_honest_one(
         archive_tree(honest, "honest", members=24)
         result = push_json(honest, far)
         assert result["status"] == "applied" and snapshot_id(far) == snapshot_id(honest)
+
+
+def test_a_session_that_cannot_start_still_answers_with_error(
+    tiny_months: dict[int, Path], tmp_path: Path
+) -> None:
+    """Issue 13 item 3: what failed before HELLO (the resume, the root's lock) closed the
+    stream on an honest client without a word."""
+    far = copy_tree_of(tiny_months[1], tmp_path / "far")
+    with StateDir(far).lock():  # another session holds the root
+        reply = converse(far, Script(b"\x01" * 32))
+    assert reply.error is not None and "in use by" in reply.error.message, reply
+    assert reply.exit_code == 2 and "Traceback" not in reply.stderr

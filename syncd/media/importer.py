@@ -95,9 +95,7 @@ def import_volumes(
         resumed = resume_or_abandon(root, state)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
-            run = _Run(
-                root, state, current, staging, required_key, policy=policy, limit=limit
-            )
+            run = _Run(root, state, current, staging, required_key, policy=policy, limit=limit)
             for path in ordered(paths):
                 run.add(path)
             outcome = run.finish()

@@ -81,7 +81,8 @@ class ServeOptions:
 async def serve_session(channel: Channel, options: ServeOptions) -> Result:
     """Run one conversation to its end; raises ProtocolError, PeerError or SyncdError,
     having told the peer why with ERROR where the connection still allowed it (also when
-    the root is locked by another session)."""
+    the root is locked by another session). A second ERROR for the same end is not sent
+    (Wire.fail says nothing once the conversation is over)."""
     connection = Connection(Role.SERVER)
     async with Wire(connection, channel) as wire:
         try:
@@ -102,6 +103,12 @@ async def _session(wire: Wire, options: ServeOptions) -> Result:
     scan = asyncio.create_task(asyncio.to_thread(_scan, options))
     try:
         return await _converse(wire, options, scan)
+    except ProtocolError as exc:
+        await wire.fail(exc.code, exc.message)  # at once, not once the scan is done
+        raise
+    except SyncdError as exc:
+        await wire.fail(ErrorCode.REMOTE, str(exc))
+        raise
     finally:
         # A scan started is let finish, under the lock: its stat cache serves the next
         # session, and nothing else may write the state folder meanwhile.
