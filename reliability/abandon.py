@@ -67,14 +67,16 @@ class Tally:
         table[key] = table.get(key, 0) + 1
 
 
-def make_variants(months: Months, base: Path, scratch: Path, rng: random.Random) -> list[Variant]:
+def make_variants(
+    months: Months, base: Path, scratch: Path, rng: random.Random, count: int = VARIANTS
+) -> list[Variant]:
     """Variant sources of month 2, each pushed once whole (to calibrate) and exported
     against the far side's receipt (before month 2's own export: theirs are older)."""
     receipt = scratch / "variant-receipt"
     done = run_syncd("receipt", "--root", base, "--to", receipt)
     assert done.returncode == 0, done.stderr
     variants = []
-    for number in range(VARIANTS):
+    for number in range(count):
         root = scratch / f"variant-{number}"
         copy_tree(months.two.root, root)
         # Its own data: an archive of members small enough for the volumes.
@@ -173,11 +175,19 @@ def one_round(
     print(f"crash: {where}: {len(tally.failures)} failures so far", file=sys.stderr)
 
 
-def run_rounds(months: Months, base: Path, scratch: Path, rounds: int, rng: random.Random) -> Tally:
+def run_rounds(
+    months: Months,
+    base: Path,
+    scratch: Path,
+    rng: random.Random,
+    *,
+    rounds: int,
+    variants: int = VARIANTS,
+) -> Tally:
     tally = Tally()
     work = scratch / "abandon"
     work.mkdir(parents=True, exist_ok=True)
-    variants = make_variants(months, base, work, rng)
+    left = make_variants(months, base, work, rng, variants)
     volumes = month2_volumes(months, base, work / "honest")  # made last: the newest
     with small_tmpfs(work / "mnt", DISK) as mount:
         if mount is None:
@@ -188,7 +198,7 @@ def run_rounds(months: Months, base: Path, scratch: Path, rounds: int, rng: rand
                     months,
                     base,
                     volumes,
-                    variants,
+                    left,
                     way,
                     mount,
                     work,

@@ -291,7 +291,12 @@ def run(ctx: Context) -> Outcome:
             random_kills(bed, tally, scenario, 1 if ctx.quick else 15, ctx)
         link_drops(bed, tally, ctx)
         tally.abandoned = abandon.run_rounds(
-            bed.months, bed.base, bed.work.parent, 1 if ctx.quick else 12, ctx.rng("abandon")
+            bed.months,
+            bed.base,
+            bed.work.parent,
+            ctx.rng("abandon"),
+            rounds=1 if ctx.quick else 12,
+            variants=2 if ctx.quick else abandon.VARIANTS,
         )
         tally.failures += tally.abandoned.failures
     finally:
@@ -315,7 +320,7 @@ def link_drops(bed: Bed, tally: Tally, ctx: Context) -> None:
             assert bed.ssh is not None
             target, env = f"ssh://root@127.0.0.1:{bed.ssh.port}{far}", bed.ssh.env()
         forwarded, total = linkdrop.calibrate(bed.months.two.root, target, record, env)
-        for _ in range(2 if ctx.quick else (30 if way == "local" else 15)):
+        for _ in range(1 if ctx.quick else (30 if way == "local" else 15)):
             far = fresh_far(bed)
             at = rng.randrange(1, forwarded)
             linkdrop.one_drop(bed.months, far, target, record, at, mode, total, env, tally.drops)
