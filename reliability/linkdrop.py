@@ -67,9 +67,17 @@ def push_through(
     return done.returncode, done.stderr
 
 
+def far_syncd(*, ssh: bool) -> str:
+    """This Python's syncd, as the far side's command (over SSH with its environment:
+    OpenSSH passes none through)."""
+    command = f"{shlex.quote(sys.executable)} -m syncd"
+    return f"env {ENV}= PYTHONPATH={PROJECT} {command}" if ssh else command
+
+
 def payload_of(source: Path, far: str, env: dict[str, str]) -> tuple[int, str]:
     """A push's payload bytes (the blobs it sent), or -1 and why it failed."""
-    done = run_syncd("push", source, far, "--json", env=env)
+    remote = far_syncd(ssh=far.startswith("ssh://"))
+    done = run_syncd("push", source, far, "--json", "--remote-syncd", remote, env=env)
     if done.returncode != 0:
         return -1, done.stderr.strip()
     return int(json.loads(done.stdout)["payload_bytes"]), ""
