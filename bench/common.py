@@ -17,6 +17,7 @@ so that drift in the machine's load hits both alike, and by taking medians.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -29,12 +30,24 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 DEFAULT_WORKDIR = Path("/tmp/syncd-bench")
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
+SYNCD_STATE = ".syncd"
+LOAD_THRESHOLD = 0.5  # a full run first waits for a 1-minute load average below this
+
+
+def make_log(tag: str) -> Callable[[str], None]:
+    """A benchmark's progress log: stderr, stamped, so stdout keeps only the table."""
+
+    def log(text: str) -> None:
+        print(f"[{tag} {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    return log
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +268,55 @@ def repeat(command: Command, runs: int, log: Callable[[str], None] | None = None
     return series
 
 
+class Pairs:
+    """Alternating pairs of commands, each pair's figures kept under its key."""
+
+    def __init__(self, runs: int, log: Callable[[str], None]) -> None:
+        self.runs = runs
+        self.log = log
+        self.figures: dict[str, Any] = {}
+
+    def pair(self, key: str, a: Command, b: Command) -> tuple[Series, Series]:
+        self.log(f"{key}: {a.name} vs {b.name}, {self.runs} runs each, alternating")
+        sa, sb = alternate(a, b, self.runs, log=self.log)
+        ratio = sa.seconds / sb.seconds
+        self.figures[key] = {
+            "syncd": sa.as_json(),
+            "baseline": sb.as_json(),
+            "ratio": round(ratio, 4),
+        }
+        self.log(f"{key}: {sa.seconds:.3f} s / {sb.seconds:.3f} s = {ratio:.2f}")
+        return sa, sb
+
+    def startup(self, python: str, env: dict[str, str], command: str) -> tuple[Series, Series]:
+        """syncd COMMAND's fixed cost against the bare interpreter (figures["startup"])."""
+        self.log(f"start-up: `python -m syncd {command} --help` vs `python -c pass`")
+        started, bare = alternate(*startup_commands(python, env, command), self.runs, log=self.log)
+        self.figures["startup"] = {"syncd": started.as_json(), "python": bare.as_json()}
+        return started, bare
+
+
+def stat_walk(name: str, root: Path) -> Command:
+    """`find ROOT -printf '%s %T@\\n'`: a stat of every entry, the baseline of a walk."""
+    return Command(name, ["find", str(root), "-printf", r"%s %T@\n"])
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """The JSON a `syncd ... --json` run wrote to its stdout file."""
+    result: dict[str, Any] = json.loads(path.read_text())
+    return result
+
+
+def startup_commands(python: str, env: dict[str, str], command: str) -> tuple[Command, Command]:
+    """`python -m syncd COMMAND --help` (start-up and the command's imports) and
+    `python -c pass` (the interpreter alone)."""
+    argv = [python, "-m", "syncd", command, "--help"]
+    return (
+        Command(f"python -m syncd {command} --help", argv, env=env),
+        Command("python -c pass", [python, "-c", "pass"]),
+    )
+
+
 # -- trees generated once and reused -------------------------------------------------
 
 
@@ -313,13 +375,18 @@ def freeze_code(workdir: Path, packages: Sequence[str] = ("syncd", "protocol")) 
     return code, digest.hexdigest()[:16]
 
 
-def remove_state(root: Path) -> Callable[[], None]:
-    """A `prepare` that deletes the tree's syncd state folder: the next scan is cold."""
+def remover(path: Path) -> Callable[[], None]:
+    """A `prepare` that deletes `path` (a far root, an output folder) before each run."""
 
     def prepare() -> None:
-        shutil.rmtree(root / ".syncd", ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
 
     return prepare
+
+
+def remove_state(root: Path) -> Callable[[], None]:
+    """A `prepare` that deletes the tree's syncd state folder: the next scan is cold."""
+    return remover(root / SYNCD_STATE)
 
 
 # -- the machine ---------------------------------------------------------------------
@@ -419,3 +486,108 @@ def mib(value: float) -> str:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def machine_text(info: dict[str, Any]) -> str:
+    """The machine and the load a run saw, for a report's first paragraph."""
+    return (
+        f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram_bytes'] / 2**30:.1f} GiB RAM, "
+        f"kernel {info['kernel']}, {info['fs_type']} at the work folder; Python "
+        f"{info['python']}, {info['b3sum']}; load average {info['load_at_start']} at start, "
+        f"{info.get('load_before_measuring', '?')} when measuring began, "
+        f"{info['load_at_end']} at end; syncd sources sha256 {info['code_digest']}."
+    )
+
+
+def ratio_row(figure: str, a: Series, b: Series, target: float | None) -> Row:
+    """Wall time of `a` over `b`; lower is better."""
+    ratio = a.seconds / b.seconds
+    return Row(
+        figure=figure,
+        syncd=seconds_text(a),
+        baseline=seconds_text(b),
+        ratio=ratio,
+        ratio_text=f"{ratio:.2f}",
+        target="report" if target is None else f"<= {target:g}",
+        met=None if target is None else ratio <= target,
+    )
+
+
+def startup_row(command: str, started: Series, bare: Series) -> Row:
+    extra = started.seconds - bare.seconds
+    return Row(
+        figure=f"syncd {command} start-up: python -m syncd {command} --help (python -c pass)",
+        syncd=seconds_text(started),
+        baseline=seconds_text(bare),
+        ratio=extra,
+        ratio_text=f"+{extra * 1000:.0f} ms",
+        target="report",
+        met=None,
+    )
+
+
+def derived_row(figure: str, syncd: float, baseline: float) -> Row:
+    """A ratio of medians after subtracting other medians: approximate, reported only."""
+    ratio = syncd / baseline
+    return Row(figure, f"{syncd:.3f} s", f"{baseline:.3f} s", ratio, f"{ratio:.2f}", "report", None)
+
+
+def bytes_row(figure: str, ours: int, base: int, target: float | None) -> Row:
+    ratio = ours / base
+    return Row(
+        figure,
+        f"{ours / 1e6:.1f} MB",
+        f"{base / 1e6:.1f} MB",
+        ratio,
+        f"{ratio:.3f}",
+        "report" if target is None else f"<= {target:g}",
+        None if target is None else ratio <= target,
+    )
+
+
+# -- the command line and the result files -------------------------------------------
+
+
+def arguments(doc: str | None, *, runs: int | None) -> argparse.ArgumentParser:
+    """The options every benchmark takes: --workdir, --runs, --quick, --no-wait."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help=f"where trees are generated and kept (default {DEFAULT_WORKDIR})",
+    )
+    parser.add_argument("--runs", type=int, default=runs, help="timed runs of each command")
+    parser.add_argument("--quick", action="store_true", help="small trees: checks the harness")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help=f"do not wait for the load average to drop below {LOAD_THRESHOLD}",
+    )
+    return parser
+
+
+def settle(
+    args: argparse.Namespace, log: Callable[[str], None], patience: float = 900
+) -> float | None:
+    """How a run treats other processes (see Quiet): `--no-wait` ignores them, `--quick`
+    only exercises the guard (it checks the harness, it measures nothing), and a full run
+    first waits for the load average to drop. Returns the load seen last, if waited."""
+    QUIET.enabled = not args.no_wait
+    if args.quick:
+        QUIET.sample, QUIET.patience, QUIET.retries = 0.2, 2.0, 1
+        return None
+    if args.no_wait:
+        return None
+    return round(wait_for_quiet(LOAD_THRESHOLD, patience, log), 2)
+
+
+def save_results(
+    kind: str, args: argparse.Namespace, text: str, data: dict[str, Any], suffix: str = ""
+) -> Path:
+    """bench/results/KIND-DATE[-quick][SUFFIX].md and .json; returns the path sans suffix."""
+    stem = f"{kind}-{datetime.now(UTC):%Y-%m-%d}" + ("-quick" if args.quick else "") + suffix
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.md").write_text(text)
+    write_json(RESULTS / f"{stem}.json", data)
+    return RESULTS / stem

@@ -1,7 +1,7 @@
 """The daemon benchmark: what an idle daemon costs, and how fast it delivers a new month.
 
 Two far sites over the loopback OpenSSH sshd of tests/sshd.py (alias `far`), the sample
-month trees of bench/push_bench.py (SMALL by default, LARGE with --large).
+month trees of bench/samples.py (SMALL by default, LARGE with --large).
 
 Figures:
 - idle daemon, nothing changing, `--idle` seconds (default 60): CPU seconds it used
@@ -21,7 +21,6 @@ scanned by syncd (as after its previous apply).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -36,16 +35,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    DEFAULT_WORKDIR,
-    RESULTS,
     Row,
+    arguments,
     freeze_code,
     machine,
+    make_log,
     markdown_table,
-    wait_for_quiet,
-    write_json,
+    save_results,
+    settle,
 )
-from bench.push_bench import month_trees
+from bench.samples import month_trees
 from syncd.sample import LARGE, SMALL, generate_month
 from tests.daemonutil import parse_logfmt
 from tests.sshd import SSHServer
@@ -56,8 +55,7 @@ QUIET = 3.0
 TIMEOUT = 900.0
 
 
-def log(text: str) -> None:
-    print(f"[daemon-bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+log = make_log("daemon-bench")
 
 
 class Bench:
@@ -67,7 +65,7 @@ class Bench:
         self.scratch.mkdir(parents=True)
         self.spec = LARGE if large else SMALL
         self.one, _ = month_trees(
-            workdir, self.spec, "ocmirror-large" if large else "ocmirror-small"
+            workdir, self.spec, "ocmirror-large" if large else "ocmirror-small", log
         )
         self.sshd = SSHServer.start(self.scratch / "sshd")
         self.env = dict(self.sshd.env(), PYTHONPATH=str(code))
@@ -294,30 +292,19 @@ def _rows(data: dict[str, Any]) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    parser.add_argument("--runs", type=int, default=3)
+    parser = arguments(__doc__, runs=3)
     parser.add_argument("--idle", type=float, default=60.0, help="idle measurement (seconds)")
     parser.add_argument("--large", action="store_true", help="LARGE month trees (default SMALL)")
-    parser.add_argument("--quick", action="store_true", help="one run, 15 s idle")
-    parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
     args = parser.parse_args(argv)
-    if args.quick:
+    if args.quick:  # one run, 15 s idle
         args.runs, args.idle = 1, 15.0
-    if not args.no_wait and not args.quick:
-        wait_for_quiet(0.5, 900, log)
+    settle(args, log)
     rows, data = run(args.workdir, max(1, args.runs), args.large, args.idle)
     table = markdown_table(rows)
     print(table)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    suffix = "-quick" if args.quick else ""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"daemon-{stamp}{suffix}.md").write_text(table + "\n")
-    write_json(
-        RESULTS / f"daemon-{stamp}{suffix}.json",
-        {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data},
-    )
-    log(json.dumps({"rows": [r.as_json() for r in rows]}))
+    data = {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data}
+    save_results("daemon", args, table + "\n", data)
+    log(json.dumps({"rows": data["rows"]}))
     return 0
 
 

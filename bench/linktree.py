@@ -1,7 +1,7 @@
 """A fast, deterministic generator of registry storage shaped like distribution's.
 
 Writes `<root>/docker/registry/v2/repositories/<name>/...` with the link files of
-FACTS.md's table, in realistic proportions: several hundred repositories (names with
+docs/FACTS.md's table, in realistic proportions: several hundred repositories (names with
 `/`), each with a few shared base layers and a lognormal number of tags; each tag names
 one image with ~8 `_layers` links of its own (config and layers), 1-3 manifest
 revisions (an index and its children), `current/link` and 1-2 `index` entries. Every

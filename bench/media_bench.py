@@ -1,7 +1,7 @@
 """The media benchmark: `syncd export` and `syncd import` against `cp -r`, and the size
 of a month-2 export made against the far side's receipt.
 
-Trees are push_bench's (`ocmirror-large-m1`/`-m2`, `--quick`: `ocmirror-small-*`),
+Trees are bench/samples.py's (`ocmirror-large-m1`/`-m2`, `--quick`: `ocmirror-small-*`),
 generated once under WORKDIR/trees. Everything this benchmark writes goes to
 WORKDIR/media (the exporting side's state too, via --state, so the shared trees'
 own state folders are not touched). Pairs alternate (A B A B ...) after one untimed
@@ -10,7 +10,7 @@ warm-up each; before every run, untimed: the output folder is removed and `sync`
 Figures (targets from the media issue):
 - month-2 export bytes / bytes truly new in month 2 (<= 1.03): everything written to
   the media (indexes, which carry the whole target's tree records, included), against
-  push_bench's `truly_new`; also the blobs alone, and oc-mirror's cumulative
+  `bench.samples.truly_new`; also the blobs alone, and oc-mirror's cumulative
   (non-differential) archives for comparison;
 - a full month-1 export against `cp -r` of that export's own files (the same bytes, the
   same disk): throughput ratio = cp's time / export's time (>= 0.8);
@@ -26,37 +26,33 @@ bytes in the page cache, so each comparison is also reported against `cp -r` fol
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    DEFAULT_WORKDIR,
-    RESULTS,
     Command,
     Row,
     Series,
     alternate,
+    arguments,
+    bytes_row,
     freeze_code,
     machine,
+    make_log,
     markdown_table,
+    remover,
+    save_results,
     seconds_text,
-    wait_for_quiet,
-    write_json,
+    settle,
 )
-from bench.push_bench import cumulative_archive_bytes, month_trees, truly_new
+from bench.samples import cumulative_archive_bytes, month_trees, truly_new
 from syncd.sample import LARGE, SMALL
 
-
-def log(text: str) -> None:
-    print(f"[media-bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+log = make_log("media-bench")
 
 
 class Setup:
@@ -87,14 +83,7 @@ class Setup:
     def command(
         self, name: str, argv: list[str], remove: Path, stdout: Path | None = None
     ) -> Command:
-        return Command(name, argv, env=self.env, prepare=_remover(remove), stdout=stdout)
-
-
-def _remover(path: Path) -> Callable[[], None]:
-    def prepare() -> None:
-        shutil.rmtree(path, ignore_errors=True)
-
-    return prepare
+        return Command(name, argv, env=self.env, prepare=remover(remove), stdout=stdout)
 
 
 def throughput_row(figure: str, ours: Series, cp: Series, target: float | None) -> Row:
@@ -107,19 +96,6 @@ def throughput_row(figure: str, ours: Series, cp: Series, target: float | None) 
         f"{ratio:.2f}",
         "report" if target is None else f">= {target}",
         None if target is None else ratio >= target,
-    )
-
-
-def bytes_row(figure: str, ours: int, base: int, target: float | None) -> Row:
-    ratio = ours / base
-    return Row(
-        figure,
-        f"{ours / 1e6:.1f} MB",
-        f"{base / 1e6:.1f} MB",
-        ratio,
-        f"{ratio:.3f}",
-        "report" if target is None else f"<= {target}",
-        None if target is None else ratio <= target,
     )
 
 
@@ -197,7 +173,7 @@ def _synced(setup: Setup, name: str, source: Path) -> Command:
 
 def run(workdir: Path, runs: int, quick: bool) -> tuple[list[Row], dict[str, Any]]:
     spec = SMALL if quick else LARGE
-    one, two = month_trees(workdir, spec, "ocmirror-small" if quick else "ocmirror-large")
+    one, two = month_trees(workdir, spec, "ocmirror-small" if quick else "ocmirror-large", log)
     setup = Setup(workdir)
     log("month-2 export against the far side's receipt")
     size_rows, size_data = month_two_size(setup, one, two)
@@ -207,25 +183,13 @@ def run(workdir: Path, runs: int, quick: bool) -> tuple[list[Row], dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="small trees: check the harness")
-    parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
-    args = parser.parse_args(argv)
-    if not args.no_wait and not args.quick:
-        wait_for_quiet(0.5, 900, log)
+    args = arguments(__doc__, runs=3).parse_args(argv)
+    settle(args, log)
     rows, data = run(args.workdir, max(1, args.runs), args.quick)
     table = markdown_table(rows)
     print(table)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    suffix = "-quick" if args.quick else ""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"media-{stamp}{suffix}.md").write_text(table + "\n")
-    write_json(
-        RESULTS / f"media-{stamp}{suffix}.json",
-        {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data},
-    )
+    data = {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data}
+    save_results("media", args, table + "\n", data)
     return 0
 
 

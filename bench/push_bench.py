@@ -25,144 +25,45 @@ archive members.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import linktree
 from bench.common import (
-    DEFAULT_WORKDIR,
     QUIET,
-    RESULTS,
+    SYNCD_STATE,
     Command,
     Row,
     Series,
     alternate,
-    cached_tree,
+    arguments,
+    bytes_row,
     freeze_code,
     machine,
+    make_log,
     markdown_table,
-    seconds_text,
-    wait_for_quiet,
-    write_json,
+    ratio_row,
+    remover,
+    save_results,
+    settle,
 )
 from bench.linktree import LinkTreeSpec
-from syncd.sample import LARGE, SMALL, SampleSpec, generate_month
+from bench.samples import cumulative_archive_bytes, month_trees, truly_new
+from syncd.sample import LARGE, SMALL
 from tests.sshd import SSHServer
 
-SYNCD_STATE = ".syncd"
-
-
-def log(text: str) -> None:
-    print(f"[push-bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-
-# -- trees ---------------------------------------------------------------------------
-
-
-def month_trees(workdir: Path, spec: SampleSpec, name: str) -> tuple[Path, Path]:
-    params = {"generator": "syncd.sample.generate_month", "month": 1, "spec": asdict(spec)}
-    one = cached_tree(workdir, f"{name}-m1", params, lambda r: _month(r, spec, 1), log=log)
-    two = cached_tree(
-        workdir,
-        f"{name}-m2",
-        {**params, "month": 2},
-        lambda r: _month_two(one, r, spec),
-        log=log,
-    )
-    return one, two
-
-
-def _month(root: Path, spec: SampleSpec, month: int) -> None:
-    generate_month(root, month, spec, via_registry=False)
-
-
-def _month_two(one: Path, root: Path, spec: SampleSpec) -> None:
-    shutil.copytree(one, root, symlinks=True, ignore=shutil.ignore_patterns(SYNCD_STATE))
-    generate_month(root, 2, spec, via_registry=False)
+log = make_log("push-bench")
 
 
 def link_tree(workdir: Path, links: int) -> Path:
     return linktree.cached(workdir, f"linktree-{links}", LinkTreeSpec(links=links), log)
-
-
-# -- what is truly new ------------------------------------------------------------------
-
-
-def _is_archive(path: Path) -> bool:
-    return (
-        path.parent.name == "content" and re.fullmatch(r"mirror_\d{6}\.tar", path.name) is not None
-    )
-
-
-def _files(root: Path) -> Iterator[Path]:
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and SYNCD_STATE not in path.relative_to(root).parts:
-            yield path
-
-
-def _data(root: Path) -> Iterator[tuple[str, int]]:
-    """(sha256, size) of every file's bytes and every archive member's data."""
-    for path in _files(root):
-        if _is_archive(path):
-            yield from ((digest, size) for digest, size, _, _ in _members(path))
-        else:
-            data = path.read_bytes()
-            yield hashlib.sha256(data).hexdigest(), len(data)
-
-
-def _members(archive: Path) -> Iterator[tuple[str, int, str, int]]:
-    """(data sha256, data size, member identity, header bytes) of every member."""
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            reader = tar.extractfile(member)
-            data = reader.read() if reader else b""
-            digest = hashlib.sha256(data).hexdigest()
-            identity = f"{member.name}\0{member.mtime}\0{digest}"
-            yield digest, len(data), identity, member.offset_data - member.offset
-
-
-def truly_new(one: Path, two: Path) -> dict[str, int]:
-    """Distinct new bytes (counted once wherever they appear) plus new members' headers."""
-    before = {digest for digest, _ in _data(one)}
-    new: dict[str, int] = {d: size for d, size in _data(two) if d not in before}
-    old_members = {
-        identity
-        for path in _files(one)
-        if _is_archive(path)
-        for _, _, identity, _ in _members(path)
-    }
-    headers = sum(
-        header
-        for path in _files(two)
-        if _is_archive(path)
-        for _, _, identity, header in _members(path)
-        if identity not in old_members
-    )
-    content = sum(new.values())
-    return {"content_bytes": content, "header_bytes": headers, "total": content + headers}
-
-
-def cumulative_archive_bytes(two: Path) -> int:
-    """What a non-differential month-2 archive set would hold: the whole cache (all
-    blobs and the repositories tree) and the working-dir."""
-    total = 0
-    for folder in (two / ".oc-mirror" / ".cache", two / "content" / "working-dir"):
-        for path in folder.rglob("*"):
-            if path.is_file():
-                total += 512 + -(-path.stat().st_size // 512) * 512
-    return total
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -245,12 +146,6 @@ class Setup:
         shutil.rmtree(master / SYNCD_STATE, ignore_errors=True)
         return master
 
-    def empty(self, far: Path) -> Callable[[], None]:
-        def prepare() -> None:
-            shutil.rmtree(far, ignore_errors=True)
-
-        return prepare
-
 
 def syncd_wire(setup: Setup, name: str) -> dict[str, Any]:
     summary: dict[str, Any] = json.loads((setup.scratch / f"{name}.json").read_text())
@@ -262,19 +157,6 @@ def rsync_wire(setup: Setup, name: str) -> int:
     sent = int(re.search(r"Total bytes sent: ([\d,]+)", text).group(1).replace(",", ""))  # type: ignore[union-attr]
     received = int(re.search(r"Total bytes received: ([\d,]+)", text).group(1).replace(",", ""))  # type: ignore[union-attr]
     return sent + received
-
-
-def time_row(figure: str, a: Series, b: Series, target: float | None) -> Row:
-    ratio = a.seconds / b.seconds
-    return Row(
-        figure,
-        seconds_text(a),
-        seconds_text(b),
-        ratio,
-        f"{ratio:.2f}",
-        "report" if target is None else f"<= {target}",
-        None if target is None else ratio <= target,
-    )
 
 
 # -- the runs ---------------------------------------------------------------------------
@@ -292,7 +174,7 @@ def run(
     QUIET.retries = 0
     code, digest = freeze_code(workdir)
     spec, links = (SMALL, 20_000) if quick else (LARGE, 200_000)
-    one, two = month_trees(workdir, spec, "ocmirror-small" if quick else "ocmirror-large")
+    one, two = month_trees(workdir, spec, "ocmirror-small" if quick else "ocmirror-large", log)
     tree_k = link_tree(workdir, links)
     setup = Setup(workdir, code)
     rows: list[Row] = []
@@ -331,8 +213,8 @@ def _pair(
 
 def _cold(setup: Setup, one: Path, runs: int, data: dict[str, Any]) -> list[Row]:
     log("cold push of month 1 (far side empty)")
-    a, b = _pair(setup, "cold", one, lambda far, _: setup.empty(far), runs)
-    return [time_row("cold push of month 1 / rsync (wall)", a, b, 1.0)]
+    a, b = _pair(setup, "cold", one, lambda far, _: remover(far), runs)
+    return [ratio_row("cold push of month 1 / rsync (wall)", a, b, 1.0)]
 
 
 def _month2(setup: Setup, one: Path, two: Path, runs: int, data: dict[str, Any]) -> list[Row]:
@@ -354,10 +236,10 @@ def _month2(setup: Setup, one: Path, two: Path, runs: int, data: dict[str, Any])
         "syncd_summary": summary,
     }
     return [
-        time_row("month-2 push / rsync (wall)", a, b, 0.8),
-        _bytes_row("month-2 wire bytes / truly new: syncd", ours, new["total"], 1.03),
-        _bytes_row("month-2 wire bytes / truly new: rsync -a", theirs, new["total"], None),
-        _bytes_row("month-2 cumulative archives / truly new", cumulative, new["total"], None),
+        ratio_row("month-2 push / rsync (wall)", a, b, 0.8),
+        bytes_row("month-2 wire bytes / truly new: syncd", ours, new["total"], 1.03),
+        bytes_row("month-2 wire bytes / truly new: rsync -a", theirs, new["total"], None),
+        bytes_row("month-2 cumulative archives / truly new", cumulative, new["total"], None),
     ]
 
 
@@ -371,7 +253,7 @@ def _no_change(setup: Setup, tree: Path, links: int, runs: int, data: dict[str, 
     wire = nc["wire_bytes_sent"] + nc["wire_bytes_received"]
     theirs = rsync_wire(setup, "nc-rsync")
     return [
-        time_row(f"no-change push of {links // 1000}k links / rsync (wall)", a, b, 0.5),
+        ratio_row(f"no-change push of {links // 1000}k links / rsync (wall)", a, b, 0.5),
         Row(
             "no-change push: wire bytes (syncd; rsync)",
             f"{wire} B",
@@ -384,41 +266,18 @@ def _no_change(setup: Setup, tree: Path, links: int, runs: int, data: dict[str, 
     ]
 
 
-def _bytes_row(figure: str, ours: int, base: int, target: float | None) -> Row:
-    ratio = ours / base
-    return Row(
-        figure,
-        f"{ours / 1e6:.1f} MB",
-        f"{base / 1e6:.1f} MB",
-        ratio,
-        f"{ratio:.3f}",
-        "report" if target is None else f"<= {target}",
-        None if target is None else ratio <= target,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="small trees: check the harness")
-    parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
+    parser = arguments(__doc__, runs=3)
     parser.add_argument("--only", choices=PHASES, action="append", help="run only these parts")
     args = parser.parse_args(argv)
-    if not args.no_wait and not args.quick:
-        wait_for_quiet(0.5, 900, log)
+    settle(args, log)
     phases = tuple(args.only) if args.only else PHASES
     rows, data = run(args.workdir, max(1, args.runs), args.quick, phases)
     table = markdown_table(rows)
     print(table)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    suffix = ("-quick" if args.quick else "") + ("-" + "-".join(phases) if args.only else "")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"push-{stamp}{suffix}.md").write_text(table + "\n")
-    write_json(
-        RESULTS / f"push-{stamp}{suffix}.json",
-        {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data},
-    )
+    data = {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data}
+    suffix = "-" + "-".join(phases) if args.only else ""
+    save_results("push", args, table + "\n", data, suffix)
     return 0
 
 

@@ -19,71 +19,53 @@ the start (work folder/code), so that edits made during a run cannot mix version
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import common, linktree
 from bench.common import (
-    DEFAULT_WORKDIR,
     REPO,
-    RESULTS,
     Command,
     CommandFailed,
+    Pairs,
     Row,
     Series,
-    alternate,
-    cached_tree,
+    arguments,
+    derived_row,
     freeze_code,
     machine,
+    machine_text,
+    make_log,
     markdown_table,
     mib,
+    ratio_row,
+    read_result,
     remove_state,
     repeat,
     run_timed,
-    seconds_text,
-    wait_for_quiet,
+    save_results,
+    settle,
+    startup_row,
+    stat_walk,
     write_json,
 )
-from syncd.sample import LARGE, SMALL, SampleSpec, generate_month
+from bench.samples import Sizes, month_one, sizes_for
 
 SETTLE_SECONDS = 1.5  # > 1 s after the first scan, so that directory ctimes are old
-LOAD_THRESHOLD = 0.5
+log = make_log("scan-bench")
 
 
-@dataclass(frozen=True, slots=True)
-class Sizes:
-    """The trees of a run: the oc-mirror spec for L and the link count for K."""
-
-    label: str
-    ocmirror: SampleSpec
-    ocmirror_name: str
-    links: int
-    runs: int
-
-
-FULL = Sizes("full", LARGE, "ocmirror-large-m1", 200_000, 5)
-QUICK = Sizes("quick", SMALL, "ocmirror-small-m1", 20_000, 3)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-class Bench:
+class Bench(Pairs):
     def __init__(self, workdir: Path, python: str, runs: int, code: Path) -> None:
+        super().__init__(runs, log)
         self.workdir = workdir
         self.python = python
-        self.runs = runs
         self.out = workdir / "out"
         self.out.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ, PYTHONPATH=str(code))
-        self.figures: dict[str, Any] = {}
 
     # -- commands ---------------------------------------------------------------------
 
@@ -97,8 +79,7 @@ class Bench:
         )
 
     def scan_result(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads((self.out / f"{name}.json").read_text())
-        return result
+        return read_result(self.out / f"{name}.json")
 
     @staticmethod
     def hash_all(name: str, root: Path) -> Command:
@@ -108,35 +89,10 @@ class Bench:
         )
         return Command(name, ["bash", "-c", script, "bench", str(root)])
 
-    @staticmethod
-    def stat_all(name: str, root: Path) -> Command:
-        return Command(name, ["find", str(root), "-printf", r"%s %T@\n"])
-
     def import_only(self) -> Command:
         return Command(
             "import syncd.scan.api", [self.python, "-c", "import syncd.scan.api"], env=self.env
         )
-
-    def startup(self) -> Command:
-        """The scan command's fixed cost: start-up and imports, then argparse's help."""
-        argv = [self.python, "-m", "syncd", "scan", "--help"]
-        return Command("python -m syncd scan --help", argv, env=self.env)
-
-    def bare_python(self) -> Command:
-        return Command("python -c pass", [self.python, "-c", "pass"])
-
-    # -- measuring --------------------------------------------------------------------
-
-    def pair(self, key: str, a: Command, b: Command) -> tuple[Series, Series]:
-        log(f"{key}: {a.name} vs {b.name}, {self.runs} runs each, alternating")
-        sa, sb = alternate(a, b, self.runs, log=log)
-        self.figures[key] = {
-            "syncd": sa.as_json(),
-            "baseline": sb.as_json(),
-            "ratio": round(sa.seconds / sb.seconds, 4),
-        }
-        log(f"{key}: {sa.seconds:.3f} s / {sb.seconds:.3f} s = {sa.seconds / sb.seconds:.2f}")
-        return sa, sb
 
     def check_unchanged(self, tag: str, root: Path, snapshot: str) -> None:
         """Trees are reused across runs: warn if one no longer has the snapshot id its
@@ -167,7 +123,7 @@ class Bench:
         rescan, walked = self.pair(
             f"{tag}_rescan",
             self.scan(rescan_name, root, cold=False),
-            self.stat_all(f"{tag}: find -printf", root),
+            stat_walk(f"{tag}: find -printf", root),
         )
         again = self.scan_result(rescan_name)
         if again["snapshot"] != first["snapshot"]:
@@ -211,40 +167,10 @@ def frozen_working_code(workdir: Path, python: str, patience: float = 900) -> tu
 
 
 def build_trees(workdir: Path, sizes: Sizes) -> tuple[Path, Path]:
-    spec = sizes.ocmirror
-    tree_l = cached_tree(
-        workdir,
-        sizes.ocmirror_name,
-        {"generator": "syncd.sample.generate_month", "month": 1, "spec": asdict(spec)},
-        lambda root: _month_one(root, spec),
-        log=log,
-    )
+    tree_l = month_one(workdir, sizes.ocmirror, sizes.ocmirror_name, log)
     link_spec = linktree.LinkTreeSpec(links=sizes.links)
     tree_k = linktree.cached(workdir, f"linktree-{sizes.links}", link_spec, log)
     return tree_l, tree_k
-
-
-def _month_one(root: Path, spec: SampleSpec) -> None:
-    generate_month(root, 1, spec, via_registry=False)
-
-
-def ratio_row(figure: str, a: Series, b: Series, target: float | None) -> Row:
-    ratio = a.seconds / b.seconds
-    return Row(
-        figure=figure,
-        syncd=seconds_text(a),
-        baseline=seconds_text(b),
-        ratio=ratio,
-        ratio_text=f"{ratio:.2f}",
-        target="report" if target is None else f"<= {target:g}",
-        met=None if target is None else ratio <= target,
-    )
-
-
-def derived_row(figure: str, syncd: float, baseline: float) -> Row:
-    """A ratio of medians after subtracting another median: approximate, reported only."""
-    ratio = syncd / baseline
-    return Row(figure, f"{syncd:.3f} s", f"{baseline:.3f} s", ratio, f"{ratio:.2f}", "report", None)
 
 
 def rss_row(figure: str, peak: int, base: int, files: int, target: float | None) -> Row:
@@ -267,9 +193,7 @@ def measure(bench: Bench, tree_l: Path, tree_k: Path) -> list[Row]:
     imported = repeat(bench.import_only(), bench.runs, log)
     bench.figures["import_rss"] = imported.as_json()
     files, base = k_info["files"], imported.peak_rss
-    log("start-up: `python -m syncd scan --help` vs `python -c pass`")
-    started, bare = alternate(bench.startup(), bench.bare_python(), bench.runs, log=log)
-    bench.figures["startup"] = {"syncd": started.as_json(), "python": bare.as_json()}
+    started, bare = bench.startup(bench.python, bench.env, "scan")
     rows = [
         ratio_row(
             f"L cold scan / find\\|xargs b3sum ({l_info['files']:,} files, "
@@ -286,15 +210,7 @@ def measure(bench: Bench, tree_l: Path, tree_k: Path) -> list[Row]:
         ratio_row("L no-change rescan / find -printf", l_rescan, l_walk, None),
         ratio_row(f"K no-change rescan / find -printf ({files:,} files)", k_rescan, k_walk, 1.5),
         ratio_row("K cold scan / find\\|xargs b3sum", k_cold, k_hash, None),
-        Row(
-            figure="syncd scan start-up: python -m syncd scan --help (python -c pass)",
-            syncd=seconds_text(started),
-            baseline=seconds_text(bare),
-            ratio=started.seconds - bare.seconds,
-            ratio_text=f"+{(started.seconds - bare.seconds) * 1000:.0f} ms",
-            target="report",
-            met=None,
-        ),
+        startup_row("scan", started, bare),
         rss_row("K rescan peak RSS per file", k_rescan.peak_rss, 0, files, 500),
         rss_row("K cold scan peak RSS per file", k_cold.peak_rss, 0, files, 500),
         rss_row("K rescan (peak RSS - import RSS) per file", k_rescan.peak_rss, base, files, None),
@@ -318,11 +234,7 @@ def report_markdown(
     lines = [
         f"# syncd scan benchmark ({sizes.label}, {time.strftime('%Y-%m-%d %H:%M')})",
         "",
-        f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram_bytes'] / 2**30:.1f} GiB RAM, "
-        f"kernel {info['kernel']}, {info['fs_type']} at the work folder; Python "
-        f"{info['python']}, {info['b3sum']}; load average {info['load_at_start']} at start, "
-        f"{info.get('load_before_measuring', '?')} when measuring began, "
-        f"{info['load_at_end']} at end; syncd sources sha256 {info['code_digest']}.",
+        machine_text(info),
         "",
         f"Medians of {sizes.runs} alternating runs after one warm-up each (range in brackets). "
         f"Each run waited for an idle machine: {info['quiet']}. "
@@ -366,16 +278,8 @@ def _disturbed_kept(figures: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="small trees: checks the harness")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=DEFAULT_WORKDIR,
-        help=f"where trees are generated and kept (default {DEFAULT_WORKDIR})",
-    )
+    parser = arguments(__doc__, runs=None)
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the JSON here")
-    parser.add_argument("--runs", type=int, help="timed runs of each command (at least 3)")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs syncd")
     parser.add_argument(
         "--patience",
@@ -383,22 +287,15 @@ def main(argv: list[str] | None = None) -> int:
         default=1800,
         help="seconds to wait for a quiet machine before measuring anyway (default 1800)",
     )
-    parser.add_argument(
-        "--no-wait", action="store_true", help="do not wait for the load average to drop below 0.5"
-    )
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
-    runs = max(3, args.runs or sizes.runs)
-    sizes = Sizes(sizes.label, sizes.ocmirror, sizes.ocmirror_name, sizes.links, runs)
+    sizes = sizes_for(args.quick, args.runs)
+    runs = sizes.runs
     workdir: Path = args.workdir.resolve()
 
     tree_l, tree_k = build_trees(workdir, sizes)
     info = machine(workdir)
-    common.QUIET.enabled = not args.no_wait
-    if args.quick:  # exercise the guard, but never wait long: this only checks the harness
-        common.QUIET.sample, common.QUIET.patience, common.QUIET.retries = 0.2, 2.0, 1
-    elif common.QUIET.enabled:
-        info["load_before_measuring"] = round(wait_for_quiet(LOAD_THRESHOLD, args.patience, log), 2)
+    if (load := settle(args, log, args.patience)) is not None:
+        info["load_before_measuring"] = load
     code, info["code_digest"] = frozen_working_code(workdir, args.python)
     log(f"syncd runs from a copy of {REPO} in {code} (sources sha256 {info['code_digest']})")
     info["quiet"] = (
@@ -414,9 +311,6 @@ def main(argv: list[str] | None = None) -> int:
 
     text = report_markdown(sizes, info, bench.figures, rows)
     print(text)
-    stem = f"scan-{time.strftime('%Y-%m-%d')}" + ("-quick" if args.quick else "")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.md").write_text(text)
     data = {
         "kind": "syncd scan benchmark",
         "sizes": sizes.label,
@@ -425,10 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         "rows": [r.as_json() for r in rows],
         "figures": bench.figures,
     }
-    write_json(RESULTS / f"{stem}.json", data)
+    written = save_results("scan", args, text, data)
     if args.json:
         write_json(args.json, data)
-    log(f"wrote {RESULTS / stem}.md and .json")
+    log(f"wrote {written}.md and .json")
     return 0
 
 

@@ -24,8 +24,6 @@ included), from a copy of its sources taken at the start. Run:
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import hashlib
 import json
 import math
@@ -33,29 +31,33 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    DEFAULT_WORKDIR,
     REPO,
-    RESULTS,
     Command,
+    Pairs,
     Row,
-    Series,
-    alternate,
+    arguments,
     cached_tree,
+    derived_row,
     freeze_code,
     machine,
+    machine_text,
+    make_log,
     markdown_table,
-    seconds_text,
-    wait_for_quiet,
-    write_json,
+    ratio_row,
+    read_result,
+    save_results,
+    settle,
+    startup_row,
+    stat_walk,
 )
-from syncd.sample import LARGE, SMALL, SampleSpec, generate_month
+from bench.samples import Sizes, month_one, sizes_for
 
-LOAD_THRESHOLD = 0.5
+log = make_log("verify-bench")
 V2 = "docker/registry/v2"
 CACHE_V2 = Path(".oc-mirror/.cache") / V2
 
@@ -72,25 +74,6 @@ with ThreadPoolExecutor(os.cpu_count()) as pool:
         pass
 """
 
-
-@dataclass(frozen=True, slots=True)
-class Sizes:
-    label: str
-    ocmirror: SampleSpec
-    ocmirror_name: str
-    links: int
-    runs: int
-
-
-FULL = Sizes("full", LARGE, "ocmirror-large-m1", 200_000, 5)
-QUICK = Sizes("quick", SMALL, "ocmirror-small-m1", 20_000, 3)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# -- the link tree -----------------------------------------------------------------------
 
 _MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 _INDEX = "application/vnd.oci.image.index.v1+json"
@@ -229,14 +212,13 @@ def _tag(out: _TreeWriter, base: str, tag: str, shared: list[str]) -> set[str]:
 # -- the bench -------------------------------------------------------------------------------
 
 
-class Bench:
+class Bench(Pairs):
     def __init__(self, workdir: Path, python: str, runs: int, code: Path) -> None:
+        super().__init__(runs, log)
         self.python = python
-        self.runs = runs
         self.out = workdir / "verify-out"
         self.out.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ, PYTHONPATH=str(code))
-        self.figures: dict[str, Any] = {}
 
     def verify(self, name: str, root: Path, *, deep: bool) -> Command:
         argv = [self.python, "-m", "syncd", "verify", "--json", str(root)]
@@ -248,8 +230,7 @@ class Bench:
         )
 
     def verify_result(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads((self.out / f"{name}.json").read_text())
-        return result
+        return read_result(self.out / f"{name}.json")
 
     def hashlib_all(self, name: str, *tops: Path) -> Command:
         return Command(name, [self.python, "-c", HASHLIB_SCRIPT, *map(str, tops)])
@@ -262,60 +243,9 @@ class Bench:
         )
         return Command(name, ["bash", "-c", script, "bench", str(top)])
 
-    def startup(self) -> Command:
-        return Command(
-            "python -m syncd verify --help",
-            [self.python, "-m", "syncd", "verify", "--help"],
-            env=self.env,
-        )
-
-    def bare_python(self) -> Command:
-        return Command("python -c pass", [self.python, "-c", "pass"])
-
-    @staticmethod
-    def walk(name: str, top: Path) -> Command:
-        return Command(name, ["find", str(top), "-printf", r"%s %T@\n"])
-
-    def pair(self, key: str, a: Command, b: Command) -> tuple[Series, Series]:
-        log(f"{key}: {a.name} vs {b.name}, {self.runs} runs each, alternating")
-        sa, sb = alternate(a, b, self.runs, log=log)
-        self.figures[key] = {
-            "syncd": sa.as_json(),
-            "baseline": sb.as_json(),
-            "ratio": round(sa.seconds / sb.seconds, 4),
-        }
-        log(f"{key}: {sa.seconds:.3f} s / {sb.seconds:.3f} s = {sa.seconds / sb.seconds:.2f}")
-        return sa, sb
-
-
-def ratio_row(figure: str, a: Series, b: Series, target: float | None) -> Row:
-    ratio = a.seconds / b.seconds
-    return Row(
-        figure=figure,
-        syncd=seconds_text(a),
-        baseline=seconds_text(b),
-        ratio=ratio,
-        ratio_text=f"{ratio:.2f}",
-        target="report" if target is None else f"<= {target:g}",
-        met=None if target is None else ratio <= target,
-    )
-
-
-def derived_row(figure: str, syncd: float, baseline: float) -> Row:
-    """A ratio of medians after subtracting other medians: approximate, reported only."""
-    ratio = syncd / baseline
-    return Row(figure, f"{syncd:.3f} s", f"{baseline:.3f} s", ratio, f"{ratio:.2f}", "report", None)
-
 
 def build_trees(workdir: Path, sizes: Sizes) -> tuple[Path, Path]:
-    spec = sizes.ocmirror
-    tree_d = cached_tree(
-        workdir,
-        sizes.ocmirror_name,  # scan_bench's tree: same name, same parameters
-        {"generator": "syncd.sample.generate_month", "month": 1, "spec": asdict(spec)},
-        lambda root: _month_one(root, spec),
-        log=log,
-    )
+    tree_d = month_one(workdir, sizes.ocmirror, sizes.ocmirror_name, log)  # scan_bench's L
     tree_s = cached_tree(
         workdir,
         f"verify-links-{sizes.links}",
@@ -324,10 +254,6 @@ def build_trees(workdir: Path, sizes: Sizes) -> tuple[Path, Path]:
         log=log,
     )
     return tree_d, tree_s
-
-
-def _month_one(root: Path, spec: SampleSpec) -> None:
-    generate_month(root, 1, spec, via_registry=False)
 
 
 def _checked(bench: Bench, name: str) -> dict[str, Any]:
@@ -362,12 +288,10 @@ def measure(bench: Bench, tree_d: Path, tree_s: Path) -> list[Row]:
     shallow, walked = bench.pair(
         "S_shallow",
         bench.verify("S-shallow", tree_s, deep=False),
-        bench.walk("S: find -printf", tree_s),
+        stat_walk("S: find -printf", tree_s),
     )
     s_summary = _checked(bench, "S-shallow")
-    log("start-up: `python -m syncd verify --help` vs `python -c pass`")
-    started, bare = alternate(bench.startup(), bench.bare_python(), bench.runs, log=log)
-    bench.figures["startup"] = {"syncd": started.as_json(), "python": bare.as_json()}
+    started, bare = bench.startup(bench.python, bench.env, "verify")
     gb = d_summary["bytes_hashed"] / 1e9
     bench.figures["D_cache"] = {"root": str(cache), **d_summary}
     bench.figures["D_root"] = {"root": str(tree_d), **root_summary}
@@ -398,15 +322,7 @@ def measure(bench: Bench, tree_d: Path, tree_s: Path) -> list[Row]:
             deep.seconds - started.seconds,
             by_hashlib.seconds - bare.seconds,
         ),
-        Row(
-            figure="syncd start-up: python -m syncd verify --help (python -c pass)",
-            syncd=seconds_text(started),
-            baseline=seconds_text(bare),
-            ratio=started.seconds - bare.seconds,
-            ratio_text=f"+{(started.seconds - bare.seconds) * 1000:.0f} ms",
-            target="report",
-            met=None,
-        ),
+        startup_row("verify", started, bare),
         ratio_row(
             f"S shallow verify ({bench.figures['S_tree']['links']:,} links) / find -printf",
             shallow,
@@ -432,11 +348,7 @@ def report_markdown(
     lines = [
         f"# syncd verify benchmark ({sizes.label}, {time.strftime('%Y-%m-%d %H:%M')})",
         "",
-        f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram_bytes'] / 2**30:.1f} GiB RAM, "
-        f"kernel {info['kernel']}, {info['fs_type']} at the work folder; Python "
-        f"{info['python']}; load average {info['load_at_start']} at start, "
-        f"{info.get('load_before_measuring', '?')} when measuring began, {info['load_at_end']} "
-        f"at end; syncd sources sha256 {info['code_digest']}.",
+        machine_text(info),
         "",
         f"Medians of {sizes.runs} alternating runs after one warm-up each (range in brackets).",
         "",
@@ -454,29 +366,17 @@ def report_markdown(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="small trees: checks the harness")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=DEFAULT_WORKDIR,
-        help=f"where trees are generated and kept (default {DEFAULT_WORKDIR})",
-    )
-    parser.add_argument("--runs", type=int, help="timed runs of each command (at least 3)")
+    parser = arguments(__doc__, runs=None)
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs syncd")
-    parser.add_argument(
-        "--no-wait", action="store_true", help="do not wait for the load average to drop below 0.5"
-    )
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
-    runs = max(3, args.runs or sizes.runs)
-    sizes = Sizes(sizes.label, sizes.ocmirror, sizes.ocmirror_name, sizes.links, runs)
+    sizes = sizes_for(args.quick, args.runs)
+    runs = sizes.runs
     workdir: Path = args.workdir.resolve()
 
     tree_d, tree_s = build_trees(workdir, sizes)
     info = machine(workdir)
-    if not (args.quick or args.no_wait):
-        info["load_before_measuring"] = round(wait_for_quiet(LOAD_THRESHOLD, 900, log), 2)
+    if (load := settle(args, log)) is not None:
+        info["load_before_measuring"] = load
     # A code copy of its own: scan_bench may be running from workdir/code at the same time.
     code, info["code_digest"] = freeze_code(workdir / "verify-code")
     log(f"syncd runs from a copy of {REPO} in {code} (sources sha256 {info['code_digest']})")
@@ -486,18 +386,14 @@ def main(argv: list[str] | None = None) -> int:
 
     text = report_markdown(sizes, info, bench.figures, rows)
     print(text)
-    stem = f"verify-{time.strftime('%Y-%m-%d')}" + ("-quick" if args.quick else "")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.md").write_text(text)
     data = {
         "sizes": asdict(sizes),
         "machine": info,
         "figures": bench.figures,
         "rows": [row.as_json() for row in rows],
     }
-    write_json(RESULTS / f"{stem}.json", data)
-    with contextlib.suppress(OSError):
-        log(f"wrote {RESULTS / (stem + '.md')} and .json")
+    written = save_results("verify", args, text, data)
+    log(f"wrote {written}.md and .json")
     return 0
 
 

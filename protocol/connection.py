@@ -4,9 +4,11 @@ No sockets, files or event loop here (h11's design): a driver moves the bytes. T
 connection enforces the state machine in TRANSITIONS, answers in order (a TREES entry or
 a blob must be the next one asked for), BLAKE3-verifies every tree record and blob it
 receives, and validates every tree (and so every path) before handing it out. Anything
-else raises ProtocolError, after which the connection is closed. The one exception is
-the answer to REST: the rest of a blob cannot be hashed alone, so the server session,
-which holds the blob's first bytes, joins and verifies it (SPEC.md, REST).
+else, received or about to be sent, raises ProtocolError and puts the connection in
+phase ERROR (as h11 does), where the only thing left to do is to send one ERROR. The one
+thing not verified here is the answer to REST: the rest of a blob cannot be hashed alone,
+so the server session, which holds the blob's first bytes, joins and verifies it
+(SPEC.md, REST).
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ CAP_REPORT = "report"
 # The client capability that lets the server ask for the rest of a blob (REST) whose
 # first bytes it kept when a link dropped.
 CAP_REST = "rest"
+# The HELLO parameters this version knows, by sender, each with its one type (SPEC.md,
+# HELLO). Others are ignored; a known one of another type is VERSION.
+CLIENT_PARAMS: dict[str, type] = {"max_frame": int, "root": str, "verify": bool, "post_apply": str}
+SERVER_PARAMS: dict[str, type] = {"max_frame": int, "root": str}
+_TYPE_NAMES = {int: "an integer", str: "a string", bool: "a boolean"}
 
 
 class Role(Enum):
@@ -68,6 +75,7 @@ class Phase(Enum):
     FINISHED = auto()
     REPORTED = auto()  # the server's REPORT followed its RESULT
     CLOSED = auto()
+    ERROR = auto()  # a protocol error, ours or the peer's: we may still send one ERROR
 
 
 class Dir(Enum):
@@ -78,7 +86,8 @@ class Dir(Enum):
 C, S = Role.CLIENT, Role.SERVER
 P, M = Phase, MsgType
 
-# (role, phase, direction, message type) -> next phase. ERROR from any open phase closes.
+# (role, phase, direction, message type) -> next phase. ERROR from any open phase closes;
+# a ProtocolError in send() or next_event() leads to Phase.ERROR.
 TRANSITIONS: dict[tuple[Role, Phase, Dir, MsgType], Phase] = {
     (C, P.START, Dir.SEND, M.HELLO): P.HELLO_SENT,
     (C, P.HELLO_SENT, Dir.SEND, M.OFFER): P.OFFERED,
@@ -156,8 +165,6 @@ class Connection:
         self.version: int | None = None
         self.peer_max_frame = MIN_PEER_FRAME
         self._decoder = FrameDecoder(limits)
-        # After we detect a protocol error we may still say so, once, with ERROR.
-        self._may_report = False
         self._trees_due: deque[bytes] = deque()  # ids asked for and not yet answered
         # (digest, length, offset) likewise: offset 0 for WANT, the bytes kept for REST
         self._blobs_due: deque[tuple[bytes, int, int]] = deque()
@@ -168,7 +175,16 @@ class Connection:
     # -- outgoing ---------------------------------------------------------------------
 
     def send(self, message: Message) -> bytes:
-        """Check that `message` may be sent now and return its frame."""
+        """Check that `message` may be sent now and return its frame. A message that may
+        not (out of order, too large for the peer) is never framed, and it ends the
+        conversation just as a bad message received does: the phase becomes ERROR."""
+        try:
+            return self._frame(message)
+        except ProtocolError:
+            self.phase = Phase.ERROR
+            raise
+
+    def _frame(self, message: Message) -> bytes:
         self._advance(Dir.SEND, message)
         if isinstance(message, GetTrees):
             self._trees_due.extend(message.ids)
@@ -215,7 +231,7 @@ class Connection:
             raise ProtocolError(
                 ErrorCode.VERSION, "the server's HELLO must name the chosen version"
             )
-        self._note_report_terms(message, from_client=self.role is Role.CLIENT)
+        self._note_params(message, from_client=self.role is Role.CLIENT)
         if self.role is Role.CLIENT:
             self.rest_agreed = CAP_REST in message.caps
 
@@ -228,6 +244,8 @@ class Connection:
     def next_event(self) -> Event:
         if self.phase is Phase.CLOSED:
             return CLOSED
+        if self.phase is Phase.ERROR:
+            raise ProtocolError(ErrorCode.UNEXPECTED, "the conversation has already failed")
         try:
             payload = self._decoder.next_payload()
             if payload is None:
@@ -236,8 +254,7 @@ class Connection:
             self._advance(Dir.RECV, message)
             return self._received(message)
         except ProtocolError:
-            self._may_report = True  # we were open on entry: say why we stop, once
-            self.phase = Phase.CLOSED
+            self.phase = Phase.ERROR  # we were open on entry: say why we stop, once
             raise
 
     def _no_frame(self) -> Event:
@@ -303,24 +320,29 @@ class Connection:
             )
         else:
             self.version = low
-        self._note_report_terms(message, from_client=self.role is Role.SERVER)
+        self._note_params(message, from_client=self.role is Role.SERVER)
         if self.role is Role.SERVER:
             self.rest_agreed = CAP_REST in message.caps
         max_frame = message.params.get("max_frame", MIN_PEER_FRAME)
-        if type(max_frame) is not int or max_frame < MIN_PEER_FRAME:
-            raise ProtocolError(ErrorCode.LIMIT, f"peer's max_frame {max_frame!r} is too small")
+        assert type(max_frame) is int  # checked by _note_params
+        if max_frame < MIN_PEER_FRAME:
+            raise ProtocolError(ErrorCode.LIMIT, f"peer's max_frame {max_frame} is too small")
         self.peer_max_frame = max_frame
 
-    def _note_report_terms(self, message: Hello, *, from_client: bool) -> None:
-        """The client's HELLO may ask for a REPORT; the server's may promise one."""
-        if from_client:
-            verify = message.params.get("verify", False)
-            post_apply = message.params.get("post_apply")
-            if type(verify) is not bool or not (post_apply is None or type(post_apply) is str):
+    def _note_params(self, message: Hello, *, from_client: bool) -> None:
+        """Every known parameter has its one type (VERSION otherwise); the client's HELLO
+        may ask for a REPORT, the server's may promise one."""
+        known = CLIENT_PARAMS if from_client else SERVER_PARAMS
+        for name, kind in known.items():
+            value = message.params.get(name)
+            if value is not None and type(value) is not kind:
                 raise ProtocolError(
-                    ErrorCode.VERSION, "HELLO: verify must be a boolean, post_apply a string"
+                    ErrorCode.VERSION, f"HELLO parameter {name} must be {_TYPE_NAMES[kind]}"
                 )
-            self.report_asked = verify or post_apply is not None
+        if from_client:
+            self.report_asked = message.params.get("verify") is True or (
+                "post_apply" in message.params
+            )
         else:
             self.report_offered = CAP_REPORT in message.caps
 
@@ -350,11 +372,12 @@ class Connection:
 
     def _advance(self, direction: Dir, message: Message) -> None:
         if isinstance(message, Error):
-            if self.phase is Phase.CLOSED and not (direction is Dir.SEND and self._may_report):
+            if self.phase is Phase.CLOSED:
                 raise ProtocolError(ErrorCode.UNEXPECTED, "ERROR after the conversation ended")
-            self._may_report = False
             self.phase = Phase.CLOSED
             return
+        if self.phase is Phase.ERROR:
+            raise ProtocolError(ErrorCode.UNEXPECTED, "only ERROR may follow a protocol error")
         following = TRANSITIONS.get((self.role, self.phase, direction, message.TYPE))
         if following is None:
             verb = "send" if direction is Dir.SEND else "receive"

@@ -18,9 +18,9 @@ class ErrorCode(IntEnum):
     NOT_CANONICAL = 4  # valid data in a non-canonical encoding or order
     HASH_MISMATCH = 5  # bytes do not hash to the name they were sent under
     UNEXPECTED = 6  # a message that the state machine does not allow now
-    VERSION = 7  # no common protocol version or a required capability missing
-    TRUNCATED = 8  # the stream ended inside a frame
-    REMOTE = 9  # the peer reported an error
+    VERSION = 7  # no common protocol version, or a known HELLO parameter of the wrong type
+    TRUNCATED = 8  # the stream ended inside a frame or before the conversation finished
+    REMOTE = 9  # the peer failed for its own reasons (disk full, apply refused, ...)
 
 
 class ProtocolError(Exception):

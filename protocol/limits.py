@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # One size for the whole project: ordinary files and tar members are cut into pieces of
-# this many bytes from their first byte (DESIGN.md, Identity).
+# this many bytes from their first byte (docs/DESIGN.md, Identity).
 CHUNK_SIZE = 16 * 1024 * 1024
 
 DIGEST_SIZE = 32  # BLAKE3-256

@@ -25,24 +25,34 @@ import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING, Any
 
 import blake3
 
 from protocol.codec import pack, unpack
 from protocol.errors import ErrorCode, ProtocolError
+from protocol.fields import MAX_UINT, array, boolean, data, digest, exact_bytes, fixed, uint
 from protocol.limits import CHUNK_SIZE, DEFAULT_LIMITS, DIGEST_SIZE, Limits
 from protocol.tree import DirNode, decode_tree, tree_id
 
+if TYPE_CHECKING:
+    from protocol.manifest import TransferManifest
+
 MAGIC_INDEX = b"SYNCDVOL"
 MAGIC_RECEIPT = b"SYNCDRCT"
+MAGIC_PARITY = b"SYNCDPAR"  # protocol/parity.py
 FORMAT = 1
+# Format 2 adds the transfer manifest and the parity count (SPEC.md 9.9, 9.10); an
+# index without either is still written, and read, as format 1.
+FORMAT_MANIFEST = 2
 SIGNATURE_CONTEXT = b"syncd media signature v1\x00"
 SITE_ID_SIZE = 16
+LINEAGE_SIZE = 16
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 MAX_VOLUMES = 9999
 MAX_FILES = 9999
-MAX_INT = 2**63 - 1
+MAX_INT = MAX_UINT  # integers are 0 to 2^63-1 unless stated (SPEC.md, 9.2)
 
 # Export ids and file names become folder and file names on FAT/NTFS media: ASCII
 # letters, digits, '.', '_' and '-', never ':' or '/', not starting with a dot.
@@ -69,6 +79,12 @@ class Kind(IntEnum):
     END = 5
     RECEIPT = 6
     STAGED = 7
+    MANIFEST = 8  # protocol/manifest.py
+    IMAGES = 9
+    CHANGES = 10
+    PARITY = 11  # protocol/parity.py
+    MEMBER = 12
+    BLOCKS = 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +110,11 @@ class VolumeHeader:
     site: bytes | None  # the far site the export was computed for; None: any site
     export_blobs: int  # blobs in all volumes of the export
     export_bytes: int
+    # The exporting source's id (16 random bytes made once per state folder), so that a
+    # far side can tell another source's exports from the next ones of its own (SPEC.md
+    # 9.6). None: a volume made before lineages existed (the field is then absent).
+    lineage: bytes | None = None
+    parity: int = 0  # parity volumes of the export (format 2), numbered after `volumes`
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +140,7 @@ class VolumeIndex:
     blobs: tuple[BlobEntry, ...]  # sorted by (file, offset), tiling each file
     checksum: bytes
     signature: Signature | None
+    manifest: TransferManifest | None = None  # format 2
 
     def signed_message(self) -> bytes:
         return signed_message(MAGIC_INDEX, self.checksum)
@@ -185,7 +207,7 @@ def encode_trees(records: Iterable[tuple[bytes, bytes]]) -> bytes:
     return b"".join(frames)
 
 
-def _batched(kind: Kind, items: Sequence[list[object]]) -> bytes:
+def _batched(kind: Kind, items: Sequence[object]) -> bytes:
     return b"".join(
         _frame(kind, list(items[i : i + ENTRIES_PER_FRAME]))
         for i in range(0, len(items), ENTRIES_PER_FRAME)
@@ -207,12 +229,39 @@ def encode_index(
     trees: bytes,
     blobs: Sequence[BlobEntry],
     sign: Signer | None = None,
+    *,
+    manifest: bytes | None = None,
 ) -> bytes:
-    """A volume index; `trees` is `encode_trees` of the target's records."""
-    h = header
+    """A volume index; `trees` is `encode_trees` of the target's records, `manifest`
+    `encode_manifest` of the transfer manifest (format 2; None: format 1)."""
+    return _finish(index_body(header, files, trees, blobs, manifest), MAGIC_INDEX, sign)
+
+
+def index_body(
+    header: VolumeHeader,
+    files: Sequence[PackFile],
+    trees: bytes,
+    blobs: Sequence[BlobEntry],
+    manifest: bytes | None,
+) -> bytes:
+    """Every byte of an index before its END frame (a parity volume rebuilds a data
+    volume's index from these parts and its END)."""
+    if manifest is None and header.parity:
+        raise ValueError("parity volumes need a format-2 index (with a manifest)")
     head = _frame(
-        Kind.VOLUME,
-        FORMAT,
+        Kind.VOLUME, *volume_fields(header, FORMAT if manifest is None else FORMAT_MANIFEST)
+    )
+    listing = _frame(Kind.FILES, [[f.name, f.size, f.checksum] for f in files])
+    entries = [[b.digest, b.file, b.offset, b.length] for b in blobs]
+    return MAGIC_INDEX + head + listing + (manifest or b"") + trees + _batched(Kind.BLOBS, entries)
+
+
+def volume_fields(h: VolumeHeader, format_: int) -> list[object]:
+    """The VOLUME frame's fields in order: format 1 ends with the optional `lineage`,
+    format 2 adds `parity` and then `lineage` (nil when absent); a parity index's PARITY
+    frame starts with the same ones (protocol/parity.py)."""
+    fields: list[object] = [
+        format_,
         h.export_id,
         h.created_ns,
         h.volume,
@@ -224,11 +273,21 @@ def encode_index(
         h.site,
         h.export_blobs,
         h.export_bytes,
-    )
-    listing = _frame(Kind.FILES, [[f.name, f.size, f.checksum] for f in files])
-    entries = [[b.digest, b.file, b.offset, b.length] for b in blobs]
-    body = MAGIC_INDEX + head + listing + trees + _batched(Kind.BLOBS, entries)
+    ]
+    if format_ == FORMAT:
+        return fields if h.lineage is None else [*fields, h.lineage]
+    return [*fields, h.parity, h.lineage]
+
+
+def seal_index(body: bytes, sign: Signer | None) -> bytes:
+    """`index_body` closed by its END frame, signed when `sign` is given."""
     return _finish(body, MAGIC_INDEX, sign)
+
+
+def end_frame(checksum: bytes, signature: Signature | None) -> bytes:
+    """An END frame as `_finish` writes it."""
+    sig = None if signature is None else [signature.public_key, signature.signature]
+    return _frame(Kind.END, checksum, sig)
 
 
 def encode_receipt(
@@ -298,6 +357,18 @@ class _Frames:
         frame, _ = self._read()
         return _fields(frame, kind, arity)
 
+    def versioned(self, kind: Kind, arities: dict[int, tuple[int, ...]]) -> list[object]:
+        """The fields of the next frame of `kind`, whose first field is a format number
+        with the numbers of fields it allows (`arities`: a later optional field makes
+        two); VERSION for another format."""
+        frame, _ = self._read()
+        if frame[0] != kind or len(frame) < 2:
+            return _fields(frame, kind, min(min(a) for a in arities.values()))  # raises
+        if type(frame[1]) is not int or frame[1] not in arities:
+            raise ProtocolError(ErrorCode.VERSION, f"media format {frame[1]!r} is not supported")
+        allowed = arities[frame[1]]
+        return _fields(frame, kind, len(frame) - 1 if len(frame) - 1 in allowed else allowed[0])
+
     def each(self, kind: Kind) -> Iterator[list[object]]:
         """The arrays carried by the run of `kind` frames that comes next (maybe none)."""
         while True:
@@ -306,13 +377,13 @@ class _Frames:
                 self._peeked = (frame, at)
                 return
             (items,) = _fields(frame, kind, 1)
-            yield _list(items, f"{kind.name} frame")
+            yield array(items, f"{kind.name} frame")
 
     def end(self) -> tuple[bytes, Signature | None]:
         """Read the END frame, which must close the file and match its checksum."""
         frame, at = self._read()
         checksum_field, signature_field = _fields(frame, Kind.END, 2)
-        checksum = _digest(checksum_field, "END checksum")
+        checksum = digest(checksum_field, "END checksum")
         if self._at != len(self._data):
             raise ProtocolError(ErrorCode.MALFORMED, "bytes after the END frame")
         if blake3.blake3(self._data[:at]).digest() != checksum:
@@ -331,12 +402,11 @@ def _fields(frame: list[object], kind: Kind, arity: int) -> list[object]:
 def _signature(value: object) -> Signature | None:
     if value is None:
         return None
-    key, sig = _pair(value, "signature")
-    if not isinstance(key, bytes) or len(key) != PUBLIC_KEY_SIZE:
-        raise ProtocolError(ErrorCode.MALFORMED, "signature: public key is not 32 bytes")
-    if not isinstance(sig, bytes) or len(sig) != SIGNATURE_SIZE:
-        raise ProtocolError(ErrorCode.MALFORMED, "signature: signature is not 64 bytes")
-    return Signature(key, sig)
+    key, sig = fixed(value, "signature", 2)
+    return Signature(
+        exact_bytes(key, "signature: public key", PUBLIC_KEY_SIZE),
+        exact_bytes(sig, "signature: signature", SIGNATURE_SIZE),
+    )
 
 
 # -- the END frame alone, from the end of the file ------------------------------------------
@@ -366,7 +436,8 @@ def check_magic(magic: bytes, head: bytes) -> None:
 
 
 def _what(magic: bytes) -> str:
-    return "volume index" if magic == MAGIC_INDEX else "receipt"
+    names = {MAGIC_INDEX: "volume index", MAGIC_PARITY: "parity index"}
+    return names.get(magic, "receipt")
 
 
 def read_trailer(magic: bytes, tail: bytes, size: int) -> Trailer:
@@ -388,42 +459,12 @@ def read_trailer(magic: bytes, tail: bytes, size: int) -> Trailer:
             continue
         if not isinstance(value, list) or len(value) != 3 or value[0] != Kind.END:
             continue
-        checksum = _digest(value[1], "END checksum")
+        checksum = digest(value[1], "END checksum")
         return Trailer(size - length, checksum, _signature(value[2]))
     raise ProtocolError(ErrorCode.MALFORMED, f"the {what} does not end with an END frame")
 
 
 # -- decoding: values -----------------------------------------------------------------------
-
-
-def _int(value: object, what: str, low: int = 0, high: int = MAX_INT) -> int:
-    if type(value) is not int or not low <= value <= high:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected an integer {low}..{high}")
-    return value
-
-
-def _bool(value: object, what: str) -> bool:
-    if type(value) is not bool:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected a boolean")
-    return value
-
-
-def _digest(value: object, what: str, size: int = DIGEST_SIZE) -> bytes:
-    if not isinstance(value, bytes) or len(value) != size:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected {size} bytes")
-    return value
-
-
-def _list(value: object, what: str) -> list[object]:
-    if not isinstance(value, list):
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected an array")
-    return value
-
-
-def _pair(value: object, what: str, size: int = 2) -> list[object]:
-    if not isinstance(value, list) or len(value) != size:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected an array of {size}")
-    return value
 
 
 def safe_name(value: object, what: str) -> str:
@@ -446,53 +487,76 @@ def _format(value: object) -> None:
 def decode_index(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> VolumeIndex:
     """Decode and validate a whole volume index (its checksum included, not its signature:
     checking that needs a key, see syncd/media/signing.py)."""
+    # Imported here: protocol/manifest.py builds on this module's frame reader.
+    from protocol.manifest import decode_manifest  # noqa: PLC0415
+
     frames = _Frames(data, MAGIC_INDEX, limits)
-    header = _volume_header(frames.expect(Kind.VOLUME, 12))
+    fields = frames.versioned(Kind.VOLUME, _VOLUME_ARITY)
+    header = _volume_header(fields)
     (listing,) = frames.expect(Kind.FILES, 1)
     files = _files(listing)
+    manifest = decode_manifest(frames) if fields[0] == FORMAT_MANIFEST else None
     trees = _trees(frames, header.target, limits)
     blobs = _blobs(frames, files)
     checksum, signature = frames.end()
-    return VolumeIndex(header, files, trees, blobs, checksum, signature)
+    return VolumeIndex(header, files, trees, blobs, checksum, signature, manifest)
 
 
 def peek_header(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> VolumeHeader:
     """The header of a volume index from its first bytes alone, unverified: enough to put
     volumes in order before each is read and verified in full."""
-    return _volume_header(_Frames(data, MAGIC_INDEX, limits).expect(Kind.VOLUME, 12))
+    return _volume_header(_Frames(data, MAGIC_INDEX, limits).versioned(Kind.VOLUME, _VOLUME_ARITY))
+
+
+# Format 1: 12 fields, 13 with a lineage; format 2: 14 (parity, then lineage or nil).
+_VOLUME_ARITY = {FORMAT: (12, 13), FORMAT_MANIFEST: (14,)}
 
 
 def _volume_header(f: list[object]) -> VolumeHeader:
-    _format(f[0])
-    volumes = _int(f[4], "volume count", 1, MAX_VOLUMES)
-    site = None if f[9] is None else _digest(f[9], "site id", SITE_ID_SIZE)
+    volumes = uint(f[4], "volume count", 1, MAX_VOLUMES)
+    site = None if f[9] is None else exact_bytes(f[9], "site id", SITE_ID_SIZE)
     return VolumeHeader(
         export_id=safe_name(f[1], "export id"),
-        created_ns=_int(f[2], "created"),
-        volume=_int(f[3], "volume number", 1, volumes),
+        created_ns=uint(f[2], "created"),
+        volume=uint(f[3], "volume number", 1, volumes),
         volumes=volumes,
-        target=_digest(f[5], "target snapshot"),
-        target_files=_int(f[6], "target files"),
-        target_bytes=_int(f[7], "target bytes"),
-        delete=_bool(f[8], "delete"),
+        target=digest(f[5], "target snapshot"),
+        target_files=uint(f[6], "target files"),
+        target_bytes=uint(f[7], "target bytes"),
+        delete=boolean(f[8], "delete"),
         site=site,
-        export_blobs=_int(f[10], "export blobs"),
-        export_bytes=_int(f[11], "export bytes"),
+        export_blobs=uint(f[10], "export blobs"),
+        export_bytes=uint(f[11], "export bytes"),
+        **_volume_tail(f, volumes),
     )
 
 
+def _volume_tail(f: list[object], volumes: int) -> dict[str, Any]:
+    """`parity` and `lineage`, where each format puts them (volume_fields)."""
+    if f[0] == FORMAT:
+        return {"lineage": _lineage(f[12]) if len(f) > 12 else None}
+    return {
+        "parity": uint(f[12], "parity volumes", 0, MAX_VOLUMES - volumes),
+        "lineage": None if f[13] is None else _lineage(f[13]),
+    }
+
+
+def _lineage(value: object) -> bytes:
+    return exact_bytes(value, "lineage", LINEAGE_SIZE)
+
+
 def _files(value: object) -> tuple[PackFile, ...]:
-    items = _list(value, "FILES")
+    items = array(value, "FILES")
     if len(items) > MAX_FILES:
         raise ProtocolError(ErrorCode.LIMIT, f"more than {MAX_FILES} pack files")
     files: list[PackFile] = []
     for item in items:
-        name, size, checksum = _pair(item, "pack file", 3)
+        name, size, checksum = fixed(item, "pack file", 3)
         files.append(
             PackFile(
                 safe_name(name, "pack file name"),
-                _int(size, "pack file size"),
-                _digest(checksum, "pack file checksum"),
+                uint(size, "pack file size"),
+                digest(checksum, "pack file checksum"),
             )
         )
     names = [f.name for f in files]
@@ -507,10 +571,8 @@ def _trees(frames: _Frames, root: bytes, limits: Limits) -> dict[bytes, bytes]:
     records: dict[bytes, bytes] = {}
     for items in frames.each(Kind.TREES):
         for item in items:
-            key, record = _pair(item, "tree")
-            key = _digest(key, "tree id")
-            if not isinstance(record, bytes):
-                raise ProtocolError(ErrorCode.MALFORMED, "tree record is not bytes")
+            key_field, record_field = fixed(item, "tree", 2)
+            key, record = digest(key_field, "tree id"), data(record_field, "tree record")
             if tree_id(record) != key:
                 raise ProtocolError(ErrorCode.HASH_MISMATCH, f"tree {key.hex()}: wrong record")
             if records.setdefault(key, record) is not record:
@@ -562,14 +624,14 @@ def _blobs(frames: _Frames, files: tuple[PackFile, ...]) -> tuple[BlobEntry, ...
 
 
 def _blob_entry(item: object, files: int) -> BlobEntry:
-    digest, file, offset, length = _pair(item, "blob entry", 4)
+    key, file, offset, length = fixed(item, "blob entry", 4)
     if not files:
         raise ProtocolError(ErrorCode.MALFORMED, "a blob entry, but no pack file")
     return BlobEntry(
-        _digest(digest, "blob digest"),
-        _int(file, "blob file", 0, files - 1),
-        _int(offset, "blob offset"),
-        _int(length, "blob length", 1, CHUNK_SIZE),
+        digest(key, "blob digest"),
+        uint(file, "blob file", 0, files - 1),
+        uint(offset, "blob offset"),
+        uint(length, "blob length", 1, CHUNK_SIZE),
     )
 
 
@@ -589,26 +651,26 @@ def decode_receipt(data: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) ->
 def _receipt_header(f: list[object]) -> ReceiptHeader:
     _format(f[0])
     return ReceiptHeader(
-        site=_digest(f[1], "site id", SITE_ID_SIZE),
-        sequence=_int(f[2], "receipt sequence", 1),
-        created_ns=_int(f[3], "created"),
-        root=_digest(f[4], "snapshot"),
-        files=_int(f[5], "files"),
-        bytes=_int(f[6], "bytes"),
-        complete=_bool(f[7], "complete"),
+        site=exact_bytes(f[1], "site id", SITE_ID_SIZE),
+        sequence=uint(f[2], "receipt sequence", 1),
+        created_ns=uint(f[3], "created"),
+        root=digest(f[4], "snapshot"),
+        files=uint(f[5], "files"),
+        bytes=uint(f[6], "bytes"),
+        complete=boolean(f[7], "complete"),
         last_export=None if f[8] is None else _last_export(f[8]),
     )
 
 
 def _last_export(value: object) -> LastExport:
-    export_id, created, applied, volumes = _pair(value, "last export", 4)
-    numbers = [_int(v, "imported volume", 1, MAX_VOLUMES) for v in _list(volumes, "volumes")]
+    export_id, created, applied, volumes = fixed(value, "last export", 4)
+    numbers = [uint(v, "imported volume", 1, MAX_VOLUMES) for v in array(volumes, "volumes")]
     if numbers != sorted(set(numbers)):
         raise ProtocolError(ErrorCode.NOT_CANONICAL, "imported volumes not strictly ascending")
     return LastExport(
         safe_name(export_id, "export id"),
-        _int(created, "export created"),
-        _bool(applied, "applied"),
+        uint(created, "export created"),
+        boolean(applied, "applied"),
         tuple(numbers),
     )
 
@@ -617,9 +679,9 @@ def _staged(frames: _Frames) -> tuple[tuple[bytes, int], ...]:
     staged: dict[bytes, int] = {}
     for items in frames.each(Kind.STAGED):
         for item in items:
-            digest, length = _pair(item, "staged blob")
-            key = _digest(digest, "staged digest")
+            key_field, length = fixed(item, "staged blob", 2)
+            key = digest(key_field, "staged digest")
             if key in staged:
                 raise ProtocolError(ErrorCode.MALFORMED, f"staged blob {key.hex()} twice")
-            staged[key] = _int(length, "staged length", 1, CHUNK_SIZE)
+            staged[key] = uint(length, "staged length", 1, CHUNK_SIZE)
     return tuple(staged.items())

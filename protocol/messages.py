@@ -14,9 +14,8 @@ from enum import IntEnum
 from typing import ClassVar
 
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.limits import CHUNK_SIZE, DIGEST_SIZE, Limits
-
-MAX_COUNT = 2**63 - 1
+from protocol.fields import array, boolean, data, digest, fixed, text, uint
+from protocol.limits import CHUNK_SIZE, Limits
 
 
 class MsgType(IntEnum):
@@ -150,8 +149,8 @@ class Blobs:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """The far side's outcome. `status` is "applied", "up-to-date" or "staged" (all
-    blobs kept, apply not done); `root` is the far side's snapshot id afterwards."""
+    """The far side's outcome. `status` is "applied" or "up-to-date" (an apply that
+    cannot complete is ERROR REMOTE); `root` is the far side's snapshot id afterwards."""
 
     status: str
     root: bytes
@@ -224,7 +223,7 @@ Message = (
     | Report
 )
 
-RESULT_STATUSES = ("applied", "up-to-date", "staged")
+RESULT_STATUSES = ("applied", "up-to-date")
 VERIFY_STATUSES = ("ok", "failed", "error", "skipped")
 POST_APPLY_STATUSES = ("ok", "failed", "done-before", "skipped", "refused")
 REPORT_SUMMARY_MAX = 4096
@@ -248,146 +247,96 @@ def decode_message(value: object, limits: Limits) -> Message:
     return decode(fields, limits)
 
 
-# -- field checks -----------------------------------------------------------------------
-
-
-def _int(value: object, what: str, maximum: int = MAX_COUNT) -> int:
-    if type(value) is not int or not 0 <= value <= maximum:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected an integer 0..{maximum}")
-    return value
-
-
-def _bool(value: object, what: str) -> bool:
-    if type(value) is not bool:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected a boolean")
-    return value
-
-
-def _str(value: object, what: str, limit: int = 4096) -> str:
-    if not isinstance(value, str) or len(value) > limit:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected a string of <= {limit}")
-    return value
-
-
-def _digest(value: object, what: str) -> bytes:
-    if not isinstance(value, bytes) or len(value) != DIGEST_SIZE:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected a {DIGEST_SIZE}-byte digest")
-    return value
-
-
-def _list(value: object, what: str, limits: Limits, *, nonempty: bool = True) -> list[object]:
-    if not isinstance(value, list) or len(value) > limits.max_array or (nonempty and not value):
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected a non-empty array")
-    return value
-
-
-def _pair(value: object, what: str) -> list[object]:
-    if not isinstance(value, list) or len(value) != 2:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: expected a pair")
-    return value
-
-
 # -- decoders ---------------------------------------------------------------------------
 
 
 def _hello(f: list[object], limits: Limits) -> Hello:
-    versions = f[0]
-    if not isinstance(versions, list) or len(versions) != 2:
-        raise ProtocolError(ErrorCode.MALFORMED, "HELLO: versions must be [min, max]")
-    low, high = _int(versions[0], "HELLO min version"), _int(versions[1], "HELLO max version")
-    caps = tuple(
-        _str(c, "HELLO capability", 64) for c in _list(f[2], "caps", limits, nonempty=False)
-    )
+    versions = fixed(f[0], "HELLO versions", 2)
+    low, high = uint(versions[0], "HELLO min version"), uint(versions[1], "HELLO max version")
+    caps = tuple(text(c, "HELLO capability", 64) for c in array(f[2], "HELLO caps"))
     params = f[3]
-    if not isinstance(params, dict) or len(params) > limits.max_map:
+    if type(params) is not dict:  # the codec bounds its size (limits.max_map)
         raise ProtocolError(ErrorCode.MALFORMED, "HELLO: params must be a map")
     for key, item in params.items():
-        _str(key, "HELLO param name", 64)
+        text(key, "HELLO param name", 64)
         if type(item) not in (str, int, bool):
             raise ProtocolError(ErrorCode.MALFORMED, f"HELLO: param {key!r} has a bad type")
-    return Hello((low, high), _str(f[1], "HELLO agent", 256), caps, params)
+    return Hello((low, high), text(f[1], "HELLO agent", 256), caps, params)
 
 
 def _offer(f: list[object], limits: Limits) -> Offer:
     return Offer(
-        _digest(f[0], "OFFER root"),
-        _int(f[1], "OFFER files"),
-        _int(f[2], "OFFER bytes"),
-        _bool(f[3], "OFFER complete"),
-        _bool(f[4], "OFFER delete"),
+        digest(f[0], "OFFER root"),
+        uint(f[1], "OFFER files"),
+        uint(f[2], "OFFER bytes"),
+        boolean(f[3], "OFFER complete"),
+        boolean(f[4], "OFFER delete"),
     )
 
 
 def _state(f: list[object], limits: Limits) -> State:
-    counts = [_int(v, "STATE count") for v in f[1:]]
-    return State(_digest(f[0], "STATE root"), *counts)
+    counts = [uint(v, "STATE count") for v in f[1:]]
+    return State(digest(f[0], "STATE root"), *counts)
 
 
 def _get_trees(f: list[object], limits: Limits) -> GetTrees:
-    return GetTrees(tuple(_digest(i, "GET_TREES id") for i in _list(f[0], "GET_TREES", limits)))
+    ids = array(f[0], "GET_TREES", nonempty=True)
+    return GetTrees(tuple(digest(i, "GET_TREES id") for i in ids))
 
 
 def _trees(f: list[object], limits: Limits) -> Trees:
     records = []
-    for item in _list(f[0], "TREES", limits):
-        key, record = _pair(item, "TREES entry")
-        if not isinstance(record, bytes):
-            raise ProtocolError(ErrorCode.MALFORMED, "TREES: record must be bytes")
-        records.append((_digest(key, "TREES id"), record))
+    for item in array(f[0], "TREES", nonempty=True):
+        key, record = fixed(item, "TREES entry", 2)
+        records.append((digest(key, "TREES id"), data(record, "TREES record")))
     return Trees(tuple(records))
 
 
 def _plan(f: list[object], limits: Limits) -> Plan:
-    return Plan(_int(f[0], "PLAN blobs"), _int(f[1], "PLAN bytes"))
+    return Plan(uint(f[0], "PLAN blobs"), uint(f[1], "PLAN bytes"))
 
 
 def _want(f: list[object], limits: Limits) -> Want:
     blobs = []
-    for item in _list(f[0], "WANT", limits):
-        digest, length = _pair(item, "WANT entry")
-        blobs.append((_digest(digest, "WANT digest"), _int(length, "WANT length", CHUNK_SIZE)))
+    for item in array(f[0], "WANT", nonempty=True):
+        key, length = fixed(item, "WANT entry", 2)
+        blobs.append((digest(key, "WANT digest"), uint(length, "WANT length", high=CHUNK_SIZE)))
     return Want(tuple(blobs))
 
 
 def _rest(f: list[object], limits: Limits) -> Rest:
     blobs = []
-    for item in _list(f[0], "REST", limits):
-        if not isinstance(item, list) or len(item) != 3:
-            raise ProtocolError(ErrorCode.MALFORMED, "REST entry: expected three fields")
-        digest = _digest(item[0], "REST digest")
-        length = _int(item[1], "REST length", CHUNK_SIZE)
-        offset = _int(item[2], "REST offset", CHUNK_SIZE)
-        if not 0 < offset < length:
-            raise ProtocolError(ErrorCode.MALFORMED, "REST: offset must lie inside the blob")
-        blobs.append((digest, length, offset))
+    for item in array(f[0], "REST", nonempty=True):
+        key, length, offset = fixed(item, "REST entry", 3)
+        size = uint(length, "REST length", high=CHUNK_SIZE)
+        kept = uint(offset, "REST offset", low=1, high=size - 1)  # inside the blob
+        blobs.append((digest(key, "REST digest"), size, kept))
     return Rest(tuple(blobs))
 
 
 def _blobs(f: list[object], limits: Limits) -> Blobs:
     blobs = []
-    for item in _list(f[0], "BLOBS", limits):
-        digest, data = _pair(item, "BLOBS entry")
-        if not isinstance(data, bytes):
-            raise ProtocolError(ErrorCode.MALFORMED, "BLOBS: data must be bytes")
-        blobs.append((_digest(digest, "BLOBS digest"), data))
+    for item in array(f[0], "BLOBS", nonempty=True):
+        key, content = fixed(item, "BLOBS entry", 2)
+        blobs.append((digest(key, "BLOBS digest"), data(content, "BLOBS data")))
     return Blobs(tuple(blobs))
 
 
 def _result(f: list[object], limits: Limits) -> Result:
-    status = _str(f[0], "RESULT status", 32)
+    status = text(f[0], "RESULT status", 32)
     if status not in RESULT_STATUSES:
         raise ProtocolError(ErrorCode.MALFORMED, f"RESULT: unknown status {status!r}")
     return Result(
         status,
-        _digest(f[1], "RESULT root"),
-        _int(f[2], "RESULT files applied"),
-        _int(f[3], "RESULT files deleted"),
-        _str(f[4], "RESULT message"),
+        digest(f[1], "RESULT root"),
+        uint(f[2], "RESULT files applied"),
+        uint(f[3], "RESULT files deleted"),
+        text(f[4], "RESULT message", 4096),
     )
 
 
 def _error(f: list[object], limits: Limits) -> Error:
-    return Error(_int(f[0], "ERROR code", 65535), _str(f[1], "ERROR message", 65536))
+    return Error(uint(f[0], "ERROR code", high=65535), text(f[1], "ERROR message", 65536))
 
 
 def _bye(f: list[object], limits: Limits) -> Bye:
@@ -395,21 +344,21 @@ def _bye(f: list[object], limits: Limits) -> Bye:
 
 
 def _report(f: list[object], limits: Limits) -> Report:
-    verify = _str(f[1], "REPORT verify", 32)
+    verify = text(f[1], "REPORT verify", 32)
     if verify not in VERIFY_STATUSES:
         raise ProtocolError(ErrorCode.MALFORMED, f"REPORT: unknown verify status {verify!r}")
-    post_apply = _str(f[3], "REPORT post_apply", 32)
+    post_apply = text(f[3], "REPORT post_apply", 32)
     if post_apply not in POST_APPLY_STATUSES:
         raise ProtocolError(
             ErrorCode.MALFORMED, f"REPORT: unknown post_apply status {post_apply!r}"
         )
     return Report(
-        _digest(f[0], "REPORT snapshot"),
+        digest(f[0], "REPORT snapshot"),
         verify,
-        _str(f[2], "REPORT summary", REPORT_SUMMARY_MAX),
+        text(f[2], "REPORT summary", REPORT_SUMMARY_MAX),
         post_apply,
-        _int(f[4], "REPORT exit status", 255),
-        _str(f[5], "REPORT output", REPORT_OUTPUT_MAX),
+        uint(f[4], "REPORT exit status", high=255),
+        text(f[5], "REPORT output", REPORT_OUTPUT_MAX),
     )
 
 

@@ -20,7 +20,8 @@ import blake3
 
 from protocol.codec import pack, unpack
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.limits import CHUNK_SIZE, DEFAULT_LIMITS, DIGEST_SIZE, Limits
+from protocol.fields import array, digest, fixed, uint
+from protocol.limits import CHUNK_SIZE, DEFAULT_LIMITS, Limits
 from protocol.paths import check_name
 
 TREE_CONTEXT = "syncd 2026-11 tree record v1"
@@ -111,7 +112,7 @@ def _decode_node(item: object, limits: Limits) -> Node:
     if kind == KIND_FILE and len(item) == 6:
         return _decode_file(name, item, limits)
     if kind == KIND_DIR and len(item) == 4:
-        tree = _digest(item[3], name)
+        tree = digest(item[3], f"directory {name!r} tree id")
         return DirNode(name, _mode(item[2], name), tree)
     if kind == KIND_SYMLINK and len(item) == 3:
         return LinkNode(name, _target(item[2], name, limits))
@@ -120,9 +121,9 @@ def _decode_node(item: object, limits: Limits) -> Node:
 
 def _decode_file(name: str, item: list[object], limits: Limits) -> FileNode:
     mode = _mode(item[2], name)
-    size = _uint(item[3], name, "size", 2**63 - 1)
+    size = uint(item[3], f"file {name!r} size")
     mtime = item[4]
-    if not isinstance(mtime, int) or isinstance(mtime, bool) or not MIN_MTIME <= mtime <= MAX_MTIME:
+    if type(mtime) is not int or not MIN_MTIME <= mtime <= MAX_MTIME:
         raise ProtocolError(ErrorCode.MALFORMED, f"file {name!r}: bad mtime")
     recipe = decode_recipe(item[5], limits, what=f"file {name!r}")
     if sum(length for _, length in recipe) != size:
@@ -131,36 +132,20 @@ def _decode_file(name: str, item: list[object], limits: Limits) -> FileNode:
 
 
 def decode_recipe(value: object, limits: Limits = DEFAULT_LIMITS, *, what: str) -> Recipe:
-    if not isinstance(value, list):
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: recipe is not an array")
-    if len(value) > limits.max_recipe_pieces:
+    items = array(value, f"{what} recipe")
+    if len(items) > limits.max_recipe_pieces:
         raise ProtocolError(ErrorCode.LIMIT, f"{what}: too many pieces")
     pieces: list[Piece] = []
-    for piece in value:
-        if not isinstance(piece, list) or len(piece) != 2:
-            raise ProtocolError(ErrorCode.MALFORMED, f"{what}: piece is not [digest, length]")
-        digest = _digest(piece[0], what)
-        length = _uint(piece[1], what, "piece length", CHUNK_SIZE)
-        if length == 0:
-            raise ProtocolError(ErrorCode.MALFORMED, f"{what}: empty piece")
-        pieces.append((digest, length))
+    for piece in items:
+        key, length = fixed(piece, f"{what} piece", 2)
+        pieces.append(
+            (digest(key, f"{what} piece"), uint(length, f"{what} piece length", 1, CHUNK_SIZE))
+        )
     return tuple(pieces)
 
 
-def _digest(value: object, what: str) -> bytes:
-    if not isinstance(value, bytes) or len(value) != DIGEST_SIZE:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: digest is not {DIGEST_SIZE} bytes")
-    return value
-
-
-def _uint(value: object, what: str, field: str, maximum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: bad {field}")
-    return value
-
-
 def _mode(value: object, name: str) -> int:
-    return _uint(value, f"{name!r}", "mode", MAX_MODE)
+    return uint(value, f"{name!r} mode", high=MAX_MODE)
 
 
 def _target(value: object, name: str, limits: Limits) -> str:

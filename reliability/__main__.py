@@ -31,6 +31,8 @@ CAMPAIGNS: dict[str, str] = {
     "fuzz": "reliability.fuzz",  # frame and volume index decoders
     "scale": "reliability.scale",  # a 1,000,000-entry tree: memory per entry
     "ssh": "reliability.ssh",  # host keys, forced command
+    "verify": "reliability.verify",  # verify's verdict against a disk-to-mirror oracle
+    "parity": "reliability.parity",  # lost and damaged volumes of parity exports
 }
 
 

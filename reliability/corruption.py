@@ -37,7 +37,7 @@ from tests.mediautil import Ran, copy_tree, export, keypair, syncd
 from tests.pushutil import snapshot_id, syncd_env
 
 FULL_MUTATIONS = 1_020  # 60 of each of the 17 kinds
-VOLUME_ARGS = ("--full", "--volume-size", "200k", "--max-file-size", "100k")
+VOLUME_ARGS = ("--full", "--volume-size", "400k", "--max-file-size", "200k")
 SUBPROCESS_EVERY = 50
 FOLLOW_UP_EVERY = 3  # in the full run; the quick slice follows up every mutation
 BLOBS = Path(".oc-mirror/.cache/docker/registry/v2/blobs/sha256")
@@ -115,8 +115,8 @@ def import_args(setup: Setup, far: Path, folders: list[Path]) -> list[str]:
     ]
 
 
-def run_import(setup: Setup, far: Path, folders: list[Path], via_cli: bool) -> Ran:
-    args = import_args(setup, far, folders)
+def run_import(setup: Setup, far: Path, folders: list[Path], via_cli: bool, *extra: str) -> Ran:
+    args = [*import_args(setup, far, folders), *extra]
     if not via_cli:
         try:
             return syncd(*args)
@@ -200,7 +200,10 @@ def follow_up(setup: Setup, far: Path, verdict: Verdict, media: Media) -> Verdic
     """The pristine volumes must still complete the import after the damaged ones."""
     if media.supersedes:
         return verdict  # the damaged volume's export is now the one in progress (SPEC.md 9.6)
-    ran = run_import(setup, far, [setup.exports.ours], via_cli=False)
+    # After a validly re-signed index that disagrees, the operator names the genuine
+    # volumes with --supersede (the importer cannot tell which header is genuine).
+    extra = ("--supersede",) if media.forked else ()
+    ran = run_import(setup, far, [setup.exports.ours], False, *extra)
     if ran.code != 0 or snapshot_id(far) != setup.target or bad_blobs(far):
         problem = f"pristine volumes did not complete it afterwards: exit {ran.code} {ran.err}"
         return Verdict(0, "", "failed", problem[-800:], bool(bad_blobs(far)))

@@ -299,10 +299,22 @@ def run(ctx: Context) -> Outcome:
             variants=2 if ctx.quick else abandon.VARIANTS,
         )
         tally.failures += tally.abandoned.failures
+        signal_figures = _signal_stops(bed, tally, ctx)
     finally:
         if server is not None:
             server.stop()
-    return outcome(bed, tally, quick=ctx.quick)
+    result = outcome(bed, tally, quick=ctx.quick)
+    result.figures += signal_figures
+    return result
+
+
+def _signal_stops(bed: Bed, tally: Tally, ctx: Context) -> list[Figure]:
+    """SIGINT and SIGTERM of the commands themselves (reliability/crash_signals.py)."""
+    from reliability.crash_signals import signal_stops  # noqa: PLC0415 - it imports this module
+
+    figures, failures = signal_stops(bed, ctx, 1 if ctx.quick else 12)
+    tally.failures += failures
+    return figures
 
 
 def link_drops(bed: Bed, tally: Tally, ctx: Context) -> None:

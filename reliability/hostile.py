@@ -36,10 +36,12 @@ from protocol.errors import ErrorCode
 from protocol.framing import HEADER
 from protocol.messages import GetTrees, MsgType
 from reliability import hostile_cases as hc
-from reliability import hostile_targets, symlink_race
+from reliability import hostile_targets, hostile_text, symlink_race
 from reliability.campaign import Context, Figure, Outcome
 from reliability.otheruser import give_to_other_user, other_user_folder, remove_other_user_folder
 from reliability.serve_driver import Reply, Script, Talk, converse
+from syncd.scan.api import scan_root
+from syncd.state import StateDir
 from tests.pushutil import snapshot_id, syncd_env
 
 
@@ -310,6 +312,13 @@ def symlink_cases(ctx: Context) -> Iterator[Case]:
 # -- the campaign --------------------------------------------------------------------------
 
 
+def text_cases() -> Iterator[Case]:
+    """Texts from the far side or a medium, as a person sees them (hostile_text.py)."""
+    for build in hostile_text.CASES:
+        name, setup, run = build()
+        yield Case("texts shown to people", name, run, setup)
+
+
 def cases(ctx: Context, measured: hostile_targets.Measured) -> list[Case]:
     targets = [
         Case(t.category, t.name, t.run, t.setup, t.other_user)
@@ -320,6 +329,7 @@ def cases(ctx: Context, measured: hostile_targets.Measured) -> list[Case]:
         *media_cases(),
         *symlink_cases(ctx),
         *targets,
+        *text_cases(),
     ]
 
 
@@ -329,6 +339,7 @@ def run_case(base: Path, number: int, case: Case) -> Verdict:
     far, outside = folder / "far", folder / "outside"
     (far / "keep").mkdir(parents=True)
     (far / "keep" / "file").write_bytes(b"existing")
+    scan_root(far, StateDir(far))  # a far root syncd knows: serve and import refuse others
     outside.mkdir()
     (outside / "sentinel").write_bytes(b"must stay as it is")
     if case.setup is not None:

@@ -52,13 +52,16 @@ def not_utf8_record() -> tuple[bytes, bytes]:
     return tree_id(data), data
 
 
-def deep_chain(levels: int, data: bytes = DATA) -> dict[bytes, bytes]:
-    """Nested directories of 255-byte names, a file of `data` at the bottom: a path over
-    PATH_MAX. The first entry returned is the root."""
-    key, record_ = record(file_item("f", data))
+def deep_chain(
+    levels: int, data: bytes = DATA, leaf: str = "f", middle: str = ""
+) -> dict[bytes, bytes]:
+    """Nested directories of 255-byte names (`middle` after the level's number), a file
+    `leaf` of `data` at the bottom: a path over PATH_MAX. The first entry returned is the
+    root."""
+    key, record_ = record(file_item(leaf, data))
     chain = {key: record_}
     for level in range(levels):
-        name = f"{level:03d}" + "d" * 252
+        name = f"{level:03d}{middle}" + "d" * (252 - len(middle.encode()))
         key, record_ = record(dir_item(name, key))
         chain = {key: record_, **chain}
     return chain
@@ -194,3 +197,17 @@ def write_public_key(path: Path) -> None:
     """An OpenSSH ed25519 public key no index is signed with."""
     key = Ed25519PrivateKey.generate().public_key()
     path.write_bytes(key.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH) + b"\n")
+
+
+# -- texts shown to people (issue 14, item 6; issue 13, item 7) ------------------------------
+# What a hostile far side or medium would write to reach an operator's terminal or log:
+# colours, a window title (OSC 0), bells, other C0 controls, DEL, a C1 CSI, bidi
+# overrides and bytes that are not UTF-8. reliability/hostile_text.py uses them.
+
+TERMINAL_TRICKS = "\033[1;31mRED\033[0m \x1b]0;owned\x07 \001\007\x7f \x9b2J \u202eevil\u202c"
+NOT_UTF8 = b"\xff\xfe\xc3"
+
+
+def escape_names(levels: int, data: bytes = DATA) -> dict[bytes, bytes]:
+    """deep_chain's path over PATH_MAX, named with terminal escapes."""
+    return deep_chain(levels, data, leaf="\x1b]0;owned\x07", middle="\x1b[2J\x07\u202e")

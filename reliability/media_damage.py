@@ -57,6 +57,7 @@ class Media:
     # validly signed header with a later creation time): the far side then refuses the
     # pristine volumes as older or disagreeing, by design, until a newer export comes.
     supersedes: bool = False
+    forked: bool = False  # a re-signed index disagrees with its export's other volumes
 
     @property
     def export(self) -> Path:
@@ -270,6 +271,8 @@ def edited_index(rng: random.Random, media: Media, signing: str) -> None:
     replace_file(path, reencode(edited, signers[signing]))
     later = edited.header.created_ns > index.header.created_ns
     media.supersedes = signing == "re-signed" and later
+    # Validly signed and disagreeing: only the operator can tell which header is genuine.
+    media.forked = signing == "re-signed"
     media.note = f"{volume.name}/index: {what}, {signing}"
 
 

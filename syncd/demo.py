@@ -6,8 +6,10 @@ differential archive) and pushes again: the far side asks for exactly what it la
 After each push, `syncd verify` checks the far tree's parity and the real oracle agrees:
 Debian's docker-registry serves the far cache and skopeo pulls every image from it.
 Then the same two months travel to a second far site on removable media: export
-volumes, import them (in reverse order), write a receipt, export month 2 against it,
-import, and the same parity checks. Each step prints the command it runs; `--only push`
+volumes with a parity volume, show what they carry, lose one data volume on the way
+(it is rebuilt from the parity volume), import the rest (in reverse order), write a
+receipt, export month 2 against it, import, and the same parity checks; the far side's
+audit log lists both applies. Each step prints the command it runs; `--only push`
 or `--only media` runs one half.
 """
 
@@ -37,6 +39,14 @@ def syncd(*args: str) -> subprocess.CompletedProcess[str]:
     sys.stdout.write(result.stdout if "--json" not in args else _short_json(result.stdout))
     sys.stderr.write(result.stderr)
     return result
+
+
+def syncd_quiet(*args: str) -> subprocess.CompletedProcess[str]:
+    """`syncd ARGS`, printed as run; its output left to the caller."""
+    print(f"\n$ syncd {shlex.join(args)}", flush=True)
+    return subprocess.run(
+        [sys.executable, "-m", "syncd", *args], capture_output=True, text=True, check=False
+    )
 
 
 def _short_json(text: str) -> str:
@@ -108,17 +118,31 @@ def run_media(workdir: Path, preset_name: str) -> int:
 
 
 def media_month(site: Path, far: Path, media: Path, receipt: Path | None) -> bool:
-    """Export onto 16 MB volumes (against `receipt`: exactly what the far side lacks),
-    import them in reverse order, check parity."""
+    """Export onto 16 MB volumes plus one parity volume (against `receipt`: exactly what
+    the far side lacks), lose the first data volume, import the rest in reverse order
+    (the lost one is rebuilt from parity), check parity of the far tree."""
     basis = ["--receipt", str(receipt)] if receipt else []
-    step(f"Export onto 16 MB volumes, against {receipt.name if receipt else 'no receipt yet'}")
-    exported = syncd("export", str(site), "--to", str(media), "--volume-size", "16M", *basis)
+    against = receipt.name if receipt else "no receipt yet"
+    step(f"Export onto 16 MB volumes and one parity volume, against {against}")
+    exported = syncd(
+        "export", str(site), "--to", str(media), "--volume-size", "16M", "--parity", "1", *basis
+    )
     if exported.returncode != 0:
         return False
-    step("Far side: import the volumes in reverse order; it applies once all are in")
-    volumes = sorted(media.glob("*/vol-*"), reverse=True)
+    folder = next(media.iterdir())
+    step("What the export carries (its signed transfer manifest, first lines)")
+    shown = syncd_quiet("show", str(folder))
+    print("\n".join(shown.stdout.splitlines()[:12]) + "\n  ...")
+    lost = folder / "vol-0001"
+    step(f"A disk is lost on the way: {lost.name} never arrives")
+    shutil.rmtree(lost)
+    step("Far side: import the other volumes in reverse order; vol-0001 is rebuilt from parity")
+    volumes = sorted(folder.glob("vol-*"), reverse=True)
     imported = syncd("import", *map(str, volumes), "--root", str(far))
-    return imported.returncode == 0 and far_parity(far)
+    if imported.returncode != 0 or "rebuilt from parity" not in imported.stdout:
+        return False
+    syncd("audit", "--root", str(far))
+    return far_parity(far)
 
 
 def far_parity(far: Path) -> bool:

@@ -9,4 +9,5 @@ class ExitCode(IntEnum):
     PROBLEMS = 1
     # Bad usage, bad input or a fatal error: nothing was changed.
     FAILED = 2
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2
+    TERMINATED = 143  # SIGTERM: 128 + 15

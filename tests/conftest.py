@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from syncd.sample import TINY, Registry, SampleSpec, generate_month
+from syncd.scan.api import scan_root
+from syncd.state import StateDir
 
 RegistryFactory = Callable[..., Registry]
 
@@ -56,6 +58,7 @@ def far(tmp_path: Path) -> Path:
     root = tmp_path / "far"
     (root / "keep").mkdir(parents=True)
     (root / "keep" / "file").write_bytes(b"existing")
+    scan_root(root, StateDir(root))  # a root syncd knows: serve and import refuse strangers'
     return root
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import blake3
@@ -17,6 +18,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocol.codec import pack
+from protocol.manifest import (
+    Change,
+    ImageChange,
+    PathChange,
+    TransferManifest,
+    encode_manifest,
+)
 from protocol.media import (
     MAGIC_INDEX,
     MAGIC_RECEIPT,
@@ -33,7 +41,10 @@ from protocol.media import (
     encode_receipt,
     encode_trees,
 )
+from protocol.parity import MAGIC_PARITY, Member, ParityHeader, decode_parity, encode_parity
 from protocol.tree import DirNode, FileNode, LinkNode, encode_tree, tree_id
+from syncd.apply.incoming import content_key
+from syncd.media.parity.code import StripeCode
 
 OUT = Path(__file__).resolve().parent.parent / "protocol" / "vectors" / "media.json"
 SEED = bytes(range(32))
@@ -89,7 +100,10 @@ def receipt_parts() -> tuple[ReceiptHeader, bytes, list[tuple[bytes, int]]]:
 
 
 def _fields(value: object) -> dict[str, object]:
-    return {name: getattr(value, name) for name in value.__dataclass_fields__}  # type: ignore[attr-defined]
+    fields = {name: getattr(value, name) for name in value.__dataclass_fields__}  # type: ignore[attr-defined]
+    if "lineage" in fields and fields["lineage"] is None:
+        del fields["lineage"]  # the vectors are volumes without one (SPEC.md 9.3: optional)
+    return fields
 
 
 def describe(value: object) -> object:
@@ -121,6 +135,8 @@ def sealed(body: bytes) -> bytes:
 def volume_frame(**changes: object) -> bytes:
     header, _, _, _ = index_parts()
     values = {**_fields(header), **changes}
+    if values.pop("parity") and changes.get("format") == 2:
+        raise ValueError("a format-2 VOLUME frame of the vectors keeps its parity out")
     return frame(
         Kind.VOLUME,
         values.pop("format", 1),
@@ -176,12 +192,131 @@ def hostile() -> list[dict[str, object]]:
         ("volume number as a string", index_with(volume=volume_frame(volume="1")), 1),
         ("volume number as a boolean", index_with(volume=volume_frame(volume=True)), 1),
         ("volume beyond the count", index_with(volume=volume_frame(volume=2)), 1),
-        ("unknown format", index_with(volume=volume_frame(format=2)), 7),
+        ("unknown format", index_with(volume=volume_frame(format=3)), 7),
+        ("format 2 without its parity field", index_with(volume=volume_frame(format=2)), 1),
         ("checksum of other bytes", good[:-33] + bytes(32) + good[-1:], 5),
         ("truncated", good[:-10], 8),
         ("bytes after END", good + b"\x00", 1),
         ("not an index", b"SYNCDXXX" + good[8:], 1),
     ]
+    return [{"name": name, "hex": data.hex(), "code": code} for name, data, code in cases]
+
+
+# -- format 2: the transfer manifest, parity volumes (SPEC.md 9.9, 9.10) -------------------------
+
+BLOCK = 4096
+
+
+def manifest() -> TransferManifest:
+    registry = "cache/docker/registry/v2"
+    images = (
+        ImageChange(Change.ADDED, registry, "openshift/release", "4.18.1", "sha256:" + "1" * 64,
+                    "", ("linux/amd64", "linux/arm64")),
+        ImageChange(Change.CHANGED, registry, "ubi9/ubi", "9.5", "sha256:" + "2" * 64,
+                    "sha256:" + "3" * 64, ("linux/amd64",)),
+        ImageChange(Change.REMOVED, registry, "old/tool", "v1", "", "sha256:" + "4" * 64, ()),
+    )  # fmt: skip
+    paths = (
+        PathChange(Change.ADDED, "data", len(DATA), content_key(((digest(DATA), len(DATA)),))),
+        PathChange(
+            Change.CHANGED, "repo/link", len(LINK), content_key(((digest(LINK), len(LINK)),))
+        ),
+        PathChange(Change.REMOVED, "gone", 0, None),
+    )
+    return TransferManifest("receipt #3 of site 'default'", bytes(range(32)), images, paths)
+
+
+def parity_parts() -> tuple[VolumeHeader, bytes, bytes, list[BlobEntry], bytes, bytes]:
+    """A format-2 export of one data volume and one parity volume: the data volume's
+    header, its index (signed), its pack, its blob entries, the parity volume's index
+    (signed) and its parity file."""
+    header, files, trees, blobs = index_parts()
+    header = replace(header, parity=1)
+    shared = encode_manifest(manifest())
+    pack = DATA + LINK
+    data_index = encode_index(header, files, trees, blobs, signer, manifest=shared)
+    block = pack + bytes(BLOCK - len(pack))
+    (parity_block,) = StripeCode(1, 1).encode([block])
+    decoded = decode_index(data_index)
+    member = Member(
+        1, tuple(files), tuple(blobs), (digest(block),), decoded.checksum, decoded.signature
+    )
+    parity_files = [PackFile("parity-0001", BLOCK, digest(parity_block))]
+    p_header = ParityHeader(replace(header, volume=2), BLOCK, 1)
+    parity_index = encode_parity(
+        p_header, parity_files, [digest(parity_block)], [member], shared=shared + trees, sign=signer
+    )
+    return header, data_index, pack, blobs, parity_index, parity_block
+
+
+def hostile_parity() -> list[dict[str, object]]:
+    _, data_index, _, _, good, _ = parity_parts()
+    parsed = decode_parity(good)
+    shared = encode_manifest(parsed.manifest) + encode_trees(parsed.trees.items())
+
+    def again(
+        header: ParityHeader | None = None, member: Member | None = None, blocks: object = None
+    ) -> bytes:
+        return encode_parity(
+            header or parsed.header,
+            parsed.files,
+            parsed.blocks if blocks is None else blocks,  # type: ignore[arg-type]
+            [member or parsed.members[0]],
+            shared=shared,
+        )
+
+    h = parsed.header
+    m = parsed.members[0]
+    cases: list[tuple[str, bytes, int]] = [
+        ("block size not a power of two", again(header=replace(h, block_size=5000)), 1),
+        ("block size too small", again(header=replace(h, block_size=1024)), 1),
+        ("more stripes than the parity files hold", again(header=replace(h, stripes=2)), 1),
+        ("member numbered 2 where 1 belongs", again(member=replace(m, volume=2)), 1),
+        ("member with a block checksum too many", again(member=replace(m, blocks=m.blocks * 2)), 1),
+        ("parity volume numbered inside the data volumes",
+         again(header=replace(h, volume=replace(h.volume, volume=1))), 1),
+        ("wider than GF(2^8) allows",
+         again(header=replace(h, volume=replace(h.volume, volumes=200, parity=57, volume=201))), 1),
+        ("a data index where a parity index belongs", data_index, 1),
+        ("cut short", good[:-20], 8),
+    ]  # fmt: skip
+    return [{"name": name, "hex": data.hex(), "code": code} for name, data, code in cases]
+
+
+def hostile_manifests() -> list[dict[str, object]]:
+    header, files, trees, blobs = index_parts()
+    header = replace(header, parity=0)
+    good = manifest()
+    image = good.images[0]
+    path = good.paths[0]
+
+    def with_image(**change: str) -> TransferManifest:
+        return replace(good, images=(replace(image, **change),))  # type: ignore[arg-type]
+
+    def with_path(text: str) -> TransferManifest:
+        return replace(good, paths=(replace(path, path=text),))
+
+    variants = [
+        ("manifest tag with a space", with_image(tag="a b"), 1),
+        ("manifest repository in capitals", with_image(repository="Open/Shift"), 1),
+        ("manifest digest not hex", with_image(digest="sha256:xyz"), 1),
+        ("manifest path escaping the root", with_path("../etc/passwd"), 3),
+        ("manifest absolute path", with_path("/etc/passwd"), 3),
+        ("manifest basis with an escape sequence", replace(good, basis="\x1b[2Jgone"), 1),
+    ]
+    cases = [
+        (name, encode_index(header, files, trees, blobs, manifest=encode_manifest(m)), code)
+        for name, m, code in variants
+    ]
+    counted = encode_manifest(good)
+    # MANIFEST announces one more path than its CHANGES frames hold.
+    head = pack(
+        [int(Kind.MANIFEST), good.basis, good.basis_root, len(good.images), len(good.paths) + 1]
+    )
+    first = struct.unpack(">I", counted[:4])[0] + 4
+    wrong = struct.pack(">I", len(head)) + head + counted[first:]
+    cases.append(("manifest announcing more paths than it holds",
+                  encode_index(header, files, trees, blobs, manifest=wrong), 1))  # fmt: skip
     return [{"name": name, "hex": data.hex(), "code": code} for name, data, code in cases]
 
 
@@ -199,7 +334,27 @@ def build() -> dict[str, object]:
         "signed_index": {"hex": signed.hex(), "decoded": describe(decode_index(signed))},
         "receipt": {"hex": receipt.hex(), "decoded": describe(decode_receipt(receipt))},
         "hostile_indexes": hostile(),
-        "magic": {"index": MAGIC_INDEX.hex(), "receipt": MAGIC_RECEIPT.hex()},
+        "magic": {
+            "index": MAGIC_INDEX.hex(),
+            "receipt": MAGIC_RECEIPT.hex(),
+            "parity": MAGIC_PARITY.hex(),
+        },
+        **build_format2(),
+    }
+
+
+def build_format2() -> dict[str, object]:
+    _, data_index, _, _, parity_index, parity_block = parity_parts()
+    return {
+        "manifest_index": {"hex": data_index.hex(), "decoded": describe(decode_index(data_index))},
+        "parity_index": {
+            "hex": parity_index.hex(),
+            "decoded": describe(decode_parity(parity_index)),
+        },
+        "parity_block_size": BLOCK,
+        "parity_file": parity_block.hex(),
+        "hostile_manifests": hostile_manifests(),
+        "hostile_parity": hostile_parity(),
     }
 
 

@@ -46,6 +46,18 @@ def copy_tree(src: Path, dst: Path) -> Path:
     return dst
 
 
+def become(src: Path, month: Path) -> Path:
+    """Make `src` hold `month`'s tree, keeping its state folder (and so its lineage,
+    as a source that oc-mirror rewrites keeps it)."""
+    for entry in src.iterdir():
+        if entry.name != ".syncd":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    shutil.copytree(
+        month, src, symlinks=True, ignore=shutil.ignore_patterns(".syncd"), dirs_exist_ok=True
+    )
+    return src
+
+
 def export(src: Path, to: Path, *args: str | Path) -> dict[str, Any]:
     ran = syncd("export", src, "--to", to, "--json", *args)
     assert ran.code == 0, ran.err

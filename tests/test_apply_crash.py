@@ -145,6 +145,7 @@ def sampled_stops(steps: list[str]) -> list[int]:
     return sorted({*found, len(steps)})
 
 
+@pytest.mark.needs_registry
 def test_docker_registry_serves_every_listed_tag_at_sampled_stops(
     where: Path,
     base: Path,

@@ -79,6 +79,10 @@ def test_the_far_sides_own_command_wins(source: Path, tmp_path: Path) -> None:
     outcome = push(source, tmp_path / "far", remote, post=f"touch {proposed}")
     assert outcome.report is not None and outcome.report.post_apply == "ok"
     assert fixed.exists() and not proposed.exists()
+    # Reported as replaced, not as the proposed command's success (issue 14, item 8).
+    assert outcome.report.output.startswith("[replaced] ")
+    own = push(source, tmp_path / "far2", remote, post="")  # asked for its own: no note
+    assert own.report is not None and not own.report.output.startswith("[replaced]")
 
 
 def test_a_failed_command_is_reported_and_runs_again(source: Path, tmp_path: Path) -> None:
@@ -97,7 +101,9 @@ def test_a_broken_far_tree_fails_the_check_and_skips_the_command(
 ) -> None:
     far, ran = tmp_path / "far", tmp_path / "ran"
     shutil.copytree(source, far, ignore=shutil.ignore_patterns(".syncd"))
-    tag = far / ".oc-mirror/.cache/docker/registry/v2/repositories/x/y/_manifests/tags/t/current"
+    # A registry tree of its own (not the cache an upload reads, where verify judges only
+    # what the upload copies), so every tag of it counts.
+    tag = far / "registry/docker/registry/v2/repositories/x/y/_manifests/tags/t/current"
     tag.mkdir(parents=True)
     (tag / "link").write_text("sha256:" + "1" * 64)
     remote = far_syncd(tmp_path, "--post-apply", f"touch {ran}")

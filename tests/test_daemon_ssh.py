@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from syncd.sample import TINY, generate_month
 from tests.daemonutil import (
     DaemonProcess,
@@ -26,9 +28,12 @@ from tests.daemonutil import (
 from tests.pushutil import snapshot_id, syncd_env
 from tests.sshd import SSHServer
 
-BROKEN_TAG = Path(
-    ".oc-mirror/.cache/docker/registry/v2/repositories/broken/app/_manifests/tags/v1/current"
-)
+pytestmark = pytest.mark.needs_sshd
+
+# In a registry tree of its own: in the cache, verify judges only what the upload copies.
+# Registry storage of its own at the far root: a target the far side accepts as one, and a
+# tree verify judges whole (not the cache an upload reads, judged by what it copies).
+BROKEN_TAG = Path("docker/registry/v2/repositories/broken/app/_manifests/tags/v1/current")
 
 
 def _layout(tmp_path: Path) -> tuple[Path, Path]:
@@ -144,14 +149,18 @@ def test_post_apply_waits_for_parity(sshd: SSHServer, tmp_path: Path) -> None:
         assert daemon.wait_event("verify", site="a")["result"] == "failed"
         skipped = daemon.wait_event("post-apply", site="a")
         assert skipped["status"] == "skipped"
-        data = site_state(state, "a")
+        # The event is logged before the site's record is saved: wait for the record.
+        data = daemon.wait_for(
+            lambda: site_state(state, "a").get("verify") and site_state(state, "a"),
+            "the report saved",
+        )
         assert data["verify"]["status"] == "failed" and "broken/app:v1" in data["verify"]["summary"]
         assert data["complete"] is None
         assert sites["a"].runs() == []
         # Someone repairs the far side; the next retry verifies and runs the command.
         (far / BROKEN_TAG / "link").unlink()
         for path in (BROKEN_TAG, *BROKEN_TAG.parents):
-            if path.name in ("", "repositories"):
+            if path.name == "":  # the whole planted registry goes
                 break
             (far / path).rmdir()
         one = snapshot_id(root)

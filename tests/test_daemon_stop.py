@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from syncd.sample import TINY, generate_month
 from tests.daemonutil import (
     DaemonProcess,
@@ -13,10 +15,13 @@ from tests.daemonutil import (
     daemon_config,
     far_sites,
     site_config,
+    site_state,
     staged_bytes,
 )
 from tests.pushutil import snapshot_id
 from tests.sshd import SSHServer
+
+pytestmark = pytest.mark.needs_sshd
 
 # Incompressible bytes on top of month 1, sent at 8 MB/s: blobs travel in frames of up to
 # 16 MiB, and the far side stages each frame as it arrives.
@@ -48,6 +53,11 @@ def test_sigterm_mid_transfer_then_restart_resumes(sshd: SSHServer, tmp_path: Pa
     assert events[-3:] == ["stopping", "push-checkpoint", "stopped"]
     assert "push-done" not in events and "push-failed" not in events
     assert not (sites["a"].root / "extra").exists()  # nothing applied: the live tree is as was
+    # What `syncd status` shows: the plan, and what was pending at the stop (issue 14,
+    # item 9: bytes counted as they are written, not as they are queued).
+    saved = site_state(state, "a")
+    assert saved["plan_bytes"] == int(plan["bytes"])
+    assert 0 < saved["bytes_pending"] < saved["plan_bytes"]
 
     config.write_text(config.read_text().replace('bwlimit = "8M"\n', ""))
     again = DaemonProcess(config, sshd.env(), tmp_path / "daemon2.log")

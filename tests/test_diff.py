@@ -379,7 +379,8 @@ def test_cli_diff_of_a_missing_path_is_one_line_and_exit_2(
     args = (missing, b) if which == "a" else (a, missing)
     result = run_cli("diff", *map(str, args), "--json")
     assert result.returncode == 2
-    assert result.stdout == ""
+    failure = json.loads(result.stdout)  # --json: the failure as a JSON object too
+    assert failure["format"] == 1 and failure["exit_code"] == 2 and str(missing) in failure["error"]
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert str(missing) in result.stderr

@@ -31,7 +31,7 @@ def test_small_limits_give_several_volumes_each_within_them(
     src = copy_tree(months[2], tmp_path / "src")
     ran = syncd(
         "export", src, "--to", tmp_path / "usb", "--full", "--json",
-        "--max-file-size", "100k", "--volume-size", "300k",
+        "--max-file-size", "200k", "--volume-size", "400k",
     )  # fmt: skip
     assert ran.code == 0, ran.err
     volumes = volumes_of(ran.json)
@@ -39,8 +39,8 @@ def test_small_limits_give_several_volumes_each_within_them(
     for volume in volumes:
         files = list(volume.iterdir())
         assert {f.name for f in files} >= {"index", "pack-0001"}
-        assert all(f.stat().st_size <= 100_000 for f in files)
-        assert sum(f.stat().st_size for f in files) <= 300_000
+        assert all(f.stat().st_size <= 200_000 for f in files)
+        assert sum(f.stat().st_size for f in files) <= 400_000
         names = [volume.parent.name, volume.name, *(f.name for f in files)]
         assert all(SAFE.fullmatch(name) for name in names), names
     assert sorted(p.name for p in volumes) == [f"vol-{n:04d}" for n in range(1, len(volumes) + 1)]

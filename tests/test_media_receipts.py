@@ -19,7 +19,7 @@ from tests.mediautil import (
 )
 from tests.pushutil import snapshot_id
 
-SMALL_VOLUMES = ("--volume-size", "200k", "--max-file-size", "100k")
+SMALL_VOLUMES = ("--volume-size", "300k", "--max-file-size", "150k")
 
 
 @pytest.fixture(scope="module")

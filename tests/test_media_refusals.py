@@ -11,6 +11,7 @@ import pytest
 
 from syncd.media.signing import load_signer
 from tests.mediautil import (
+    become,
     copy_tree,
     export,
     files_in,
@@ -24,7 +25,7 @@ from tests.mediautil import (
 )
 from tests.pushutil import snapshot_id
 
-SMALL_VOLUMES = ("--volume-size", "200k", "--max-file-size", "100k")
+SMALL_VOLUMES = ("--volume-size", "400k", "--max-file-size", "200k")
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +158,7 @@ def test_a_missing_volume_is_named_and_nothing_is_applied(
     ran = import_(far, *rest, expect=1).json
     assert ran["status"] == "staged"
     assert ran["missing"]["missing_volumes"] == [2]
-    assert status(far)["missing_volumes"] == [2]
+    assert status(far)["missing"]["missing_volumes"] == [2]
     text = syncd("import", "--status", "--root", far).out
     assert "still missing volume(s) 2 of" in text
     assert not (far / "content").exists()
@@ -172,8 +173,7 @@ def test_a_volume_of_another_export_is_refused_by_name(
     month 1) is refused, naming both exports; month 2's other volumes still complete it."""
     src, far = copy_tree(months[1], tmp_path / "src"), tmp_path / "far"
     old = export(src, tmp_path / "old", *SMALL_VOLUMES)
-    shutil.rmtree(src)
-    copy_tree(months[2], src)
+    become(src, months[2])
     new = export(src, tmp_path / "new", "--full", *SMALL_VOLUMES)
     new_volumes = volumes_of(new)
     import_(far, new_volumes[0], expect=1)
@@ -191,8 +191,7 @@ def test_a_newer_export_supersedes_an_unfinished_one(
     src, far = copy_tree(months[1], tmp_path / "src"), tmp_path / "far"
     old = export(src, tmp_path / "old", *SMALL_VOLUMES)
     import_(far, volumes_of(old)[0], expect=1)
-    shutil.rmtree(src)
-    copy_tree(months[2], src)
+    become(src, months[2])
     new = export(src, tmp_path / "new", "--full", *SMALL_VOLUMES)
     done = import_(far, *volumes_of(new)).json
     assert done["status"] == "applied"
@@ -233,7 +232,8 @@ def test_media_inside_the_tree_are_refused(months: dict[int, Path], tmp_path: Pa
     assert ran.code == 2 and "inside" in ran.err
     ran = syncd("receipt", "--root", far, "--to", far / "receipt")
     assert ran.code == 2 and "inside" in ran.err and not (far / "receipt").exists()
-    # A typo in --root is not "no import in progress" (issue 14).
-    ran = syncd("import", "--status", "--root", tmp_path / "nowhere")
-    assert ran.code == 2 and "no such directory" in ran.err, ran
+    # A typo is an error, not "no import in progress" (issue 14, item 11).
+    typo = syncd("import", "--status", "--root", tmp_path / "nowhere")
+    assert typo.code == 2 and "no such folder" in typo.err and typo.out == ""
     assert not (tmp_path / "nowhere").exists()
+    assert syncd("import", "--status", "--root", src).out == "no import in progress\n"

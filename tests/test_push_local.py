@@ -25,6 +25,7 @@ def copy_source(src: Path, dst: Path) -> Path:
     return dst
 
 
+@pytest.mark.needs_registry
 def test_month_one_then_month_two_make_the_far_tree_equal(
     months: dict[int, Path], tmp_path: Path
 ) -> None:

@@ -12,6 +12,8 @@ import pytest
 from tests.pushutil import pull_every_tag, push, run_push, snapshot_id
 from tests.sshd import SSHServer
 
+pytestmark = pytest.mark.needs_sshd
+
 REMOTE = f"{shlex.quote(sys.executable)} -m syncd"
 
 
@@ -27,6 +29,7 @@ def source(months: dict[int, Path], month: int, dst: Path) -> Path:
     return dst
 
 
+@pytest.mark.needs_registry
 def test_month_one_then_two_over_ssh(
     sshd: SSHServer, months: dict[int, Path], tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ from syncd import faults
 SEED = 20261125
 
 
+@pytest.mark.needs_registry
 def test_quick_slice(tmp_path: Path) -> None:
     outcome = crash.run(Context(SEED, tmp_path, quick=True))
     assert outcome.ok, outcome.failures or outcome.figures

@@ -13,6 +13,8 @@ from reliability import hostile, hostile_cases
 from reliability.campaign import Context
 from reliability.serve_driver import Script, converse
 from syncd.apply.target import write_target
+from syncd.scan.api import scan_root
+from syncd.state import StateDir
 from tests.pushutil import snapshot_id
 
 
@@ -57,6 +59,7 @@ def test_a_path_longer_than_path_max_over_the_wire_changes_nothing(tmp_path: Pat
     far = tmp_path / "far"
     (far / "keep").mkdir(parents=True)
     (far / "keep" / "file").write_bytes(b"existing")
+    scan_root(far, StateDir(far))  # a far root syncd knows (serve refuses strangers')
     before = snapshot_id(far)
     records = hostile_cases.deep_chain(17)
     script = Script(next(iter(records)), records, {hostile_cases.PIECE: hostile_cases.DATA})

@@ -15,8 +15,8 @@ import os
 import re
 import shutil
 import tarfile
-import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -107,17 +107,15 @@ def test_different_seed_gives_different_content(tmp_path: Path, tiny_spec: Sampl
     assert not set(a.new_blobs) & set(b.new_blobs)
 
 
-def test_tiny_month_one_is_small_and_fast(tmp_path: Path, tiny_spec: SampleSpec) -> None:
-    started = time.monotonic()
+def test_tiny_month_one_is_small(tmp_path: Path, tiny_spec: SampleSpec) -> None:
     report = make(tmp_path / "t", tiny_spec, 1)
-    assert time.monotonic() - started < 1.0
     total = sum(p.stat().st_size for p in (tmp_path / "t").rglob("*") if p.is_file())
     assert total <= 3 * 2**20
-    assert len(report.images) == tiny_spec.images
+    assert len(report.images) == tiny_spec.images + 1  # and the rebuilt catalog's tag
     assert len(report.archives) >= 2
 
 
-# --- registry layout (FACTS.md table) ----------------------------------------------------
+# --- registry layout (docs/FACTS.md, registry storage) ---------------------------------
 
 
 def test_link_files_hold_a_digest_without_newline(tmp_path: Path, tiny_spec: SampleSpec) -> None:
@@ -260,7 +258,8 @@ def test_month_one_archives_hold_the_whole_cache_in_order(
     entries = [(a, m) for a in report.archives for m in members(a)]
     assert all(m.isreg() for _a, m in entries)
     order = [_section(m.name) for _a, m in entries]
-    assert order == sorted(order, key=["repositories", "working-dir", "isc", "blobs"].index)
+    # BuildArchive's order: repositories/, the blobs, working-dir/, the config last.
+    assert order == sorted(order, key=["repositories", "blobs", "working-dir", "isc"].index)
     cache = tmp_path / CACHE
     repo_files = _files_under(cache, V2 / "repositories")
     blob_files = _files_under(cache, V2 / "blobs")
@@ -379,6 +378,7 @@ def test_tar_headers_follow_go_archive_tar() -> None:
 # --- direct and via-registry produce the same tree --------------------------------------
 
 
+@pytest.mark.needs_registry
 def test_direct_and_registry_modes_write_the_same_tree(
     tmp_path: Path, tiny_spec: SampleSpec
 ) -> None:
@@ -392,20 +392,23 @@ def test_direct_and_registry_modes_write_the_same_tree(
 # --- the parity oracle: real skopeo against real docker-registry ---------------------------
 
 
+@pytest.mark.needs_registry
 def test_skopeo_pulls_every_tag_of_months_one_and_two(
     tmp_path: Path, tiny_spec: SampleSpec, registry_factory: RegistryFactory
 ) -> None:
     for month in (1, 2):
         report = generate_month(tmp_path, month, tiny_spec, via_registry=False)
         registry = registry_factory(tmp_path / CACHE, read_only=True)
-        assert list_images(registry) == list(report.images)
+        listed = [name for name in list_images(registry) if not name.endswith(".sig")]
+        assert listed == list(report.images)
         results = pull_all(registry)
         failed = {name: r.error for name, r in results.items() if not r.ok}
         assert not failed
-        assert sorted(results) == list(report.images)
+        assert sorted(name for name in results if not name.endswith(".sig")) == list(report.images)
         registry.stop()
 
 
+@pytest.mark.needs_registry
 def test_sparse_index_fails_an_all_platform_pull_only(
     tmp_path: Path, tiny_spec: SampleSpec, registry_factory: RegistryFactory
 ) -> None:
@@ -418,6 +421,7 @@ def test_sparse_index_fails_an_all_platform_pull_only(
     assert pull_all(registry, [sparse])[sparse].ok
 
 
+@pytest.mark.needs_registry
 def test_missing_layer_blob_fails_that_image_only(
     tmp_path: Path, tiny_spec: SampleSpec, registry_factory: RegistryFactory
 ) -> None:
@@ -449,7 +453,7 @@ def test_cli_prints_the_month_report_as_json(
     assert args.run(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["month"] == 1
-    assert len(report["images"]) == SampleSpec().images
+    assert len(report["images"]) == SampleSpec().images + 1  # and the rebuilt catalog
     assert all(DIGEST.fullmatch(d) for d in report["new_blobs"])
     assert Path(report["history_file"]).is_file()
 
@@ -470,3 +474,41 @@ def test_scaled_specs_grow_with_the_requested_size(tmp_path: Path) -> None:
     assert 2 * 2**20 < a.new_cache_bytes < 8 * 2**20
     assert 8 * 2**20 < b.new_cache_bytes < 32 * 2**20
     shutil.rmtree(tmp_path / "a")
+
+
+# -- archives as Go's archive/tar writes them ---------------------------------------------
+
+
+def test_long_repository_signature_tags_and_a_large_owner_need_pax(
+    tmp_path: Path, tiny_spec: SampleSpec
+) -> None:
+    report = make(tmp_path / "root", tiny_spec, 1)
+    entries = [m for a in report.archives for m in members(a)]
+    pax = [m for m in entries if m.pax_headers]
+    assert pax and all(".sig/" in m.name for m in pax)  # cosign tags under a long repository
+    assert all(len(m.name.split("/_manifests/")[0]) >= 32 + 32 for m in pax)
+    owner = replace(tiny_spec, owner_uid=1_234_567_890, owner_name="jane.doe@corp.example.com.x")
+    other = make(tmp_path / "owner", owner, 1)
+    for member in (m for a in other.archives for m in members(a)):
+        assert member.pax_headers["uid"] == "1234567890"  # every member: uid over 2,097,151
+        assert member.uid == 1_234_567_890 and member.uname == "jane.doe@corp.example.com.x"
+
+
+def test_blob_order_follows_the_seed_and_history_lines_are_unordered(
+    tmp_path: Path, tiny_spec: SampleSpec
+) -> None:
+    report = make(tmp_path / "a", tiny_spec, 1)
+    blobs = [n for n in archived(report) if _section(n) == "blobs"]
+    assert blobs != sorted(blobs)  # Go's map iteration: no set order
+    again = make(tmp_path / "b", tiny_spec, 1)
+    assert [n for n in archived(again) if _section(n) == "blobs"] == blobs  # but seeded
+    lines = report.history_file.read_text().splitlines()
+    assert lines != sorted(lines) and set(lines) == read_history(report.history_file)
+
+
+def test_cli_owner_option(tmp_path: Path) -> None:
+    args = _parse(["sample", str(tmp_path / "r"), "--direct", "--owner", "4000000000:svc"])
+    assert args.run(args) == 0
+    with pytest.raises(UsageError, match="UID:NAME"):
+        bad = _parse(["sample", str(tmp_path / "s"), "--direct", "--owner", "svc"])
+        bad.run(bad)

@@ -97,6 +97,7 @@ MDWE_LAUNCHER = (
 )
 
 
+@pytest.mark.needs_sshd
 @pytest.mark.skipif(not _mdwe_supported(), reason="kernel without PR_SET_MDWE (Linux >= 6.3)")
 def test_a_push_over_ssh_runs_under_memory_deny_write_execute(
     sshd: SSHServer, tmp_path: Path

@@ -9,9 +9,11 @@ other child of an index that the pristine tree holds, by digest (skopeo would no
 it otherwise, but an upload of the index needs it), plus every untagged revision. A
 sparse index's absent platforms are never pulled: the cache allows them.
 
-Content folders get a second oracle: disk-to-mirror simulated (archive members under
-docker/registry/v2 extracted in name order into the far side's cache), then served and
-pulled the same way.
+Content folders are held to the disk-to-mirror oracle (reliability/d2m.py): the
+archives picked and extracted as unarchive.go does into a fresh copy of the far cache,
+the images derived from the extracted working-dir and the image set config, each copied
+with skopeo from docker-registry serving the result. verify's verdict must be the
+oracle's, and the images it calls broken must be those the oracle fails to copy.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ import os
 import re
 import shutil
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from syncd.sample import TINY, Registry, generate_month, list_images, pull_all
+from reliability.d2m import Verdict, run_oracle
+from syncd.sample import TINY, Registry, generate_month, pull_all
 from syncd.sample.regstore import V2, Storage
+from syncd.sample.tarformat import END_OF_ARCHIVE, member_header, padding
 from syncd.verify import VerifyOptions, VerifyReport, verify_root
 from syncd.verify.report import Section
 
@@ -118,8 +122,13 @@ def extract_like_disk_to_mirror(content: Path, cache: Path) -> bool:
 # -- verify's side -------------------------------------------------------------------
 
 
-def run_verify(root: Path, *, deep: bool = False) -> VerifyReport:
-    return verify_root(root, VerifyOptions(deep=deep, workers=2))
+def run_verify(root: Path, *, deep: bool = False, config: Path | None = None) -> VerifyReport:
+    """A tree with a content folder is judged as its upload; the cache alone, whole."""
+    return verify_root(root, VerifyOptions(deep=deep, workers=2, config=config))
+
+
+def run_verify_cache(root: Path, *, deep: bool = False) -> VerifyReport:
+    return run_verify(root / CACHE, deep=deep)
 
 
 def section(report: VerifyReport, kind: str) -> Section:
@@ -144,7 +153,7 @@ def messages(found: Section) -> str:
 
 
 def assert_parity(root: Path, pulls: dict[str, list[str]], *, deep: bool = False) -> set[str]:
-    registry = section(run_verify(root, deep=deep), "registry")
+    registry = section(run_verify_cache(root, deep=deep), "registry")
     said = broken_by_chain(registry) & pulls.keys()
     truth = oracle_broken(root / CACHE, pulls)
     assert said == truth, f"verify says {sorted(said)}, skopeo fails {sorted(truth)}"
@@ -160,9 +169,10 @@ def test_unmutated_tree_passes_verify_and_the_oracle(
 ) -> None:
     report = run_verify(months[month], deep=True)
     assert report.ok, "\n".join(report.lines())
-    assert {s.kind for s in report.sections} == {"registry", "content"}
+    assert {s.kind for s in report.sections} == {"content"}  # the cache judged through it
+    cache = run_verify_cache(months[month], deep=True)
+    assert cache.ok and section(cache, "registry").images, "the tags were found"
     assert oracle_broken(months[month] / CACHE, units[month]) == set()
-    assert section(report, "registry").images, "the tags were found"
 
 
 # -- registry mutations ------------------------------------------------------------------
@@ -304,7 +314,7 @@ def test_registry_mutation_is_named_and_breaks_what_skopeo_cannot_pull(
 ) -> None:
     root = fresh(months, month, tmp_path / "root")
     named = mutate(root, Images(Storage.under(months[month] / CACHE)))
-    report = run_verify(root)
+    report = run_verify_cache(root)
     assert not report.ok
     registry = section(report, "registry")
     assert named in messages(registry), messages(registry)
@@ -328,88 +338,133 @@ def test_a_flipped_byte_is_found_by_deep_only(
     path.write_bytes(bytes(data))
     # Plain verify stats layers and does not read them: a same-size change passes it.
     # That is the documented limit of a shallow check; --deep exists for this.
-    assert run_verify(root).ok
-    report = run_verify(root, deep=True)
+    assert run_verify_cache(root).ok
+    report = run_verify_cache(root, deep=True)
     assert digest in messages(section(report, "registry"))
     broken = assert_parity(root, units[1], deep=True)  # skopeo checks digests on pull
     assert "openshift/release:4.18.1-x86_64-cli" in broken
 
 
-# -- content mutations on the connected side ---------------------------------------------
+# -- content folders against the disk-to-mirror oracle --------------------------------------
 
 
-def test_a_dropped_archive_is_named(months: dict[int, Path], tmp_path: Path) -> None:
-    root = fresh(months, 1, tmp_path / "root")
+def config_of(root: Path) -> Path:
+    """The month's image set config, as the upload is given it (-c)."""
+    text = ""
+    for archive in sorted((root / "content").glob("mirror_*.tar")):
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                extracted = tar.extractfile(member) if member.name.startswith("isc_") else None
+                if extracted is not None:
+                    text = extracted.read().decode()
+    path = root.parent / f"{root.name}-isc.yaml"
+    path.write_text(text)
+    return path
+
+
+def agree(root: Path, config: Path, *, deep: bool = False) -> tuple[Section, Verdict]:
+    """verify's content section and the oracle's verdict, which must agree."""
+    content = section(run_verify(root, deep=deep, config=config), "content")
+    scratch = root.parent / f"{root.name}-oracle"
+    scratch.mkdir()
+    verdict = run_oracle(root / "content", root, config.read_text(), scratch)
+    assert content.ok is verdict.ok, (verdict.failure, "\n".join(content.lines()))
+    if verdict.images:  # the copies ran: the same images fail
+        failed = {name for name, why in verdict.images.items() if why}
+        assert broken_by_chain(content) == failed, (failed, "\n".join(content.lines()))
+    return content, verdict
+
+
+@pytest.mark.parametrize(
+    ("month", "cache_month", "ok"),
+    [(1, None, True), (1, 1, True), (2, 1, True), (2, None, False)],
+    ids=["month 1 alone", "month 1 again", "month 2 over month 1's cache", "month 2 alone"],
+)
+def test_a_far_side_agrees_with_disk_to_mirror(
+    months: dict[int, Path], tmp_path: Path, month: int, cache_month: int | None, ok: bool
+) -> None:
+    root = far_side(months, month, tmp_path / "far", cache_month)
+    content, verdict = agree(root, config_of(root))
+    assert content.ok is ok
+    if not ok:  # month 2's images need month 1's base layers, which it does not carry
+        assert verdict.images and any(verdict.images.values())
+
+
+def test_a_dropped_first_archive_is_a_warning_when_the_cache_has_its_blobs(
+    months: dict[int, Path], tmp_path: Path
+) -> None:
+    root = far_side(months, 1, tmp_path / "far", 1)
+    config = config_of(root)
     archives = sorted((root / "content").glob("mirror_*.tar"))
-    assert len(archives) >= 2
     archives[0].unlink()
-    report = run_verify(root)
-    assert not report.ok
-    content = section(report, "content")
+    content, _ = agree(root, config)
+    assert content.ok  # the cache already holds what it carried
     assert any(
         f.problem.code == "archive-set-gap" and f.problem.path == str(archives[0])
         for f in content.findings
     ), messages(content)
-    assert section(report, "registry").ok  # the cache itself is untouched
+
+
+def test_a_missing_middle_archive_without_a_cache_fails(
+    months: dict[int, Path], tmp_path: Path
+) -> None:
+    root = far_side(months, 1, tmp_path / "far", None)
+    config = config_of(root)
+    (root / "content" / "mirror_000002.tar").unlink()
+    content, verdict = agree(root, config)
+    assert not content.ok and not verdict.ok
+    assert any(f.problem.code == "archive-set-gap" for f in content.findings)
 
 
 def test_a_truncated_archive_is_named_with_the_member_it_cuts(
     months: dict[int, Path], tmp_path: Path
 ) -> None:
-    root = fresh(months, 1, tmp_path / "root")
+    root = far_side(months, 1, tmp_path / "far", None)
+    config = config_of(root)
     archive = root / "content" / "mirror_000002.tar"
     with tarfile.open(archive) as tar:
         member = max(tar.getmembers(), key=lambda m: m.size)
     os.truncate(archive, member.offset_data + member.size // 2)
-    content = section(run_verify(root), "content")
+    content, verdict = agree(root, config)
     (finding,) = [f for f in content.findings if f.problem.code == "archive-corrupt"]
-    assert finding.problem.path == str(archive)
-    assert member.name in finding.problem.message
+    assert finding.problem.path == str(archive) and member.name in finding.problem.message
     assert finding.whole and set(finding.images) == {i.name for i in content.images}
-    assert not any(image.ok for image in content.images)
+    assert "extraction" in verdict.failure
 
 
-def test_removing_the_graph_image_blobs_from_cache_and_archives(
-    months: dict[int, Path], units: dict[int, dict[str, list[str]]], tmp_path: Path
+def test_removing_the_graph_image_from_cache_and_archives(
+    months: dict[int, Path], tmp_path: Path
 ) -> None:
-    root = fresh(months, 1, tmp_path / "root")
+    root = far_side(months, 1, tmp_path / "far", 1)
+    config = config_of(root)
     facts = Images(Storage.under(months[1] / CACHE))
-    body = facts.manifest(GRAPH)
-    own = {facts.top(GRAPH), facts.config(body), facts.layers(body)[-1]}  # not the base
-    for digest in own:
-        blob_path(root, digest).unlink()
-    blobs = {f"{V2.as_posix()}/blobs/sha256/{d[7:9]}/{d[7:]}/data" for d in own}
-    removed = rewrite_archives(root / "content", blobs.__contains__)
-    assert removed == len(own)
-    report = run_verify(root)
-    content = section(report, "content")
-    text = messages(content)
-    # The manifest's blob is gone, so what it named cannot be looked at: it is named.
-    assert facts.top(GRAPH) in text and GRAPH in text
-    graph = [f for f in content.findings if f.problem.code == "graph-image-unresolved"]
-    assert graph and graph[0].whole
-    assert assert_parity(root, units[1]) == {GRAPH}
+    top = facts.top(GRAPH)
+    blob_path(root, top).unlink()
+    rewrite_archives(root / "content", lambda name: name.endswith(f"{top[7:]}/data"))
+    content, verdict = agree(root, config)
+    collection = [f for f in content.findings if f.problem.code == "collection-failed"]
+    assert collection and collection[0].whole and GRAPH in collection[0].problem.message
+    assert "graph" in verdict.failure
 
 
 def rewrite_archives(content: Path, drop: Callable[[str], bool]) -> int:
-    """Rewrite every archive without the members `drop` picks; returns how many went."""
+    """Rewrite every archive without the members `drop` picks, as Go writes headers."""
     removed = 0
     for archive in sorted(content.glob("mirror_*.tar")):
-        kept = archive.with_suffix(".new")
-        with (
-            tarfile.open(archive) as source,
-            tarfile.open(kept, "w", format=tarfile.PAX_FORMAT) as out,
-        ):
+        kept: list[tuple[tarfile.TarInfo, bytes]] = []
+        with tarfile.open(archive) as source:
             for member in source:
-                if drop(member.name):
+                extracted = source.extractfile(member)
+                if drop(member.name) or extracted is None:
                     removed += 1
                     continue
-                out.addfile(member, source.extractfile(member) if member.isfile() else None)
-        kept.replace(archive)
+                kept.append((member, extracted.read()))
+        with archive.open("wb") as out:
+            for member, data in kept:
+                out.write(member_header(member.name, len(data), member.mode, int(member.mtime)))
+                out.write(data + padding(len(data)))
+            out.write(END_OF_ARCHIVE)
     return removed
-
-
-# -- the far side: content folders against the disk-to-mirror oracle ------------------------
 
 
 def far_side(months: dict[int, Path], month: int, target: Path, cache_month: int | None) -> Path:
@@ -421,71 +476,18 @@ def far_side(months: dict[int, Path], month: int, target: Path, cache_month: int
     return target
 
 
-def content_parity(root: Path) -> tuple[Section, set[str]]:
-    """verify's content section, and the images the simulated upload cannot serve."""
-    content = section(run_verify(root), "content")
-    extracted = root.parent / f"{root.name}-extracted"
-    if (root / CACHE).exists():
-        shutil.copytree(root / CACHE, extracted, symlinks=True)
-    else:
-        extracted.mkdir()
-    if not extract_like_disk_to_mirror(root / "content", extracted):
-        return content, {image.name for image in content.images}
-    with Registry(extracted) as registry:
-        tags = list_images(registry)
-    pulls = {name: [name] for name in tags}
-    pulls.update(_unit_children(extracted, tags))
-    return content, oracle_broken(extracted, pulls)
-
-
-def _unit_children(storage_root: Path, tags: list[str]) -> Iterator[tuple[str, list[str]]]:
-    storage = Storage.under(storage_root)
-    for name in tags:
-        repo, tag = name.rsplit(":", 1)
-        digest = storage.tags(repo).get(tag)
-        if digest and storage.has_blob(digest):
-            yield name, [name, *_children(storage, repo, digest, set())]
-
-
-@pytest.mark.parametrize(
-    ("month", "cache_month", "ok"),
-    [(1, None, True), (2, 1, True), (2, None, False)],
-    ids=["month 1 alone", "month 2 over month 1's cache", "month 2 without month 1"],
-)
-def test_content_folder_agrees_with_a_simulated_upload(
-    months: dict[int, Path], tmp_path: Path, month: int, cache_month: int | None, ok: bool
-) -> None:
-    root = far_side(months, month, tmp_path / "far", cache_month)
-    content, truth = content_parity(root)
-    assert content.ok is ok, "\n".join(content.lines())
-    tags = {image.name for image in content.images if "@" not in image.name}
-    assert broken_by_chain(content) & tags == truth
-    if not ok:  # month 2's graph image needs month 1's base layer, which it does not carry
-        assert GRAPH in truth
-        assert any(f.problem.code == "graph-image-unresolved" for f in content.findings)
-
-
-def test_a_missing_last_archive_shows_as_missing_blobs(
+def test_a_corrupt_blob_no_derived_image_uses_does_not_fail_deep(
     months: dict[int, Path], tmp_path: Path
 ) -> None:
-    root = far_side(months, 1, tmp_path / "far", None)
-    archives = sorted((root / "content").glob("mirror_*.tar"))
-    archives[-1].unlink()  # numbering cannot tell; the blobs it held can
-    content, truth = content_parity(root)
-    assert not content.ok
-    assert truth, "the oracle fails some pulls"
-    tags = {image.name for image in content.images if "@" not in image.name}
-    assert broken_by_chain(content) & tags == truth
-    assert "in no archive, and no cache was found" in messages(content)
-
-
-def test_a_truncated_archive_fails_the_simulated_upload_too(
-    months: dict[int, Path], tmp_path: Path
-) -> None:
-    root = far_side(months, 1, tmp_path / "far", None)
+    """Found by the campaign (case 40): --deep hashed every archived blob and failed on
+    one that the upload never copies."""
+    root = far_side(months, 1, tmp_path / "far", 1)
+    config = config_of(root)
     archive = root / "content" / "mirror_000001.tar"
-    os.truncate(archive, archive.stat().st_size - 3000)
-    content, truth = content_parity(root)
-    assert not content.ok
-    assert truth == {image.name for image in content.images}
-    assert any(f.problem.code == "archive-corrupt" and f.whole for f in content.findings)
+    name = f"{V2.as_posix()}/blobs/sha256/ab/{'ab' * 32}/data"
+    raw = archive.read_bytes()[: -len(END_OF_ARCHIVE)]
+    stray = b"not what its name says"
+    member = member_header(name, len(stray), 0o644, 1_700_000_000) + stray + padding(len(stray))
+    archive.write_bytes(raw + member + END_OF_ARCHIVE)
+    content, verdict = agree(root, config, deep=True)
+    assert content.ok and verdict.ok

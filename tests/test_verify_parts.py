@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from syncd.sample.tarformat import END_OF_ARCHIVE, member_header, padding
-from syncd.verify.archives import ArchiveSet, find_archives, missing_numbers, safe_member_name
+from syncd.verify.archives import ArchiveSet, destination, pick
 from syncd.verify.discover import cache_for, discover, is_oc_mirror_cache
 from syncd.verify.hashing import Hasher, hash_range
-from syncd.verify.isc import catalog_name, catalog_repository, parse_image_set_config
+from syncd.verify.imageref import RefError, parse_ref
+from syncd.verify.imageset import ConfigError, parse_config
 from syncd.verify.store import BlobLocation
 from syncd.verify.tarindex import TarIndex, read_index
-from syncd.verify.workdir import WorkingDirView, needs
 
 # -- the tar index -----------------------------------------------------------------------
 
@@ -123,42 +123,75 @@ def test_an_empty_file_is_a_cut_archive(tmp_path: Path) -> None:
 # -- archive sets ------------------------------------------------------------------------
 
 
-def test_archive_numbering(tmp_path: Path) -> None:
-    for name in ("mirror_000001.tar", "mirror_000003.tar", "mirror_7.tar", "other.tar"):
-        (tmp_path / name).write_bytes(go_tar([]))
-    numbered, ignored = find_archives(tmp_path)
-    assert [a.number for a in numbered] == [1, 3]
-    assert ignored == ["mirror_7.tar"]
-    assert missing_numbers([1, 3]) == [2]
-    assert missing_numbers([2, 3]) == [1]
-    assert missing_numbers([]) == []
+def test_archives_are_picked_as_unarchive_go_picks_them() -> None:
+    names = [
+        "mirror_000002.tar",
+        "mirror_000001.tar.sha256",  # the unanchored pattern picks sidecars and temporaries
+        ".mirror_000003.tar.Ab12Cd",
+        "mirror_000001.tar",
+        "mirror_1.tar",  # near misses: ignored, named in a warning
+        "mirror_000001.TAR",
+        "other.tar",
+    ]
+    picked, near = pick([(name, False) for name in names])
+    assert [p.name for p in picked] == [
+        ".mirror_000003.tar.Ab12Cd",
+        "mirror_000001.tar",
+        "mirror_000001.tar.sha256",
+        "mirror_000002.tar",
+    ]
+    assert near == ["mirror_000001.TAR", "mirror_1.tar"]
 
 
 @pytest.mark.parametrize(
-    ("name", "clean"),
+    ("name", "where"),
     [
-        ("a/b", "a/b"),
-        ("./a/b", "a/b"),
-        ("a/b/", "a/b"),
-        ("/etc/passwd", None),
-        ("a/../../b", None),
-        ("a//b", None),
-        ("", None),
+        ("docker/registry/v2/blobs/x", ("registry", "blobs/x")),
+        ("./docker/registry/v2/blobs/x", ("registry", "blobs/x")),
+        ("/docker/registry/v2/blobs/x", ("registry", "blobs/x")),  # Join drops the root
+        ("working-dir/a//b", ("working-dir", "a/b")),
+        ("x/working-dir/a", ("elsewhere", "x/working-dir/a")),  # lands, but not in working-dir
+        ("isc_2026-01-01T00:00:00Z", None),
+        ("working-dir/../../etc/passwd", "tainted"),
+        ("docker/registry/v2/../../..", "tainted"),
     ],
 )
-def test_member_names_that_would_escape(name: str, clean: str | None) -> None:
-    assert safe_member_name(name) == clean
+def test_where_a_member_lands(name: str, where: object) -> None:
+    if where == "tainted":
+        with pytest.raises(ValueError, match=r"etc|v2"):
+            destination(name)
+    else:
+        assert destination(name) == where
 
 
-def test_later_archives_win_and_members_read_by_offset(tmp_path: Path) -> None:
-    (tmp_path / "mirror_000001.tar").write_bytes(go_tar([("x", b"old"), ("../evil", b"!")]))
-    (tmp_path / "mirror_000002.tar").write_bytes(go_tar([("x", b"new!")]))
-    numbered, _ = find_archives(tmp_path)
-    with ArchiveSet(numbered) as archive_set:
-        ref = archive_set.members["x"]
-        assert ref.archive.name == "mirror_000002.tar"
-        assert archive_set.read(ref, 100) == b"new!"
-        assert archive_set.unsafe == [(tmp_path / "mirror_000001.tar", "../evil")]
+def test_later_archives_win_and_a_tainted_member_stops_the_run(tmp_path: Path) -> None:
+    link = "docker/registry/v2/repositories/a/_manifests/tags/t/current/link"
+    (tmp_path / "mirror_000001.tar").write_bytes(go_tar([(link, b"sha256:" + b"1" * 64)]))
+    (tmp_path / "mirror_000002.tar").write_bytes(
+        go_tar(
+            [(link, b"sha256:" + b"2" * 64), ("working-dir/../../x", b"!"), ("working-dir/y", b"y")]
+        )
+    )
+    (tmp_path / "mirror_000003.tar").write_bytes(b"")  # never reached
+    with ArchiveSet(tmp_path) as archives:
+        ref = archives.extraction.registry["repositories/a/_manifests/tags/t/current/link"]
+        assert ref.archive == "mirror_000002.tar"
+        assert archives.read(ref, 100) == b"sha256:" + b"2" * 64
+        assert [over.rel for over in archives.extraction.overwrites] == [ref.name[19:]]
+        assert [t.name for t in archives.extraction.tainted] == ["working-dir/../../x"]
+        assert "y" not in archives.extraction.working_dir  # extraction stopped before it
+        assert archives.stopped is archives.reads[-1] and len(archives.reads) == 2
+    (tmp_path / "mirror_000002.tar").write_bytes(go_tar([(link, b"sha256:" + b"2" * 64)]))
+    with ArchiveSet(tmp_path) as archives:
+        assert archives.stopped is archives.reads[2] and "empty" in archives.reads[2].error
+
+
+def test_an_archive_cut_right_after_a_member_s_data_ends_cleanly(tmp_path: Path) -> None:
+    data = go_tar(MEMBERS[:1])
+    cut = index_of(tmp_path, data[: 512 + 71])  # no padding at all: Go reads io.EOF
+    assert cut.issue is not None and not cut.issue.fatal and len(cut.members) == 1
+    partial = index_of(tmp_path, data[: 512 + 71 + 10])  # part of the padding
+    assert partial.issue is not None and partial.issue.fatal
 
 
 # -- image set config ------------------------------------------------------------------
@@ -169,6 +202,8 @@ apiVersion: mirror.openshift.io/v2alpha1
 mirror:
   platform:
     graph: true   # build the graph image
+    platforms:
+    - {os: linux, architecture: arm64}
     channels:
     - name: stable-4.18
       minVersion: 4.18.1
@@ -182,32 +217,46 @@ mirror:
   helm:
     repositories:
     - name: podinfo
-# platform:
-#   graph: false
+      url: https://example.com/charts
+      charts:
+      - {name: podinfo, version: v6.7.1}
+  blockedImages:
+  - name: ubi9/.*-debug
 """
 
 
-def test_image_set_config_kinds() -> None:
-    kinds = parse_image_set_config(ISC)
-    assert kinds.release and kinds.graph and kinds.helm and kinds.additional
-    assert kinds.catalogs == (
-        "registry.redhat.io/redhat/redhat-operator-index:v4.18",
-        "oci:///catalogs/my-index",
+def test_image_set_config_fields() -> None:
+    config = parse_config(ISC, "isc.yaml")
+    assert config.platform.graph and config.platform.platforms == ("linux/arm64",)
+    assert config.platform.channels[0].name == "stable-4.18"
+    assert config.platform.channels[0].min_version == "4.18.1"
+    assert [o.catalog for o in config.operators][1] == "oci:///catalogs/my-index"
+    assert config.operators[0].packages == ("rhbk-operator",)
+    assert config.additional[0].name == "registry.redhat.io/ubi9/ubi:latest"
+    assert config.charts[0].version == "v6.7.1" and config.blocked == ("ubi9/.*-debug",)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("garbage: [\n\x00", "not valid YAML"), ("- a\n", "not a YAML mapping"), ("kind: X\n", "'X'")],
+)
+def test_a_bad_config_is_named(text: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        parse_config(text, "isc.yaml")
+
+
+def test_references_split_as_oc_mirror_splits_them() -> None:
+    ref = parse_ref("registry.redhat.io/redhat/redhat-operator-index:v4.18")
+    assert (ref.domain, ref.path, ref.tag, ref.component) == (
+        "registry.redhat.io",
+        "redhat/redhat-operator-index",
+        "v4.18",
+        "redhat-operator-index",
     )
-
-
-def test_image_set_config_without_release_or_graph() -> None:
-    text = "mirror:\n  platform:\n    channels:\n    - name: a\n  additionalImages:\n  - name: x\n"
-    kinds = parse_image_set_config(text)
-    assert kinds.release and not kinds.graph and not kinds.catalogs and not kinds.helm
-    assert parse_image_set_config("garbage: [\n\x00").release is False
-
-
-def test_catalog_names() -> None:
-    ref = "registry.redhat.io/redhat/redhat-operator-index:v4.18"
-    assert catalog_name(ref) == "redhat-operator-index"
-    assert catalog_repository(ref) == "redhat/redhat-operator-index"
-    assert catalog_repository("quay.io:443/a/b@sha256:" + "1" * 64) == "a/b"
+    by_digest = parse_ref("quay.io:443/a/b@sha256:" + "1" * 64)
+    assert by_digest.by_digest_only and by_digest.path == "a/b" and by_digest.digest == "1" * 64
+    with pytest.raises(RefError):
+        parse_ref("quay.io/a/b")  # neither tag nor digest
 
 
 # -- discovery -----------------------------------------------------------------------------
@@ -237,38 +286,6 @@ def test_the_cache_beside_a_content_folder(tmp_path: Path) -> None:
     assert cache_for(content, content, None) == v2  # the root is the content folder
     assert cache_for(content, tmp_path, tmp_path / "elsewhere") is None
     assert cache_for(tmp_path / "a" / "b", tmp_path / "a", None) is None  # not above the root
-
-
-# -- the working-dir view ----------------------------------------------------------------
-
-
-def test_working_dir_parts_from_archives_or_disk(tmp_path: Path) -> None:
-    kinds = parse_image_set_config(ISC)
-    parts = {need.part: need for need in needs(kinds)}
-    assert set(parts) == {
-        "working-dir/hold-release/",
-        "working-dir/signatures/",
-        "working-dir/operator-catalogs/redhat-operator-index/.../filtered-catalogs/",
-        "working-dir/operator-catalogs/my-index/.../filtered-catalogs/",
-        "working-dir/helm/",
-    }
-    disk = tmp_path / "working-dir"
-    (disk / "signatures").mkdir(parents=True)
-    (disk / "signatures/4.18.1").write_bytes(b"sig")
-    (disk / "operator-catalogs/my-index/abc/filtered-catalogs/pkg").mkdir(parents=True)
-    (disk / "operator-catalogs/my-index/abc/filtered-catalogs/pkg/catalog.json").write_text("{}")
-    (disk / "helm").mkdir()  # empty: not enough
-    members = [
-        "working-dir/hold-release/ocp-release/4.18.1/release-manifests/image-references",
-        "working-dir/operator-catalogs/redhat-operator-index/abc/catalog.json",  # unfiltered
-    ]
-    view = WorkingDirView(disk, members)
-    have = {part for part, need in parts.items() if view.has(need)}
-    assert have == {
-        "working-dir/hold-release/",
-        "working-dir/signatures/",
-        "working-dir/operator-catalogs/my-index/.../filtered-catalogs/",
-    }
 
 
 # -- hashing -----------------------------------------------------------------------------

@@ -8,9 +8,14 @@ systemd (Type=notify) it reports readiness and pings the watchdog.
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
-from syncd.daemon.config import DEFAULT_PATH, load_config
+from syncd.daemon.config import DEFAULT_PATH, DaemonConfig, load_config
+from syncd.daemon.sitestate import state_folder
+from syncd.errors import UsageError
+from syncd.state import StateDir, StateLocked
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,11 +56,30 @@ def run(args: argparse.Namespace) -> int:
     )
     from syncd.daemon.service import run_daemon  # noqa: PLC0415
 
-    notifier = Notifier.from_environment()
-    watchdog = watchdog_interval()
-    forget_environment()
-    log = EventLog(fmt=config.log_format)
+    with one_daemon(config):
+        notifier = Notifier.from_environment()
+        watchdog = watchdog_interval()
+        forget_environment()
+        log = EventLog(fmt=config.log_format)
+        try:
+            return run_daemon(config, log, notifier, watchdog)
+        finally:
+            notifier.close()
+
+
+@contextlib.contextmanager
+def one_daemon(config: DaemonConfig) -> Iterator[None]:
+    """One daemon per configuration: it holds the lock of its state folder's `daemon/`
+    (where it keeps its records) for as long as it runs; a second one refuses to start,
+    naming the first (two would push the same sites at once and overwrite each other's
+    records)."""
+    folder = state_folder(StateDir(config.root, config.state).path)
     try:
-        return run_daemon(config, log, notifier, watchdog)
-    finally:
-        notifier.close()
+        with StateDir(config.root, folder).lock():
+            yield
+    except StateLocked as exc:
+        holder = str(exc).rpartition(" is in use by ")[2]
+        raise UsageError(
+            f"another syncd daemon ({holder}) already runs this configuration "
+            f"(its records are in {folder}): stop it first (systemctl stop syncd)"
+        ) from None

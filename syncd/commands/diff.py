@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from protocol.tree import FileNode
 from syncd.exitcodes import ExitCode
+from syncd.jsonout import dumps
 from syncd.plan.diff import Change, Side, diff_trees, missing_blobs
 from syncd.scan.api import scan_root
 from syncd.scan.problems import Problem
@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         missing = missing_blobs(_files(a), _blob_set(b).__contains__)
         if args.json:
             print(
-                json.dumps(
+                dumps(
+                    "diff",
                     {
                         "a": a.summary.id_hex,
                         "b": b.summary.id_hex,
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                         "changes": [change.as_json() for change in changes],
                         "missing_blobs": missing.blobs,
                         "missing_bytes": missing.bytes,
-                    }
+                    },
                 )
             )
         else:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.interrupt import stop_on_signals
+from syncd.jsonout import dumps
 from syncd.media.export import ExportOptions, ExportOutcome, export
 from syncd.media.layout import refuse_inside
 from syncd.media.plan import FAT32_MAX_FILE, MediaLimits
@@ -53,6 +54,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="PUBKEY",
         help="refuse a receipt not signed by this OpenSSH public key",
     )
+    parser.add_argument(
+        "--parity",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N parity volumes: the far side completes the import with any N volumes "
+        "absent, and repairs damaged regions (default 0)",
+    )
+    parser.add_argument(
+        "--assume-delivered",
+        action="store_true",
+        help="one-way link (data diode): build on the last export made with this option as "
+        "if its receipt had come back, so each export holds only what is new",
+    )
     parser.add_argument("--state", type=Path, help="SRC's state folder (default: SRC/.syncd)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
     parser.set_defaults(run=run)
@@ -71,6 +86,8 @@ def _size(text: str | None, option: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.src.is_dir():  # else its state folder would be made, and an empty tree exported
+        raise UsageError(f"{args.src}: not a directory")
     refuse_inside(args.to, args.src, "--to")
     max_file = _size(args.max_file_size, "--max-file-size")
     assert max_file is not None
@@ -85,17 +102,27 @@ def run(args: argparse.Namespace) -> int:
         full=args.full,
         sign_key=args.sign_key,
         require_signed_by=args.require_signed_by,
+        parity=args.parity,
+        assume_delivered=args.assume_delivered,
     )
 
     def report(problem: Problem) -> None:
         print(f"syncd export: {args.src}: {problem}", file=sys.stderr)
 
-    outcome = export(options, report, for_terminal("export", quiet=args.json))
+    with stop_on_signals("export", _kept):
+        outcome = export(options, report, for_terminal("export", quiet=args.json))
     if args.json:
-        print(json.dumps(outcome.as_json()))
+        print(dumps("export", outcome.as_json()))
     else:
         _print(outcome)
     return int(ExitCode.PROBLEMS if outcome.scan.problems else ExitCode.OK)
+
+
+def _kept() -> str:
+    return (
+        "no export was completed (its folder is written as <export-id>.partial and renamed "
+        "only once whole; one left behind may be deleted); the source is unchanged"
+    )
 
 
 def _print(outcome: ExportOutcome) -> None:
@@ -108,4 +135,5 @@ def _print(outcome: ExportOutcome) -> None:
         f"{format_bytes(total)} written in {outcome.seconds:.2f} s"
     )
     for volume in outcome.volumes:
-        print(f"  {volume.path.name}: {volume.blobs} blobs, {format_bytes(volume.bytes)}")
+        what = "parity" if volume.kind == "parity" else f"{volume.blobs} blobs"
+        print(f"  {volume.path.name}: {what}, {format_bytes(volume.bytes)}")

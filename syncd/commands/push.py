@@ -5,26 +5,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
-from protocol.errors import ProtocolError
+from protocol.errors import ErrorCode, ProtocolError
 from syncd.commands.targetflags import add_target_policy, policy_flags
 from syncd.errors import SyncdError, UsageError
 from syncd.exitcodes import ExitCode
-from syncd.progress import for_terminal
+from syncd.interrupt import Stopper, in_daemon_thread
+from syncd.jsonout import dumps
+from syncd.progress import Counting, Progress, for_terminal
+from syncd.safetext import escape
 from syncd.scan.api import ScanResult, scan_root
 from syncd.scan.problems import Problem
 from syncd.session.client import PushOptions, PushOutcome, push_session
 from syncd.session.wire import Channel
 from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
+from syncd.targetguard import refuse_nested, refuse_unknown_target
 from syncd.transport.connect import open_channel
 from syncd.transport.ratelimit import parse_rate
 from syncd.transport.target import Target, parse_target
 from syncd.units import format_bytes
+
+STOP_CLOSE = 1.0  # seconds a stopped push waits for the far side to hang up
+_T = TypeVar("_T")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,7 +57,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     delete.add_argument("--no-delete", dest="delete", action="store_false", help="keep them")
     parser.add_argument(
-        "--bwlimit", metavar="RATE", help="cap the sending rate, e.g. 20M (bytes/s)"
+        "--bwlimit",
+        metavar="RATE",
+        help="cap the sending rate in BYTES per second, decimal units: 10M, 10mb and 10MB/s "
+        "all mean 10,000,000 B/s (80 Mbit/s); 4Mi is 4 MiB/s",
     )
     parser.add_argument(
         "--accept-new-host-key",
@@ -61,6 +72,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="CMD",
         help="the far side's syncd command (default: `syncd` on the far PATH over SSH, "
         "this syncd for a local target)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a TARGET that holds other files and looks like no oc-mirror root, "
+        "registry storage or syncd root (the far side refuses it otherwise; a forced "
+        "command on the far side decides this in its own arguments)",
     )
     parser.add_argument("--state", type=Path, help="SRC's state folder (default: SRC/.syncd)")
     add_target_policy(parser)  # for a local TARGET; over SSH, `serve` has its own
@@ -74,18 +92,26 @@ def run(args: argparse.Namespace) -> int:
             f"{' and '.join(policy_flags(args))}: for a local TARGET only; over SSH the far "
             "side's operator decides (syncd serve takes the same options)"
         )
+    if target.kind == "local":
+        # The far side checks its root itself (serve); said here first, with this
+        # command's own flag, for a local target.
+        refuse_nested(args.src, Path(target.path))
+        far = Path(target.path).absolute()
+        refuse_unknown_target(far, StateDir(far), force=args.force, flag="--force")
     rate = parse_rate(args.bwlimit) if args.bwlimit else None
     started = time.monotonic()
-    scan, outcome, where = asyncio.run(_push(args, target, rate))
+    counting = Counting(for_terminal(f"push to {target}", quiet=args.json))
+    stopper = Stopper("push", lambda: _kept(counting))
+    scan, outcome, where = asyncio.run(_until_stopped(_push(args, target, rate, counting), stopper))
     seconds = time.monotonic() - started
     if args.json:
-        print(json.dumps(_summary(scan, outcome, where, seconds)))
+        print(dumps("push", _summary(scan, outcome, str(target), where, seconds)))
     else:
         _print_summary(scan, outcome, where, seconds)
     result = outcome.result
     # With --no-delete the far tree may keep entries of its own, so its id may differ.
     exact = result.root == scan.summary.root or not args.delete
-    if result.status == "staged" or not exact or scan.problems:
+    if not exact or scan.problems:
         return int(ExitCode.PROBLEMS)
     return int(ExitCode.OK)
 
@@ -103,12 +129,45 @@ def _scan(src: Path, state: Path | None) -> ScanResult:
     return result
 
 
+async def _until_stopped(work: Awaitable[_T], stopper: Stopper) -> _T:
+    """`work`, cancelled by the first SIGINT or SIGTERM, which becomes `Interrupted`."""
+    task = asyncio.current_task()
+    assert task is not None
+    stopper.watch(task)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if stopper.stopped:
+            raise stopper.interrupted() from None
+        raise
+    finally:
+        stopper.unwatch()
+
+
+def _kept(counting: Counting) -> str:
+    """What a stop leaves, in the words of the one line it prints."""
+    planned, sent = counting.plan_bytes, counting.sent_bytes
+    if planned is None:
+        return "no blob had been sent; the far tree is unchanged"
+    if sent < planned:
+        return (
+            f"about {format_bytes(sent)} of {format_bytes(planned)} had been sent; the far "
+            "side keeps each blob that arrived whole (staged), so the next push sends only "
+            "the rest; its live tree is unchanged"
+        )
+    return (
+        "every blob had been sent, so the far side was applying: its apply is journaled "
+        "and completes there on its own (or at its next session); push again to confirm"
+    )
+
+
 async def _push(
-    args: argparse.Namespace, target: Target, rate: float | None
+    args: argparse.Namespace, target: Target, rate: float | None, progress: Progress
 ) -> tuple[ScanResult, PushOutcome, str]:
     # Scan here while connecting: the far side starts its own scan as soon as it runs,
-    # so the two scans overlap instead of adding up.
-    scanning = asyncio.create_task(asyncio.to_thread(_scan, args.src, args.state))
+    # so the two scans overlap instead of adding up. In a daemon thread: a Ctrl-C in the
+    # middle of a long scan does not wait for it.
+    scanning = asyncio.ensure_future(in_daemon_thread(lambda: _scan(args.src, args.state)))
     try:
         channel: Channel = await open_channel(
             target,
@@ -116,12 +175,13 @@ async def _push(
             accept_new_host_key=args.accept_new_host_key,
             bwlimit=rate,
             serve_flags=policy_flags(args),
+            force=args.force,
         )
     except BaseException:
-        await asyncio.gather(scanning, return_exceptions=True)
+        scanning.cancel()
         raise
     options = PushOptions(root=args.src, delete=args.delete, remote_root=target.path)
-    progress = for_terminal(f"push to {channel.describe()}", quiet=args.json)
+    closed = False
     try:
         with contextlib.ExitStack() as readers:
             # The session says HELLO now and OFFERs once the scan is done.
@@ -129,19 +189,32 @@ async def _push(
             try:
                 outcome = await push_session(channel, source, options, progress)
             finally:
+                source.cancel()  # done already, unless the session ended first
                 await asyncio.gather(source, return_exceptions=True)
             return scanning.result(), outcome, channel.describe()
+    except asyncio.CancelledError:
+        # Stopped: end our side now, so that the far side reads the end of its input
+        # and keeps what it staged; wait briefly, never for an apply it may be running.
+        closed = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(channel.close()), STOP_CLOSE)
+        raise
     except (SyncdError, ProtocolError) as exc:
         if scanning.done() and not scanning.cancelled() and scanning.exception() is exc:
             raise  # the source's own scan failed: nothing about the far side to add
         await channel.close()  # wait for the far side: its last words explain the most
-        raise PushFailed(f"{channel.describe()}: {exc}{_far_words(channel)}") from exc
+        words = _far_words(channel)
+        if words and isinstance(exc, ProtocolError) and exc.code is ErrorCode.TRUNCATED:
+            # It hung up without a word on the protocol: what it said on stderr is why.
+            raise PushFailed(f"{channel.describe()}:{words}") from exc
+        raise PushFailed(f"{channel.describe()}: {exc}{words}") from exc
     finally:
-        await channel.close()
+        if not closed:
+            await channel.close()
 
 
 async def _open_snapshot(
-    scanning: asyncio.Task[ScanResult], readers: contextlib.ExitStack
+    scanning: asyncio.Future[ScanResult], readers: contextlib.ExitStack
 ) -> SnapshotReader:
     return readers.enter_context(SnapshotReader((await scanning).snapshot_path))
 
@@ -157,12 +230,13 @@ def _far_words(channel: Channel) -> str:
 
 
 def _summary(
-    scan: ScanResult, outcome: PushOutcome, where: str, seconds: float
+    scan: ScanResult, outcome: PushOutcome, target: str, where: str, seconds: float
 ) -> dict[str, object]:
     result = outcome.result
     return {
         "snapshot": scan.summary.id_hex,
-        "target": where,
+        "target": target,  # as given (parsed), with no label
+        "far_side": where,  # how the transport names it (an SSH alias resolved)
         "status": result.status,
         "far_before": outcome.far_before.root.hex() if outcome.far_before else None,
         "far_after": result.root.hex(),
@@ -188,4 +262,4 @@ def _print_summary(scan: ScanResult, outcome: PushOutcome, where: str, seconds: 
         f"{result.files_applied} files written, {result.files_deleted} deleted; {seconds:.2f} s"
     )
     if result.message:
-        print(f"  far side: {result.message}")
+        print(f"  far side: {escape(result.message)}")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.jsonout import dumps
 from syncd.media.layout import refuse_inside
 from syncd.media.receipt import ReceiptOutcome, write_receipt
 from syncd.media.signing import load_signer
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     sign = load_signer(args.sign_key) if args.sign_key else None
     outcome = write_receipt(root, StateDir(root, args.state), args.to, sign)
     if args.json:
-        print(json.dumps(outcome.as_json()))
+        print(dumps("receipt", outcome.as_json()))
     else:
         _print(outcome)
     return int(ExitCode.PROBLEMS if outcome.scan.problems else ExitCode.OK)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from syncd.exitcodes import ExitCode
+from syncd.jsonout import dumps
 from syncd.scan.api import scan_root
 from syncd.scan.problems import Problem
 from syncd.scan.scanner import ScanOptions
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     options = ScanOptions(strict=args.strict, workers=max(1, args.jobs))
     result = scan_root(args.root, StateDir(args.root, args.state), options, report)
     if args.json:
-        print(json.dumps(result.as_json()))
+        print(dumps("scan", result.as_json()))
     else:
         s = result.summary
         print(f"snapshot {s.id_hex}")

@@ -30,17 +30,20 @@ from syncd.commands.stagingmax import add_staging_max
 from syncd.commands.targetflags import add_target_policy, target_policy
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.gate.options import add_inspect_options, gate_policy, positive_duration
 from syncd.roots import real_root
+from syncd.safetext import EscapingFormatter
 from syncd.session.afterapply import PostApplyPolicy
 from syncd.session.hangup import HangUp
 from syncd.session.rootguard import refuse_unsafe_root, root_names
 from syncd.session.server import HANDSHAKE_TIMEOUT, ServeOptions, serve_session
 from syncd.session.wire import PeerError
 from syncd.state import StateDir
+from syncd.targetguard import refuse_unknown_target
 from syncd.transport.stdio import open_stdio
-from syncd.units import parse_duration
 
 log = logging.getLogger("syncd.serve")
+FORCE_HINT = "--force (`syncd push --force`; in a forced command, `serve ... --force`)"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,11 +58,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
     parser.add_argument(
         "--handshake-timeout",
-        type=_timeout,
+        type=positive_duration,
         default=HANDSHAKE_TIMEOUT,
         metavar="DURATION",
         help="end a session whose client has sent no HELLO within DURATION (e.g. 90s, "
         f"2m; default {HANDSHAKE_TIMEOUT:g}s): a stalled one would hold the root's lock",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="serve a root that holds other files and looks like no oc-mirror root, "
+        "registry storage or syncd root (refused otherwise: a push deletes what its "
+        "source lacks)",
     )
     add_target_policy(parser)
     add_staging_max(parser)
@@ -77,18 +87,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run the post-apply command the client proposes (this lets the client's key "
         "run commands here: prefer --post-apply CMD)",
     )
+    add_inspect_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="syncd serve: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter("syncd serve: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     root = real_root(args.root)
     refuse_unsafe_root(root)
+    state = StateDir(root, args.state)
+    refuse_unknown_target(root, state, force=args.force, flag=FORCE_HINT)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create root {root}: {exc.strerror}") from exc
-    state = StateDir(root, args.state)
     policy = PostApplyPolicy(args.allow_post_apply, args.post_apply or None)
     options = ServeOptions(
         root,
@@ -99,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         staging_limit=StagingLimit(args.staging_max),
         root_names=root_names(args.root),
         policy=target_policy(args),
+        gate=gate_policy(args),
     )
     try:
         result = asyncio.run(_serve(options))
@@ -108,16 +123,6 @@ def run(args: argparse.Namespace) -> int:
         return int(ExitCode.FAILED)
     log.info("%s: snapshot %s", result.status, result.root.hex()[:16])
     return int(ExitCode.OK)
-
-
-def _timeout(text: str) -> float:
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: the timeout must be above zero")
-    return value
 
 
 async def _serve(options: ServeOptions) -> Result:

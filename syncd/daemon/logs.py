@@ -2,7 +2,8 @@
 
 `logfmt` (the default) gives `event=push-done site=dc1 snapshot=ab12... bytes=1234`;
 `json` gives one JSON object per line. Values with spaces, quotes or `=` are quoted, and
-newlines are escaped, so that one event is always one line.
+every control character (newlines included) is escaped (syncd/safetext.py), so that one
+event is always one line and nothing the far side wrote acts on a terminal or a viewer.
 
 Under systemd, stderr is a journal stream (JOURNAL_STREAM names its device and inode):
 then lines carry no timestamp (the journal adds its own) and start with the syslog
@@ -17,6 +18,8 @@ import os
 import sys
 import time
 from typing import IO
+
+from syncd.safetext import escape
 
 _PRIORITY = {"error": 3, "warning": 4, "info": 6, "debug": 7}
 _PLAIN = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:@+,")
@@ -61,8 +64,9 @@ class EventLog:
 
     def _json(self, level: str, event: str, fields: dict[str, object]) -> str:
         record: dict[str, object] = {} if self.journal else {"ts": _timestamp()}
-        record.update(level=level, event=event, **fields)
-        return json.dumps(record, default=str, separators=(",", ":"))
+        record.update(level=level, event=event)
+        record.update((key, _json_value(value)) for key, value in fields.items())
+        return json.dumps(record, separators=(",", ":"))
 
 
 def on_journal(stream: IO[str]) -> bool:
@@ -87,6 +91,12 @@ def _logfmt_value(value: object) -> str:
     text = f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
     if text and all(char in _PLAIN for char in text):
         return text
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return f'"{escaped}"'
+    # Backslashes and quotes first; then every control character (newlines too) becomes
+    # a visible escape: texts from the far side or from media reach the journal here.
+    return '"' + escape(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
+def _json_value(value: object) -> object:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return escape(value)

@@ -19,6 +19,7 @@ from protocol.errors import ProtocolError
 from protocol.messages import Report, Result
 from syncd.daemon.config import SiteConfig
 from syncd.errors import SyncdError
+from syncd.progress import Counting
 from syncd.session.client import PushOptions, push_session
 from syncd.session.wire import Channel
 from syncd.snapshot import SnapshotReader
@@ -34,31 +35,6 @@ class PushError(SyncdError):
     def __init__(self, message: str, *, unreachable: bool = False) -> None:
         super().__init__(message)
         self.unreachable = unreachable
-
-
-@dataclass(slots=True)
-class Counters:
-    """The far side's PLAN and how much of it was sent: a `Progress`."""
-
-    on_plan: Callable[[int, int], None] | None = None
-    plan_bytes: int | None = None
-    plan_blobs: int | None = None
-    sent_bytes: int = 0
-
-    def start(self, total_bytes: int, total_blobs: int) -> None:
-        self.plan_bytes, self.plan_blobs = total_bytes, total_blobs
-        if self.on_plan is not None:
-            self.on_plan(total_bytes, total_blobs)
-
-    def advance(self, nbytes: int) -> None:
-        self.sent_bytes += nbytes
-
-    def finish(self) -> None:
-        pass
-
-    @property
-    def pending(self) -> int | None:
-        return None if self.plan_bytes is None else max(0, self.plan_bytes - self.sent_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +56,12 @@ class SitePush:
         root: Path,
         snapshot: Path,
         on_plan: Callable[[int, int], None] | None = None,
+        on_advance: Callable[[int], None] | None = None,
     ) -> None:
         self.site = site
         self.root = root
         self.snapshot = snapshot
-        self.counters = Counters(on_plan)
+        self.counters = Counting(on_plan=on_plan, on_advance=on_advance)
         self._channel: Channel | None = None
         self._aborted = False
         self._closing: asyncio.Task[None] | None = None

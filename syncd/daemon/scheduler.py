@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -25,8 +26,23 @@ from syncd.daemon.logs import EventLog
 from syncd.daemon.runner import PushError, SessionOutcome, SitePush
 from syncd.daemon.sitestate import load_site, save_site
 from syncd.daemon.windows import is_open, next_change
+from syncd.session.afterapply import REPLACED
 
 MAX_SLEEP = 3600.0  # re-evaluate at least hourly (clock changes, daylight saving)
+CHECKPOINT_EVERY = 5.0  # seconds between saves of a transfer's figures, for `syncd status`
+PROGRESS_EVERY = 60.0  # seconds between push-progress events in the log, at least
+
+
+@dataclass(slots=True)
+class _Transfer:
+    """When the current session's transfer began, was last saved and last logged."""
+
+    started: float
+    saved: float = 0.0
+    logged: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.saved = self.logged = self.started
 
 
 class WindowClosed(Exception):
@@ -46,6 +62,7 @@ class SiteWorker:
         recheck: float,
         log: EventLog,
         on_change: Callable[[], None],
+        source_verified: Callable[[], bool] = lambda: False,
     ) -> None:
         self.site = site
         self.root = root
@@ -56,6 +73,7 @@ class SiteWorker:
         self.recheck = recheck
         self.log = log
         self.on_change = on_change  # tell the daemon (systemd STATUS) a phase changed
+        self.source_verified = source_verified  # the snapshot sent passed its own check
         self.state = load_site(state_dir, site.name)
         self.state.target = str(site.target)
         self.backoff.failures = self.state.failures
@@ -63,6 +81,7 @@ class SiteWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._push: SitePush | None = None
+        self._transfer: _Transfer | None = None  # the session's transfer, once planned
 
     # -- control from the daemon ----------------------------------------------------------
 
@@ -135,7 +154,7 @@ class SiteWorker:
         self.log.info(
             "push-start", site=self.site.name, target=str(self.site.target), snapshot=self.latest()
         )
-        push = SitePush(self.site, self.root, self.snapshot_file, self._planned)
+        push = SitePush(self.site, self.root, self.snapshot_file, self._planned, self._advanced)
         self._push = push
         try:
             outcome = await self._within_window(push)
@@ -173,8 +192,35 @@ class SiteWorker:
         raise WindowClosed("the site's time window closed; the transfer was stopped")
 
     def _planned(self, nbytes: int, blobs: int) -> None:
-        self.state.plan_bytes = nbytes
+        """The far side's PLAN: what this session will send, saved at once for status."""
+        self.state.plan_bytes = self.state.bytes_pending = nbytes
+        self.state.plan_snapshot = self.latest()
+        self._transfer = _Transfer(time.monotonic())
+        self._save()
         self.log.info("push-plan", site=self.site.name, blobs=blobs, bytes=nbytes)
+
+    def _advanced(self, sent: int) -> None:
+        """Bytes written to the far side so far: saved every few seconds (so `syncd
+        status` shows what is pending as of that checkpoint), logged at most once a
+        minute."""
+        planned, transfer = self.state.plan_bytes, self._transfer
+        if planned is None or transfer is None:
+            return
+        self.state.bytes_pending = max(0, planned - sent)
+        now = time.monotonic()
+        if now - transfer.saved >= CHECKPOINT_EVERY:
+            transfer.saved = now
+            self._save()
+        if now - transfer.logged >= PROGRESS_EVERY:
+            transfer.logged = now
+            self.log.info(
+                "push-progress",
+                site=self.site.name,
+                sent=sent,
+                pending=self.state.bytes_pending,
+                planned=planned,
+                rate=round(sent / max(now - transfer.started, 1e-3)),
+            )
 
     def _judge(self, push: SitePush, outcome: SessionOutcome, seconds: float) -> None:
         """Record a session that ran to its end, and decide whether the site is done."""
@@ -182,7 +228,7 @@ class SiteWorker:
         state.offered = outcome.offered
         state.snapshot_applied = result.root.hex()
         state.bytes_sent_total += outcome.payload_bytes
-        state.bytes_pending = 0 if result.status != "staged" else push.counters.pending
+        state.bytes_pending = 0
         self.log.info(
             "push-done",
             site=self.site.name,
@@ -197,7 +243,7 @@ class SiteWorker:
         )
         if report is not None:
             self._record_report(outcome)
-        problem = _problem(self.site, outcome)
+        problem = _problem(self.site, outcome, source_ok=self.source_verified())
         if problem is not None:
             self._failed(push, PushError(problem), seconds)
             return
@@ -231,21 +277,31 @@ class SiteWorker:
         )
         if self.site.post_apply is None:
             return
+        # The far side's own command ran instead of the one proposed: not "ok" for the
+        # command this configuration names (afterapply.REPLACED).
+        replaced = report.output.startswith(REPLACED)
+        status = f"replaced, {report.post_apply}" if replaced else report.post_apply
+        output = report.output[len(REPLACED) :] if replaced else report.output
         self.state.post_apply = {
-            "status": report.post_apply,
+            "status": status,
             "exit_status": report.exit_status,
-            "output": report.output,
+            "output": output,
+            "replaced": replaced,
             "snapshot": snapshot,
             "at": now,
         }
-        level = self.log.info if report.post_apply in ("ok", "done-before") else self.log.err
+        good = report.post_apply in ("ok", "done-before")
+        level = self.log.err if not good else self.log.warn if replaced else self.log.info
         level(
             "post-apply",
             site=self.site.name,
             snapshot=snapshot,
-            status=report.post_apply,
+            status=status,
             exit_status=report.exit_status,
-            output=_tail(report.output),
+            output=_tail(output),
+            note="the far side's --post-apply ran, not this site's post_apply"
+            if replaced
+            else None,
         )
 
     def _failed(self, push: SitePush, exc: Exception, seconds: float) -> None:
@@ -289,17 +345,15 @@ class SiteWorker:
             self.log.err("state-write-failed", site=self.site.name, error=exc.strerror or exc)
 
 
-def _problem(site: SiteConfig, outcome: SessionOutcome) -> str | None:
+def _problem(site: SiteConfig, outcome: SessionOutcome, *, source_ok: bool) -> str | None:
     """Why a session that ran to its end does not complete the site (None: it does)."""
     result, report = outcome.result, outcome.report
-    if result.status == "staged":
-        return f"the far side kept everything but did not apply: {result.message}"
     if site.delete and result.root.hex() != outcome.offered:
         return f"the far side's tree is {result.root.hex()[:16]} after the apply, not the offer"
-    return _report_problem(site, report) if site.verify else None
+    return _report_problem(site, report, source_ok) if site.verify else None
 
 
-def _report_problem(site: SiteConfig, report: Report | None) -> str | None:
+def _report_problem(site: SiteConfig, report: Report | None, source_ok: bool) -> str | None:
     if report is None:
         return (
             "the far side cannot check parity after the apply (its syncd lacks the report "
@@ -307,7 +361,10 @@ def _report_problem(site: SiteConfig, report: Report | None) -> str | None:
         )
     if report.verify != "ok":
         first = report.summary.splitlines()[0] if report.summary else ""
-        return f"parity check on the far side: {report.verify}: {first}"
+        # The source passed the same check before it was sent (sourcecheck.py): what
+        # fails now is the far side's, and saying so sends the operator the right way.
+        source = " (the source passed the same check before it was sent)" if source_ok else ""
+        return f"parity check on the far side after the apply: {report.verify}{source}: {first}"
     if site.post_apply is None or report.post_apply in ("ok", "done-before"):
         return None
     if report.post_apply == "refused":

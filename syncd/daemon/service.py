@@ -1,7 +1,8 @@
 """The daemon: watch the root, rescan once it is quiet, hand each new snapshot to the sites.
 
-    changes ──► quiet for `quiet` s ──► incremental scan ──► new snapshot id
-                                                              │
+    changes ──► quiet for `quiet` s ──► incremental scan ──► the source's own parity
+                                                              check (sourcecheck.py)
+                                                              │ holds: new snapshot id
                                   site workers (one task each) ◄┘  push, verify there,
                                                                    post-apply, backoff
 
@@ -19,14 +20,11 @@ discarded by the next scan, and the state lock goes with the process).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TypeVar
 
 from syncd.daemon.backoff import Backoff
 from syncd.daemon.config import ConfigError, DaemonConfig, SiteConfig, load_config
@@ -34,14 +32,15 @@ from syncd.daemon.logs import EventLog
 from syncd.daemon.notify import Notifier
 from syncd.daemon.scheduler import SiteWorker
 from syncd.daemon.sitestate import save_daemon
+from syncd.daemon.sourcecheck import SourceCheck, check_source
 from syncd.daemon.watcher import Watcher
 from syncd.errors import SyncdError
+from syncd.interrupt import in_daemon_thread
 from syncd.scan.api import ScanResult, scan_root
 from syncd.state import StateDir, StateLocked
 
 STOP_GRACE = 6.0  # seconds the sites get to close their sessions on SIGTERM
 SCAN_RETRY = 30.0  # after a scan that could not run (state folder busy, root gone)
-_T = TypeVar("_T")
 
 
 class Daemon:
@@ -57,6 +56,7 @@ class Daemon:
         self.notifier = notifier
         self.watchdog = watchdog  # seconds between systemd's watchdog deadlines
         self.latest: str | None = None  # the newest snapshot id scanned
+        self.source_check: SourceCheck | None = None  # of the newest scan
         self.scans = 0
         self.workers: dict[str, tuple[SiteWorker, asyncio.Task[None]]] = {}
         self._changed = asyncio.Event()
@@ -194,7 +194,7 @@ class Daemon:
         self.notifier.status(f"scanning {root}")
         problems: list[str] = []
         try:
-            result = await _in_daemon_thread(
+            result = await in_daemon_thread(
                 lambda: scan_root(root, state, report=lambda p: problems.append(str(p)))
             )
         except (StateLocked, SyncdError, OSError) as exc:
@@ -204,9 +204,14 @@ class Daemon:
             self.notifier.status(self._status())
             return
         self.scans += 1
-        self._scanned(result, problems)
+        check = None
+        if result.summary.files:
+            self.notifier.status(f"checking the source's parity ({root})")
+            snapshot = result.summary.id_hex
+            check = await in_daemon_thread(lambda: check_source(root, snapshot))
+        self._scanned(result, problems, check)
 
-    def _scanned(self, result: ScanResult, problems: list[str]) -> None:
+    def _scanned(self, result: ScanResult, problems: list[str], check: SourceCheck | None) -> None:
         summary = result.summary
         for problem in problems[:20]:
             self.log.warn("scan-problem", problem=problem)
@@ -227,7 +232,18 @@ class Daemon:
             return
         new = summary.id_hex != self.latest
         self.latest = summary.id_hex
-        if new:
+        self.source_check = check
+        if check is not None and not check.holds:
+            self.log.err(
+                "source-broken",
+                root=self.config.root,
+                snapshot=summary.id_hex,
+                error=check.problem(self.config.root),
+                hint="nothing is pushed until the source passes (`syncd verify` shows all)",
+            )
+        elif new:
+            if check is not None:
+                self.log.info("source-verified", snapshot=summary.id_hex, result=check.summary)
             for worker, _ in self.workers.values():
                 worker.new_snapshot()
         self._write_info()
@@ -242,7 +258,10 @@ class Daemon:
             root=config.root,
             state_dir=self.state.path,
             snapshot_file=self.state.snapshot,
-            latest=lambda: self.latest,
+            latest=self._pushable,
+            source_verified=lambda: (
+                self.source_check is not None and self.source_check.status == "ok"
+            ),
             backoff=Backoff(config.retry_first, config.retry_max),
             recheck=config.recheck,
             log=self.log,
@@ -250,6 +269,13 @@ class Daemon:
         )
         task = asyncio.create_task(self._guard(f"site {site.name}", worker.run()))
         self.workers[site.name] = (worker, task)
+
+    def _pushable(self) -> str | None:
+        """The snapshot sites may be sent: the newest, unless it fails its own check."""
+        check = self.source_check
+        if check is not None and check.snapshot == self.latest and not check.holds:
+            return None
+        return self.latest
 
     async def _stop_worker(self, name: str) -> None:
         worker, task = self.workers.pop(name)
@@ -322,6 +348,7 @@ class Daemon:
             "config": str(self.config.path),
             "root": str(self.config.root),
             "snapshot": self.latest,
+            "source_check": self.source_check.as_json() if self.source_check else None,
             "scans": self.scans,
             "updated": time.time(),
             "stopped": stopped,
@@ -349,29 +376,6 @@ def _inside(path: Path, root: Path) -> bool:
     except ValueError:
         return False
     return True
-
-
-async def _in_daemon_thread(work: Callable[[], _T]) -> _T:
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[_T] = loop.create_future()
-
-    def deliver(setter: Callable[[], None]) -> None:
-        if not future.done():
-            setter()
-
-    def body() -> None:
-        try:
-            value = work()
-        except BaseException as exc:  # handed to the awaiting task
-            error = exc
-            with contextlib.suppress(RuntimeError):  # the loop may be gone at exit
-                loop.call_soon_threadsafe(deliver, lambda: future.set_exception(error))
-        else:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(deliver, lambda: future.set_result(value))
-
-    threading.Thread(target=body, name="syncd-scan", daemon=True).start()
-    return await future
 
 
 def run_daemon(

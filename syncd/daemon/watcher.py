@@ -15,12 +15,13 @@ without inotify), it falls back to polling the tree every `poll_seconds`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import watchfiles
+
+from syncd.tasks import cancel_and_wait
 
 STEP_MS = 200
 DEBOUNCE_MS = 1000
@@ -93,10 +94,10 @@ class Watcher:
                 self._on_change()
                 batch = await anext(changes, None)
         finally:
-            if not first.done():
-                first.cancel()
-            with contextlib.suppress(BaseException):
-                await changes.aclose()  # type: ignore[attr-defined]
+            # The first step must have ended before the generator can be closed (aclose
+            # refuses a generator still running in another task).
+            await cancel_and_wait(first)
+            await changes.aclose()  # type: ignore[attr-defined]
 
     def stop(self) -> None:
         self._stop.set()

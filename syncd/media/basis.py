@@ -22,6 +22,7 @@ from protocol.media import MAGIC_RECEIPT, Receipt, decode_receipt
 from protocol.tree import FileNode, decode_tree
 from syncd.media.errors import MediaError, ReceiptRefused
 from syncd.media.mediafile import MediaFileRefused, read_verified, same_trailer
+from syncd.media.ordering import future_problem
 from syncd.media.sites import SiteBook
 
 MAX_RECEIPT_BYTES = 1 << 30
@@ -35,6 +36,7 @@ class Basis:
     sequence: int = 0  # the receipt's number, 0 without one
     trees: Mapping[bytes, bytes] = field(default_factory=dict)
     blobs: frozenset[bytes] = frozenset()
+    root: bytes | None = None  # the far snapshot id the basis describes
 
     def live_tree(self, tree: bytes) -> bool:
         return tree in self.trees
@@ -71,6 +73,9 @@ def _read(path: Path, required_key: bytes | None) -> tuple[bytes, Receipt]:
         raise ReceiptRefused(f"receipt {path}: {exc}") from exc
     if not same_trailer(parsed.checksum, parsed.signature, trailer):
         raise ReceiptRefused(f"receipt {path}: its frames do not end with the END frame checked")
+    problem = future_problem("it", parsed.header.created_ns, time.time_ns())
+    if problem is not None:  # a wrong clock there, or a date meant to outrank the rest
+        raise ReceiptRefused(f"receipt {path}: {problem}")
     return bytes(data), parsed
 
 
@@ -108,7 +113,7 @@ def _from_receipt(book: SiteBook, receipt: Receipt, source: str) -> Basis:
             f"; {len(pending)} export(s) since are not confirmed by it: what they carried "
             "is written again"
         )
-    return Basis("receipt", text, h.site, h.sequence, receipt.trees, _far_blobs(receipt))
+    return Basis("receipt", text, h.site, h.sequence, receipt.trees, _far_blobs(receipt), h.root)
 
 
 def _far_blobs(receipt: Receipt) -> frozenset[bytes]:

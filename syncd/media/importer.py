@@ -22,20 +22,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol.media import VolumeHeader
+from protocol.media import Signature, VolumeHeader
 from protocol.tree import Node, decode_tree
 from syncd import faults
 from syncd.apply.canon import TargetPolicy
-from syncd.apply.engine import ApplyResult, apply_target, scan_far
+from syncd.apply.engine import ApplyResult, scan_far
 from syncd.apply.journal import Journal, read_journal
 from syncd.apply.resume import Resumed, resume_or_abandon
 from syncd.apply.room import StagingLimit, expire, make_room
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
+from syncd.gate.gated import gated_apply
+from syncd.gate.inspection import GatePolicy
+from syncd.gate.origin import Origin
 from syncd.media.errors import MediaError, VolumeRefused
 from syncd.media.farsite import FarSite
 from syncd.media.layout import find_volumes
+from syncd.media.ordering import Allowances, AppliedMark, start_problem
+from syncd.media.parity.farside import complete_with_parity, split_parity
 from syncd.media.progress import ImportProgress, clear_digests, save_digests
 from syncd.media.status import Missing, missing, trees_missing
 from syncd.media.volume import Volume, open_volume, peek, read_blobs
@@ -88,16 +93,29 @@ def import_volumes(
     required_key: bytes | None,
     policy: TargetPolicy | None = None,
     *,
+    allowed: Allowances | None = None,
+    gate: GatePolicy | None = None,
     limit: StagingLimit | None = None,
 ) -> ImportOutcome:
-    paths = find_volumes(folders)
+    paths, parity = split_parity(find_volumes(folders))  # parity volumes: parity/farside.py
     with state.lock():
         resumed = resume_or_abandon(root, state)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
-            run = _Run(root, state, current, staging, required_key, policy=policy, limit=limit)
+            run = _Run(
+                root,
+                state,
+                current,
+                staging,
+                required_key,
+                policy=policy,
+                allowed=allowed,
+                limit=limit,
+            )
+            run.gate = gate or GatePolicy()
             for path in ordered(paths):
                 run.add(path)
+            complete_with_parity(run, paths, parity)
             outcome = run.finish()
     outcome.resumed = resumed
     return outcome
@@ -125,12 +143,14 @@ class _Run:
         required_key: bytes | None,
         *,
         policy: TargetPolicy | None,
-        limit: StagingLimit | None,
+        allowed: Allowances | None = None,
+        limit: StagingLimit | None = None,
     ) -> None:
         self.root, self.state, self.current, self.staging = root, state, current, staging
         self.required_key = required_key
         self.policy = policy or TargetPolicy()  # what the far operator lets a target hold
         self.limit = limit or StagingLimit()
+        self.allowed = allowed or Allowances()  # --allow-rollback, --supersede
         self.site = FarSite.load(state)
         self.progress = ImportProgress.load(state)
         self.live = LiveBlobs(current)
@@ -138,6 +158,8 @@ class _Run:
         self.lacking: dict[bytes, int] | None = None  # for the export in progress
         self.results: list[VolumeResult] = []
         self.notes: list[str] = []
+        self.gate = GatePolicy()
+        self.signers: dict[str, Signature | None] = {}  # for the audit log (syncd/gate/)
 
     # -- one volume ---------------------------------------------------------------------
 
@@ -148,6 +170,7 @@ class _Run:
             volume = open_volume(path, self.required_key)
             header = volume.index.header
             result.volume, result.export_id = header.volume, header.export_id
+            self.signers[header.export_id] = volume.index.signature
             if self._joins(volume):
                 self._stage(volume, result)
                 result.status = "imported"
@@ -156,26 +179,32 @@ class _Run:
         except VolumeRefused as exc:
             result.problem = str(exc)
 
+    def note_volume(self, path: Path, status: str, problem: str = "") -> None:
+        """Record a volume handled outside `add` (a parity volume)."""
+        self.results.append(VolumeResult(path, status, problem=problem))
+
     def _joins(self, volume: Volume) -> bool:
         """Whether to stage this volume; False when its export is already applied."""
         header = volume.index.header
         self._check_site(volume, header)
         progress = self.progress
         if progress is not None and progress.same_export(header):
-            if not progress.agrees(header):
+            if not progress.agrees(header) and not self.allowed.supersede:
                 raise volume.refuse(
                     "its index disagrees with the other volumes of its export (target, "
-                    "volume count or creation time)"
+                    "volume count, creation time or delete flag); if this volume is the "
+                    "genuine one, import it with --supersede"
                 )
+            if not progress.agrees(header):  # the operator vouches for this volume's header
+                self._start(header)
+                return True
             if progress.applied:
                 self.notes.append(f"{volume.label}: export already applied here")
             return not progress.applied
-        if progress is not None and not progress.is_newer(header):
-            where = "applied" if progress.applied else "being imported"
-            raise volume.refuse(
-                f"it belongs to export {header.export_id}, older than export "
-                f"{progress.export_id} {where} here"
-            )
+        # Site, lineage, dates and the root's own note of its last import (ordering.py).
+        problem = start_problem(header, progress, AppliedMark.read(self.root), self.allowed)
+        if problem is not None:
+            raise volume.refuse(problem)
         self._start(header)
         return True
 
@@ -274,13 +303,17 @@ class _Run:
         def records(tree: bytes) -> bytes | None:
             return self.staging.tree_record(tree) or self.current.record(tree)
 
-        applied = apply_target(
+        signature = self.signers.get(progress.export_id)
+        applied = gated_apply(
             self.root,
             self.state,
             progress.target,
             records,
             self.staging,
             delete=progress.delete,
+            current=self.current,
+            origin=Origin.of_export(self.state, progress.export_id, signature),
+            gate=self.gate,
             policy=self.policy,
         )
         faults.reached("imported")

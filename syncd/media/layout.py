@@ -7,6 +7,7 @@ begins with the UTC time it was made, so folders sort by age.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import time
@@ -84,3 +85,17 @@ def refuse_inside(path: Path, root: Path, what: str) -> None:
     except ValueError:
         return
     raise UsageError(f"{what} {path} is inside {root}: put it outside the tree")
+
+
+def index_magic(volume: Path) -> bytes:
+    """The first 8 bytes of a volume's index (its kind: data or parity), b"" if unreadable."""
+    try:
+        fd = os.open(volume / INDEX_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    try:
+        return os.pread(fd, 8, 0)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)

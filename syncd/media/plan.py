@@ -52,6 +52,7 @@ class VolumePlan:
 class MediaLimits:
     volume_size: int | None  # None: one volume, however large
     max_file_size: int = FAT32_MAX_FILE
+    pack_limit: int | None = None  # pack bytes per volume (parity volumes hold the longest)
 
 
 def plan_volumes(
@@ -109,6 +110,8 @@ def _fits_volume(volume: VolumePlan, length: int, limits: MediaLimits) -> bool:
         return False
     index = volume.index_max + INDEX_PER_BLOB_MAX + (INDEX_PER_FILE_MAX if new_pack else 0)
     if index > limits.max_file_size:
+        return False
+    if limits.pack_limit is not None and volume.pack_bytes + length > limits.pack_limit:
         return False
     return limits.volume_size is None or index + volume.pack_bytes + length <= limits.volume_size
 

@@ -4,7 +4,10 @@ It names the export being imported (id, creation time, target, volume count, del
 the volumes seen so far, and whether the export has been applied. For each volume seen,
 `STATE/media/import-vol-NNNN` lists the digests it holds (32 bytes each), so that
 `--status` can name the volumes that hold blobs still lacking. Only one export is in
-progress at a time; a newer export supersedes it (importer.py).
+progress at a time; a newer export of the same site and lineage supersedes it
+(ordering.py). Once an export is applied, it is also noted on the root directory itself
+(ordering.py, `AppliedMark`), so that a lost or reset state folder does not let an older
+export roll the root back.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from protocol.limits import DIGEST_SIZE
 from protocol.media import MAX_VOLUMES, VolumeHeader
 from syncd.apply.durable import write_atomically
 from syncd.media.errors import MediaError
+from syncd.media.ordering import AppliedMark
 from syncd.state import StateDir
 
 FORMAT = 1
@@ -34,11 +38,15 @@ class ImportProgress:
     delete: bool
     seen: set[int] = field(default_factory=set)
     applied: bool = False
+    site: bytes | None = None  # the far site the export was made for (None: any)
+    lineage: bytes | None = None  # the exporting source (None: an exporter without one)
 
     @classmethod
     def start(cls, header: VolumeHeader) -> ImportProgress:
         h = header
-        return cls(h.export_id, h.created_ns, h.target, h.volumes, h.delete)
+        return cls(
+            h.export_id, h.created_ns, h.target, h.volumes, h.delete, site=h.site, lineage=h.lineage
+        )
 
     def same_export(self, header: VolumeHeader) -> bool:
         return header.export_id == self.export_id
@@ -85,6 +93,8 @@ class ImportProgress:
             "delete": self.delete,
             "seen": sorted(self.seen),
             "applied": self.applied,
+            "site": self.site,
+            "lineage": self.lineage,
         }
         path = _path(state)
         try:
@@ -92,6 +102,8 @@ class ImportProgress:
             write_atomically(path, pack(meta))
         except OSError as exc:
             raise MediaError(f"{path}: cannot write the import record: {exc.strerror}") from exc
+        if self.applied:  # noted on the root too: a reset state folder forgets it not
+            AppliedMark.of(self).write(state.root)
 
 
 def _parse(meta: object) -> ImportProgress | None:
@@ -106,7 +118,25 @@ def _parse(meta: object) -> ImportProgress | None:
     if type(delete) is not bool or type(applied) is not bool:
         return None
     numbers = {n for n in seen if type(n) is int and 1 <= n <= volumes}
-    return ImportProgress(export_id, created, target, volumes, delete, numbers, applied)
+    site, lineage = meta.get("site"), meta.get("lineage")
+    if not (_optional_id(site) and _optional_id(lineage)):
+        return None
+    return ImportProgress(
+        export_id,
+        created,
+        target,
+        volumes,
+        delete,
+        numbers,
+        applied,
+        site,
+        lineage,
+    )
+
+
+def _optional_id(value: object) -> bool:
+    """None (absent in records written before it existed) or 16 bytes."""
+    return value is None or (isinstance(value, bytes) and len(value) == 16)
 
 
 def _path(state: StateDir) -> Path:

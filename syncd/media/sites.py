@@ -9,12 +9,13 @@ exports without --receipt), and the exports made, newest last.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.codec import pack, unpack
 from protocol.errors import ProtocolError
-from protocol.media import SAFE_NAME, SITE_ID_SIZE, ReceiptHeader
+from protocol.media import LINEAGE_SIZE, SAFE_NAME, SITE_ID_SIZE, ReceiptHeader
 from syncd.apply.durable import write_atomically
 from syncd.errors import UsageError
 from syncd.media.errors import MediaError
@@ -126,6 +127,28 @@ class SiteBook:
     def exports_since(self, created_ns: int | None) -> list[ExportRecord]:
         """Exports made after the one a receipt confirms (all of them if it confirms none)."""
         return [e for e in self.exports if created_ns is None or e.created_ns > created_ns]
+
+
+def source_lineage(state: StateDir) -> bytes:
+    """This source's lineage: 16 random bytes made once (`STATE/media/lineage`), carried
+    in every volume it exports, so that a far side can tell its exports from another
+    source's (SPEC.md 9.6). A new state folder is a new lineage."""
+    path = state.path / "media" / "lineage"
+    try:
+        value = path.read_bytes()
+    except FileNotFoundError:
+        value = b""
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read: {exc.strerror}") from exc
+    if len(value) == LINEAGE_SIZE:
+        return value
+    value = secrets.token_bytes(LINEAGE_SIZE)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, value)
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot write: {exc.strerror}") from exc
+    return value
 
 
 def _site_id(value: object) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import blake3
 
-from protocol.media import BlobEntry, PackFile, Signer, VolumeHeader, encode_index
+from protocol.media import BlobEntry, PackFile, Signer, VolumeHeader, index_body, seal_index
 from syncd.apply.durable import fsync_dir
 from syncd.media.errors import MediaError
 from syncd.media.layout import INDEX_NAME, pack_name, volume_name
@@ -40,6 +40,11 @@ class WrittenVolume:
     blobs: int
     pack_bytes: int
     index_bytes: int
+    kind: str = "data"  # or "parity" (syncd/media/parity/)
+    # What a parity volume records of a data volume: its files, blobs and END frame.
+    files: tuple[PackFile, ...] = ()
+    entries: tuple[BlobEntry, ...] = ()
+    end: bytes = b""
 
     @property
     def bytes(self) -> int:
@@ -48,6 +53,7 @@ class WrittenVolume:
     def as_json(self) -> dict[str, object]:
         return {
             "volume": self.number,
+            "kind": self.kind,
             "path": str(self.path),
             "blobs": self.blobs,
             "bytes": self.bytes,
@@ -65,6 +71,7 @@ class VolumeSource:
     trees: bytes  # encoded TREES frames of the target, the same in every volume
     sign: Signer | None
     max_file_size: int
+    manifest: bytes | None = None  # the transfer manifest's frames (format 2)
 
 
 def write_volume(
@@ -83,12 +90,20 @@ def write_volume(
     finally:
         packs.close()
     header = replace(source.header, volume=number)
-    index = encode_index(header, files, source.trees, packs.entries, source.sign)
+    body = index_body(header, files, source.trees, packs.entries, source.manifest)
+    index = seal_index(body, source.sign)
     if len(index) > min(plan.index_max, source.max_file_size):
         raise MediaError(f"{path}: index of {len(index)} bytes exceeds its planned bound (a bug)")
-    _write_index(path / INDEX_NAME, index)
+    write_index_file(path / INDEX_NAME, index)
     fsync_dir(path)
-    return WrittenVolume(number, path, len(packs.entries), plan.pack_bytes, len(index))
+    written = WrittenVolume(number, path, len(packs.entries), plan.pack_bytes, len(index))
+    if not header.parity:
+        return written
+    # Kept for the parity volumes written after the data volumes (only then: at a million
+    # blobs, the entries cost some hundred megabytes).
+    return replace(
+        written, files=tuple(files), entries=tuple(packs.entries), end=index[len(body) :]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +233,7 @@ def _verify(fd: int, start: int, end: int, placed: list[_Piece], hasher: blake3.
                 raise SourceChanged(f"{piece.source} changed since it was scanned; export again")
 
 
-def _write_index(path: Path, data: bytes) -> None:
+def write_index_file(path: Path, data: bytes) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     except OSError as exc:

@@ -2,7 +2,7 @@
 
 A registry (distribution's filesystem storage, any folder under a `docker/registry/v2`
 prefix) reads a tag as `tags/<tag>/current/link` -> `revisions/.../link` -> blob `data`,
-and lists every directory under `tags/` as a tag (FACTS.md). So an apply must never let
+and lists every directory under `tags/` as a tag (docs/FACTS.md). So an apply must never let
 a listed tag point at something that is not there yet, or no longer there. The plan is
 ordered in phases; inside a phase, in path order:
 

@@ -19,14 +19,15 @@ ARCHIVE_FORMAT = "mirror_{:06d}.tar"
 
 
 class _Archive:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, owner: tarformat.Owner) -> None:
         self.path = path
+        self.owner = owner
         self.file: BinaryIO = path.open("wb")
         self.data_bytes = 0
 
     def add(self, name: str, source: Path | bytes, mode: int, mtime: int) -> None:
         size = len(source) if isinstance(source, bytes) else source.stat().st_size
-        self.file.write(tarformat.member_header(name, size, mode, mtime))
+        self.file.write(tarformat.member_header(name, size, mode, mtime, self.owner))
         if isinstance(source, bytes):
             self.file.write(source)
         else:
@@ -40,8 +41,11 @@ class _Archive:
 
 
 class ArchiveSet:
-    def __init__(self, destination: Path, max_size: int) -> None:
+    def __init__(
+        self, destination: Path, max_size: int, owner: tarformat.Owner = tarformat.ROOT
+    ) -> None:
         self.destination = destination
+        self.owner = owner
         self.max_size = max_size
         self.number = 1
         self.paths: list[Path] = []
@@ -68,7 +72,7 @@ class ArchiveSet:
         self._current.add(name, source, mode, mtime)
 
     def _open(self, number: int) -> _Archive:
-        archive = _Archive(self.destination / ARCHIVE_FORMAT.format(number))
+        archive = _Archive(self.destination / ARCHIVE_FORMAT.format(number), self.owner)
         self.paths.append(archive.path)
         return archive
 

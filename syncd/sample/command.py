@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
+from syncd.jsonout import dumps
 from syncd.sample.months import MonthReport, generate_month
 from syncd.sample.spec import PRESETS, SampleSpec, preset
 
@@ -40,6 +41,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         const=False,
         help="write files directly",
     )
+    parser.add_argument(
+        "--owner",
+        metavar="UID:NAME",
+        help="who mirror-to-disk ran as, recorded in every archive header (default 0:root); "
+        "an SSSD/AD account such as 1234567890:jane.doe@corp.example.com makes every "
+        "member a PAX one",
+    )
     parser.add_argument("--json", action="store_true", help="print the month report as JSON")
     parser.set_defaults(run=_run, via_registry=None)
 
@@ -49,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     report = generate_month(args.root, args.month, spec, via_registry=args.via_registry)
     if args.json:
-        print(json.dumps(report.as_json()))
+        print(dumps("sample", report.as_json()))
     else:
         _print_summary(report, time.monotonic() - started)
     return int(ExitCode.OK)
@@ -59,7 +67,13 @@ def _spec(args: argparse.Namespace) -> SampleSpec:
     if args.size is not None and args.preset is not None:
         raise UsageError("--size and --preset exclude each other")
     spec = SampleSpec.scaled(args.size) if args.size is not None else preset(args.preset or "tiny")
-    return spec if args.seed is None else spec.with_seed(args.seed)
+    spec = spec if args.seed is None else spec.with_seed(args.seed)
+    if args.owner is None:
+        return spec
+    uid, _, name = args.owner.partition(":")
+    if not uid.isdigit() or not name:
+        raise UsageError(f"--owner takes UID:NAME (a number, a colon, a name), not {args.owner!r}")
+    return replace(spec, owner_uid=int(uid), owner_name=name)
 
 
 def _print_summary(report: MonthReport, seconds: float) -> None:

@@ -13,18 +13,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syncd.errors import UsageError
-from syncd.sample import ocmirror, stamp, workingdir
+from syncd.sample import cosign, ocmirror, stamp, workingdir
 from syncd.sample.build import BuiltImage
 from syncd.sample.fill import fill_direct, fill_via_registry, tools_present
-from syncd.sample.plan import month_time, operator_repos, plan_month, release_version, rfc3339
+from syncd.sample.layers import rng
+from syncd.sample.plan import (
+    RELEASE_IMAGES_REPO,
+    month_time,
+    operator_repos,
+    plan_month,
+    release_version,
+    rfc3339,
+)
 from syncd.sample.regstore import Storage
 from syncd.sample.spec import SampleSpec
+from syncd.sample.tarformat import Owner
 
 
 @dataclass(frozen=True, slots=True)
 class MonthReport:
     month: int
-    images: tuple[str, ...]  # every repo:tag in the cache, sorted
+    images: tuple[str, ...]  # every repo:tag in the cache but signature tags, sorted
     new_blobs: tuple[str, ...]  # digests whose data files this month added to the cache
     new_cache_bytes: int
     archives: tuple[Path, ...]
@@ -60,13 +69,14 @@ def generate_month(
     fill = fill_via_registry if registry_mode else fill_direct
     cache = root / ocmirror.CACHE
     built = fill(cache, spec, month, rfc3339(when), plan_month(spec, month))
+    _signatures_and_rebuilt_catalog(storage, spec, month, built)
     archives, history = _mirror_to_disk(root, spec, month, built, before)
     if month == 1:
         _set_mtime(root, month)  # the root itself was made this month
     new_blobs = sorted(storage.blob_digests() - blobs_before)
     return MonthReport(
         month=month,
-        images=tuple(storage.images()),
+        images=tuple(name for name in storage.images() if not name.endswith(".sig")),
         new_blobs=tuple(new_blobs),
         new_cache_bytes=sum(storage.blob_path(d).stat().st_size for d in new_blobs),
         archives=tuple(archives),
@@ -90,11 +100,29 @@ def _mirror_to_disk(
     for top, snapshot in before.items():
         stamp.apply(top, snapshot, _nanoseconds(month))  # archive headers carry these mtimes
     isc = workingdir.image_set_config(facts)
-    archives, added = ocmirror.write_archives(cache, content, isc, when, spec.archive_size)
-    history = ocmirror.append_history(content, when, added)
+    owner = Owner(spec.owner_uid, spec.owner_name)
+    run = ocmirror.Run(when, spec.archive_size, owner, rng(spec.seed, "go-maps", month))
+    archives, added = ocmirror.write_archives(cache, content, isc, run)
+    history = ocmirror.append_history(content, run, added)
     # content/ itself always changed: its archives were removed and written again.
     stamp.apply(content, before[content], _nanoseconds(month), always=frozenset({content}))
     return archives, history
+
+
+def _signatures_and_rebuilt_catalog(
+    storage: Storage, spec: SampleSpec, month: int, built: list[BuiltImage]
+) -> None:
+    """What mirror-to-disk adds around the images: Red Hat's cosign signatures (here of
+    the operators under repository names of 32 characters or more, whose signature tags
+    need PAX records; Red Hat signs the others too, left out to keep the tiny sample's
+    file count, and so its media indexes, small), and the filtered catalog it rebuilt,
+    tagged by its filter (here the same index, under that tag)."""
+    for image in built:
+        if image.plan.role == "operator" and len(image.plan.repo) >= 32:
+            cosign.sign(storage, spec.seed, image.plan.repo, image.top.descriptor.digest)
+        if image.plan.role == "catalog":
+            tag = workingdir.filter_tag(spec.seed, month)
+            storage.link_tag(image.plan.repo, tag, image.top.descriptor.digest)
 
 
 def _nanoseconds(month: int) -> int:
@@ -149,5 +177,21 @@ def _facts(
             if name.startswith("additional/")
         ],
         mirrored=[image.plan.name for image in built],
+        releases={
+            tag.removesuffix("-x86_64"): digest
+            for tag, digest in storage.tags(RELEASE_IMAGES_REPO).items()
+            if not tag.endswith(".sig")
+        },
+        operator_images=_latest_operators(spec, storage),
         repositories=repositories,
     )
+
+
+def _latest_operators(spec: SampleSpec, storage: Storage) -> list[str]:
+    """Each operator's newest version: what a heads-only filtered catalog lists."""
+    found = []
+    for repo in operator_repos(spec):
+        tags = [tag for tag in storage.tags(repo) if not tag.endswith(".sig")]
+        if tags:
+            found.append(f"{repo}:{max(tags, key=lambda t: int(t.rsplit('.', 1)[-1]))}")
+    return found

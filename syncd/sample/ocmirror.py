@@ -1,22 +1,26 @@
 """The content folder as oc-mirror's mirror-to-disk leaves it.
 
 A run removes old `mirror_*.tar`, then writes an archive set holding, in the order of
-oc-mirror's MirrorArchive.BuildArchive: the cache's whole `repositories/` tree, the whole
-working-dir, the image set config as `isc_<RFC3339>`, and the cache blobs not named in
-the newest history file. Only then is the history appended (a new cumulative file), so
-the working-dir inside an archive holds the history files of earlier runs only.
+oc-mirror's MirrorArchive.BuildArchive: the cache's whole `repositories/` tree, the cache
+blobs not named in the newest history file (in no set order), the whole working-dir, and
+the image set config as `isc_<RFC3339>` last. Only then is the history appended (a new
+cumulative file), so the working-dir inside an archive holds the history files of
+earlier runs only. Losing the last archive thus loses working-dir and the config.
 """
 
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from syncd.sample.archive import ArchiveSet
 from syncd.sample.plan import rfc3339
 from syncd.sample.regstore import V2, Storage
+from syncd.sample.tarformat import Owner
 
 CACHE = Path(".oc-mirror/.cache")  # oc-mirror's cache under --cache-dir
 CONTENT = Path("content")  # mirror-to-disk's destination
@@ -56,33 +60,54 @@ def write_working_dir(content: Path, files: dict[str, bytes]) -> None:
     (content / HISTORY_DIR).mkdir(parents=True, exist_ok=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One mirror-to-disk run: when, how archives are cut, who ran it, its randomness."""
+
+    when: datetime
+    archive_size: int
+    owner: Owner
+    shuffle: random.Random  # Go's map iteration order, made reproducible
+
+
 def write_archives(
-    cache: Path, content: Path, isc: bytes, when: datetime, archive_size: int
+    cache: Path, content: Path, isc: bytes, run: Run
 ) -> tuple[list[Path], list[str]]:
-    """Archive set for a run at `when`; returns the archives and the blobs they added."""
+    """Archive set for a run; returns the archives and the blobs they added.
+
+    In BuildArchive's order (internal/pkg/archive/archive.go, openshift/oc-mirror commit
+    855b64a3): the whole `repositories/` tree (filepath.Walk order), the blobs the
+    history does not list (gathered in Go maps, so in no set order: shuffled here from
+    the seed), then `working-dir/`, then the image set config `isc_<RFC 3339 UTC>`
+    last. The history file is written after the archives.
+    """
     newest = history_files(content)
     seen = read_history(newest[-1] if newest else None)
     storage = Storage.under(cache)
     added = sorted(storage.blob_digests() - seen)
-    with ArchiveSet(content, archive_size) as archives:
+    run.shuffle.shuffle(added)
+    with ArchiveSet(content, run.archive_size, run.owner) as archives:
         for path in _walk_files(cache / V2 / "repositories"):
             archives.add_file(path, path.relative_to(cache).as_posix())
-        for path in _walk_files(content / WORKING_DIR):
-            archives.add_file(path, path.relative_to(content).as_posix())
-        archives.add_bytes(f"isc_{rfc3339(when)}", isc, _FILE_MODE, int(when.timestamp()))
         for digest in added:
             path = storage.blob_path(digest)
             archives.add_file(path, path.relative_to(cache).as_posix())
+        for path in _walk_files(content / WORKING_DIR):
+            archives.add_file(path, path.relative_to(content).as_posix())
+        stamp = int(run.when.timestamp())
+        archives.add_bytes(f"isc_{rfc3339(run.when)}", isc, _FILE_MODE, stamp)
         paths = archives.close()
-    return paths, added
+    return paths, sorted(added)
 
 
-def append_history(content: Path, when: datetime, added: list[str]) -> Path:
-    """A new cumulative history file: the newest one's blobs plus those just archived."""
+def append_history(content: Path, run: Run, added: list[str]) -> Path:
+    """A new cumulative history file: the newest one's blobs plus those just archived,
+    one a line in no set order (history.go writes them from a Go set)."""
     newest = history_files(content)
-    blobs = read_history(newest[-1] if newest else None) | set(added)
-    path = content / HISTORY_DIR / f"{HISTORY_PREFIX}{rfc3339(when)}"
-    path.write_text("".join(f"{digest}\n" for digest in sorted(blobs)))
+    blobs = sorted(read_history(newest[-1] if newest else None) | set(added))
+    run.shuffle.shuffle(blobs)
+    path = content / HISTORY_DIR / f"{HISTORY_PREFIX}{rfc3339(run.when)}"
+    path.write_text("".join(f"{digest}\n" for digest in blobs))
     return path
 
 

@@ -79,9 +79,11 @@ _COMPONENTS = (
 )
 _OPERATORS = (
     ("rhbk/keycloak-rhel9", "26.0"),  # the sparse index: only amd64 is mirrored
-    ("rhbk/keycloak-rhel9-operator", "26.0"),
-    ("rhbk/keycloak-operator-bundle", "26.0"),
+    # A repository name of 32+ characters early: its cosign `.sig` tag paths need PAX
+    # records in the archives, even in the tiny sample.
     ("openshift-gitops-1/gitops-rhel8-operator", "v1.14"),
+    ("rhbk/keycloak-operator-bundle", "26.0"),
+    ("rhbk/keycloak-rhel9-operator", "26.0"),
     ("openshift-gitops-1/argocd-rhel8", "v1.14"),
     ("openshift-gitops-1/gitops-operator-bundle", "v1.14"),
     ("odf4/odf-operator-bundle", "v4.18"),

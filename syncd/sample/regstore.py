@@ -1,6 +1,6 @@
 """distribution's filesystem storage layout, written and read directly.
 
-Paths follow registry/storage/paths.go (see FACTS.md): blob bytes under
+Paths follow distribution's registry/storage/paths.go (docs/FACTS.md): blob bytes under
 `blobs/sha256/<hex[:2]>/<hex>/data`; per repository, `_layers` links for every config
 and layer it may serve, `_manifests/revisions` links for every manifest (an index and its
 children alike), and per tag an `index` link for each manifest it has named plus the

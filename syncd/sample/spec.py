@@ -25,6 +25,10 @@ class SampleSpec:
     archive_size: int = 256 * KIB  # split size of mirror_NNNNNN.tar, in bytes
     change_fraction: float = 0.15  # share of release components given a new layer each month
     file_size: int = 256 * KIB  # largest file inside a layer
+    # Who mirror-to-disk ran as: archive headers record it (a large id or a long name,
+    # as SSSD/AD accounts have, makes every member a PAX one).
+    owner_uid: int = 0
+    owner_name: str = "root"
 
     def __post_init__(self) -> None:
         problems = [

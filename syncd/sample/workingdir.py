@@ -1,9 +1,15 @@
 """Small plausible files of oc-mirror's working-dir, and the image set config.
 
-Only their presence, names and rough sizes matter to syncd: disk-to-mirror reads
-hold-release/, signatures/, operator-catalogs/.../filtered-catalogs/ and helm/; logs/ and
-cluster-resources/ are outputs; graph-preparation/ is mirror-to-disk's own. Files that
-belong to a month (a release, a catalog build, a log) are added; summaries are rewritten.
+disk-to-mirror opens these by name (openshift/oc-mirror, commit 855b64a3): the saved
+update graph `hold-release/cincinnati-graph-data/<arch>-<channel>.json`
+(release/core-cincinnati.go), one signature per release digest named
+`<tag>-sha256-<digest>` (release/signature.go), each release's
+`hold-release/<repo>/<tag>/release-manifests/image-references`, the filtered catalog
+`operator-catalogs/<name>/<catalog digest>/filtered-catalogs/<filter>/` with its `digest`
+and `declarative-config/` (operator/filtered_collector.go), and helm charts as
+`helm/charts/<name>-<version>.tgz`. logs/ and cluster-resources/ are outputs;
+graph-preparation/ is mirror-to-disk's own. Files that belong to a month (a release, a
+catalog build, a log) are added; summaries are rewritten.
 """
 
 from __future__ import annotations
@@ -34,12 +40,26 @@ class MonthFacts:
     additional: Sequence[str]  # additional image names, as in the image set config
     mirrored: Sequence[str]  # repo:tag added this month
     repositories: Sequence[str]  # every repository in the cache
+    releases: dict[str, str]  # every release version mirrored so far -> payload digest
+    operator_images: Sequence[str]  # repo:tag the filtered catalog lists (newest versions)
+
+
+CHANNEL = "stable-4.18"
+_RELEASE_REPO = "quay.io/openshift-release-dev/ocp-release"
+
+
+def filter_tag(seed: int, month: int) -> str:
+    """The filtered catalog's name: oc-mirror's md5 of its filter (here a function of the
+    month, as the catalog it filters changes each month; not of the seed, so that
+    samples of any seed name the same images)."""
+    return rng(0, "catalog-filter", month).randbytes(16).hex()
 
 
 def files(facts: MonthFacts) -> dict[str, bytes]:
     """Paths relative to working-dir and their bytes."""
     return {
         **_hold_release(facts),
+        **_graph_data(facts),
         **_signatures(facts),
         **_catalogs(facts),
         **_helm(facts),
@@ -57,15 +77,18 @@ def image_set_config(facts: MonthFacts) -> bytes:
         "  platform:",
         "    graph: true",
         "    channels:",
-        "    - name: stable-4.18",
+        f"    - name: {CHANNEL}",
         "      minVersion: 4.18.1",
         f"      maxVersion: {facts.version}",
         "  operators:",
         f"  - catalog: registry.redhat.io/{CATALOG[0]}:{CATALOG[1]}",
+        "    platforms:",
+        "    - os: linux",
+        "      architecture: amd64",
         "    packages:",
         *(f"    - name: {repo.rsplit('/', 1)[-1]}" for repo in facts.operators),
         "  additionalImages:",
-        *(f"  - name: registry.redhat.io/{name}" for name in facts.additional),
+        *(f"  - name: registry.redhat.io/additional/{name}" for name in facts.additional),
         "  helm:",
         "    repositories:",
         f"    - name: {_HELM_CHART[0]}",
@@ -102,6 +125,24 @@ def _hold_release(facts: MonthFacts) -> dict[str, bytes]:
     }
 
 
+def _graph_data(facts: MonthFacts) -> dict[str, bytes]:
+    """The Cincinnati graph mirror-to-disk saved for the channel: every release so far."""
+    versions = sorted(facts.releases, key=lambda v: [int(p) for p in v.split(".")])
+    graph = {
+        "nodes": [
+            {
+                "version": version,
+                "payload": f"{_RELEASE_REPO}@{facts.releases[version]}",
+                "metadata": {"io.openshift.upgrades.graph.release.channels": CHANNEL},
+            }
+            for version in versions
+        ],
+        "edges": [[n, n + 1] for n in range(len(versions) - 1)],
+        "conditionalEdges": [],
+    }
+    return {f"hold-release/cincinnati-graph-data/amd64-{CHANNEL}.json": _json(graph)}
+
+
 def _signatures(facts: MonthFacts) -> dict[str, bytes]:
     name = f"signatures/{facts.version}-x86_64-{facts.release_digest.replace(':', '-')}"
     return {name: _random(facts, "signature", 566)}
@@ -109,14 +150,31 @@ def _signatures(facts: MonthFacts) -> dict[str, bytes]:
 
 def _catalogs(facts: MonthFacts) -> dict[str, bytes]:
     hexpart = facts.catalog_digest.removeprefix("sha256:")
-    base = f"operator-catalogs/{CATALOG[0].rsplit('/', 1)[-1]}/{hexpart}/filtered-catalogs"
-    found = {}
-    for repo in facts.operators:
+    name = CATALOG[0].rsplit("/", 1)[-1]
+    chosen = filter_tag(facts.seed, facts.month)
+    base = f"operator-catalogs/{name}/{hexpart}/filtered-catalogs/{chosen}"
+    documents: list[dict[str, object]] = []
+    for image in facts.operator_images:
+        repo, version = image.rsplit(":", 1)
         package = repo.rsplit("/", 1)[-1]
-        body = {"schema": "olm.package", "name": package, "defaultChannel": "stable"}
-        found[f"{base}/{package}/catalog.json"] = _json(body)
-    found[f"{base}/digest"] = facts.catalog_digest.encode()
-    return found
+        reference = f"registry.redhat.io/{image}"
+        documents += [
+            {"schema": "olm.package", "name": package, "defaultChannel": "stable"},
+            {
+                "schema": "olm.bundle",
+                "name": f"{package}.v{version}",
+                "package": package,
+                "image": reference,
+                "relatedImages": [{"name": package, "image": reference}],
+            },
+        ]
+    # One file holding every package's documents: a declarative config may be one
+    # stream of JSON documents (opm writes one per package; the tiny sample keeps its
+    # file count low).
+    return {
+        f"{base}/digest": facts.catalog_digest.encode(),
+        f"{base}/declarative-config/catalog.json": b"".join(_json(d) for d in documents),
+    }
 
 
 def _helm(facts: MonthFacts) -> dict[str, bytes]:

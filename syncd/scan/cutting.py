@@ -1,4 +1,4 @@
-"""Where files are cut into pieces (DESIGN.md, Identity). Pure functions over offsets.
+"""Where files are cut into pieces (docs/DESIGN.md, Identity). Pure functions over offsets.
 
 An ordinary file is cut every CHUNK_SIZE bytes from offset 0. A tar archive is cut at
 member boundaries: each member's data is cut exactly like an ordinary file of those

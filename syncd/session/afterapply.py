@@ -37,6 +37,10 @@ from syncd.transport.tail import TailBuffer
 log = logging.getLogger("syncd.serve")
 
 RECORD_NAME = "post-apply.json"
+# The first line of REPORT's output when the far side's own command (--post-apply) ran in
+# place of one the client proposed: the status says how that command did; this line says
+# it was not the client's (SPEC.md, REPORT), so that no one reads "ok" as "mine ran".
+REPLACED = "[replaced] this far side ran its own post-apply command, not the one proposed\n"
 _SHOWN_PROBLEMS = 8  # problem lines quoted in a failed check's summary
 
 
@@ -77,9 +81,6 @@ async def after_apply(
     root: Path, state: StateDir, result: Result, request: AfterApplyRequest, policy: PostApplyPolicy
 ) -> Report:
     """Check parity and run the post-apply command as `request` and `policy` say."""
-    if result.status == "staged":
-        why = "the apply did not complete; nothing was checked or run"
-        return Report(result.root, "skipped", why, "skipped", 0, why)
     check = await asyncio.to_thread(_verify, root)
     log.info("verify after the apply: %s", check.summary.splitlines()[0])
     if request.post_apply is None:
@@ -93,7 +94,15 @@ async def after_apply(
         log.warning("post-apply: %s", why)
         return Report(result.root, check.status, check.summary, "refused", 0, why)
     status, code, output = await _run_once(root, state, result.root, command)
+    if _replaced(request, policy):
+        log.warning("post-apply: the command the client proposed was replaced by --post-apply")
+        output = REPLACED + output[-(REPORT_OUTPUT_MAX - len(REPLACED)) :]
     return Report(result.root, check.status, check.summary, status, code, output)
+
+
+def _replaced(request: AfterApplyRequest, policy: PostApplyPolicy) -> bool:
+    """The client proposed a command of its own and the operator's ran instead."""
+    return bool(policy.command and request.post_apply and request.post_apply != policy.command)
 
 
 def _verify(root: Path) -> _Check:
@@ -104,11 +113,9 @@ def _verify(root: Path) -> _Check:
         report = verify_root(root, VerifyOptions(workers=2))
     except SyncdError as exc:
         return _Check("error", _clip(f"the check could not run: {exc}", REPORT_SUMMARY_MAX))
-    lines = report.lines()
-    summary = lines[-1]
-    if not report.ok:
-        problems = [line.strip() for line in lines if "error:" in line or "BROKEN" in line]
-        summary = "\n".join([summary, *problems[:_SHOWN_PROBLEMS]])
+    # Verdicts, names and digests only: nothing of what the far side's files hold goes
+    # back (the tree came from the connected side, and a link may point anywhere).
+    summary = "\n".join(report.brief(_SHOWN_PROBLEMS))
     return _Check("ok" if report.ok else "failed", _clip(summary, REPORT_SUMMARY_MAX))
 
 

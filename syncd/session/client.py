@@ -8,9 +8,8 @@ worker threads, frames in the order asked), within the far side's WANT credit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +33,14 @@ from syncd import __version__
 from syncd.apply.blobindex import BlobIndex
 from syncd.errors import SyncdError
 from syncd.progress import NoProgress, Progress
-from syncd.session.pieces import batches, read_pieces
-from syncd.session.wire import Channel, Wire
+from syncd.session.pieces import Locate, batches, read_pieces
+from syncd.session.wire import Channel, OnWritten, Wire
 from syncd.snapshot import SnapshotReader
+from syncd.tasks import cancel_and_wait
 
 FRAME_SLACK = 4096  # msgpack envelope around the payload of one frame
+ITEM_SLACK = 64  # msgpack overhead of one item inside a frame
+Item = tuple[bytes, bytes]  # (tree id or blob digest, its bytes)
 
 
 async def _from(
@@ -114,6 +116,20 @@ async def push_session(
                 progress.finish()
 
 
+def _pro_rata(payload: int, advance: Callable[[int], None]) -> OnWritten:
+    """Progress in payload bytes as a frame of `payload` bytes of blobs is written."""
+    written = reported = 0
+
+    def on_written(nbytes: int, frame_length: int) -> None:
+        nonlocal written, reported
+        written += nbytes
+        share = payload * written // frame_length
+        advance(share - reported)
+        reported = share
+
+    return on_written
+
+
 class _Session:
     def __init__(
         self,
@@ -132,9 +148,10 @@ class _Session:
         self._reads: asyncio.Queue[asyncio.Future[list[tuple[bytes, bytes]]] | None] = (
             asyncio.Queue()
         )
-        self._sender = asyncio.create_task(self._send_blobs())
+        self._sender: asyncio.Task[None] | None = None  # started by run()
 
     async def run(self) -> PushOutcome:
+        self._sender = asyncio.create_task(self._send_blobs())
         # `rest`: it can send the rest of a blob whose first bytes the far side kept.
         caps = (CAP_REST,)
         await self.wire.send(Hello((1, 1), f"syncd {__version__}", caps, self._params()))
@@ -193,30 +210,24 @@ class _Session:
         return self.outcome
 
     async def _answer_trees(self, ids: tuple[bytes, ...]) -> None:
-        budget = self.wire.connection.peer_max_frame - FRAME_SLACK
-        batch: list[tuple[bytes, bytes]] = []
-        size = 0
+        for frame in self._frames(self._tree_records(ids)):
+            await self.wire.send(Trees(frame))
+        self.outcome.trees_sent += len(ids)
+
+    def _tree_records(self, ids: tuple[bytes, ...]) -> Iterator[tuple[bytes, bytes]]:
         for tree_id in ids:
             record = self.source.record(tree_id)
             if record is None:
                 raise SyncdError(
                     f"the far side asked for tree {tree_id.hex()}, which the source lacks"
                 )
-            if batch and size + len(record) + 64 > budget:
-                await self.wire.send(Trees(tuple(batch)))
-                batch, size = [], 0
-            batch.append((tree_id, record))
-            size += len(record) + 64
-        await self.wire.send(Trees(tuple(batch)))
-        self.outcome.trees_sent += len(ids)
+            yield tree_id, record
+
+    def _frames(self, items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[Item, ...]]:
+        """Runs of (id, bytes) items that each fit one frame the far side accepts."""
+        return pack_frames(items, self.wire.connection.peer_max_frame - FRAME_SLACK)
 
     # -- blobs: reads in threads, frames in order --------------------------------------
-
-    def _locate(self, digest: bytes) -> tuple[str, int, int] | None:
-        if self._index is None:
-            self._index = BlobIndex.build(self.source)
-        where = self._index.locate(digest)
-        return None if where is None else (where.path, where.offset, where.length)
 
     def _queue_reads(
         self,
@@ -224,13 +235,23 @@ class _Session:
         rests: tuple[tuple[bytes, int, int], ...] = (),
     ) -> None:
         """Read the pieces asked for, in order; for a REST, only the rest of each."""
-        if self._index is None:
-            self._index = BlobIndex.build(self.source)
+        locate = self._locator()  # built here, on the loop, before any read thread asks
         root = str(self.options.root)
         offsets = {digest: offset for digest, _, offset in rests}
         for batch in batches(wanted):
-            read = asyncio.to_thread(read_pieces, root, self._locate, batch)
+            read = asyncio.to_thread(read_pieces, root, locate, batch)
             self._reads.put_nowait(asyncio.ensure_future(_from(read, offsets)))
+
+    def _locator(self) -> Locate:
+        if self._index is None:
+            self._index = BlobIndex.build(self.source)
+        index = self._index
+
+        def locate(digest: bytes) -> tuple[str, int, int] | None:
+            where = index.locate(digest)
+            return None if where is None else (where.path, where.offset, where.length)
+
+        return locate
 
     async def _send_blobs(self) -> None:
         try:
@@ -243,39 +264,40 @@ class _Session:
 
     async def _send_blob_frames(self) -> None:
         while (read := await self._reads.get()) is not None:
-            pieces = await read
             budget = min(self.wire.connection.peer_max_frame - FRAME_SLACK, BLOB_FRAME_BYTES)
-            frame: list[tuple[bytes, bytes]] = []
-            size = 0
-            for digest, data in pieces:
-                if frame and size + len(data) + 64 > budget:
-                    await self._send_frame(frame, size)
-                    frame, size = [], 0
-                frame.append((digest, data))
-                size += len(data) + 64
-            if frame:
-                await self._send_frame(frame, size)
-
-    async def _send_frame(self, frame: list[tuple[bytes, bytes]], size: int) -> None:
-        await self.wire.send(Blobs(tuple(frame)))
-        payload = sum(len(data) for _, data in frame)
-        self.outcome.blobs_sent += len(frame)
-        self.outcome.payload_bytes += payload
-        self.progress.advance(payload)
+            for frame in pack_frames(await read, budget):
+                payload = sum(len(data) for _, data in frame)
+                await self.wire.send(Blobs(frame), _pro_rata(payload, self.progress.advance))
+                self.outcome.blobs_sent += len(frame)
+                self.outcome.payload_bytes += payload
 
     def sender_error(self) -> BaseException | None:
-        if self._sender.done() and not self._sender.cancelled():
-            return self._sender.exception()
+        sender = self._sender
+        if sender is not None and sender.done() and not sender.cancelled():
+            return sender.exception()
         return None
 
     async def stop(self) -> None:
         if inspect.iscoroutine(self._pending):  # never awaited: the session failed first
             self._pending.close()
-        if not self._sender.done():
-            self._sender.cancel()
-        with contextlib.suppress(BaseException):
-            await self._sender
+        if self._sender is not None:
+            await cancel_and_wait(self._sender)
         while not self._reads.empty():
             read = self._reads.get_nowait()
             if read is not None:
                 read.cancel()
+
+
+def pack_frames(items: Iterable[Item], budget: int) -> Iterator[tuple[Item, ...]]:
+    """Split `items`, in order, into runs of at most `budget` bytes each (an item larger
+    than the budget goes alone; the connection refuses it if the peer would)."""
+    frame: list[Item] = []
+    size = 0
+    for item in items:
+        if frame and size + len(item[1]) + ITEM_SLACK > budget:
+            yield tuple(frame)
+            frame, size = [], 0
+        frame.append(item)
+        size += len(item[1]) + ITEM_SLACK
+    if frame:
+        yield tuple(frame)

@@ -18,7 +18,6 @@ staging is made durable before the session ends.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,12 +37,15 @@ from protocol.messages import (
 )
 from syncd import __version__
 from syncd.apply.canon import TargetPolicy
-from syncd.apply.engine import apply_target, held_aliases, scan_far
+from syncd.apply.engine import held_aliases, scan_far
 from syncd.apply.resume import resume_or_abandon
 from syncd.apply.room import StagingLimit, expire, make_room
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
+from syncd.gate.gated import gated_apply
+from syncd.gate.inspection import GatePolicy
+from syncd.gate.origin import Origin
 from syncd.plan.descent import Descent
 from syncd.scan.api import ScanResult
 from syncd.session.afterapply import AfterApplyRequest, PostApplyPolicy, after_apply
@@ -76,6 +78,7 @@ class ServeOptions:
     root_names: frozenset[str] = frozenset()
     policy: TargetPolicy = field(default_factory=TargetPolicy)  # what a target may hold
     staging_limit: StagingLimit = field(default_factory=StagingLimit)
+    gate: GatePolicy = field(default_factory=GatePolicy)  # --inspect (syncd/gate/)
 
 
 async def serve_session(channel: Channel, options: ServeOptions) -> Result:
@@ -181,9 +184,7 @@ async def _greet(wire: Wire, options: ServeOptions, hello: Hello) -> None:
 
 
 def _check_root(hello: Hello, options: ServeOptions) -> None:
-    asked = hello.params.get("root", "")
-    if not isinstance(asked, str):
-        raise ProtocolError(ErrorCode.MALFORMED, "HELLO root parameter must be a string")
+    asked = str(hello.params.get("root", ""))  # a str: the connection checked (VERSION)
     names = options.root_names or root_names(options.root)
     check_asked_root(asked, options.root, names)
 
@@ -200,12 +201,18 @@ async def _sync(
         return staging.tree_record(tree) or current.record(tree)
 
     applied = await asyncio.to_thread(
-        functools.partial(apply_target, delete=delete, policy=options.policy),
-        options.root,
-        options.state,
-        offer.root,
-        records,
-        staging,
+        lambda: gated_apply(
+            options.root,
+            options.state,
+            offer.root,
+            records,
+            staging,
+            delete=delete,
+            current=current,
+            origin=Origin.of_push(),
+            gate=options.gate,
+            policy=options.policy,
+        )
     )
     log.info(
         "apply: %d files written, %d deleted, %d bytes, %d steps; %.2f s",

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Protocol
 
 from protocol.connection import NEED_DATA, Closed, Connection, Event
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import Error, Message
 from syncd.errors import SyncdError
+from syncd.tasks import cancel_and_wait
 
 QUEUED_BYTES = 32 << 20
 READ_SIZE = 1 << 20
+# A frame is written in pieces of at most this size, each reported to the frame's
+# `on_written` (so a progress bar follows the bytes as they leave, even at 1 MB/s).
+WRITE_PIECE = 256 << 10
+
+# Told (bytes of the frame just written, the frame's length) as a frame goes out.
+OnWritten = Callable[[int, int], None]
 
 
 class Channel(Protocol):
@@ -50,7 +58,7 @@ class Wire:
         self.channel = channel
         self.bytes_sent = 0
         self.bytes_received = 0
-        self._frames: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._frames: asyncio.Queue[tuple[bytes, OnWritten | None] | None] = asyncio.Queue()
         self._queued = 0
         self._room = asyncio.Condition()
         self._writer: asyncio.Task[None] | None = None
@@ -59,17 +67,22 @@ class Wire:
         self._writer = asyncio.create_task(self._write_frames())
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is asyncio.CancelledError and self._writer is not None:
+            # A stopped session (Ctrl-C) does not wait for what is queued to go out.
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
         await self.flush()
         if self._writer is not None and self._writer.done() and not self._writer.cancelled():
             # A failed writer is reported through next_event or the session's own error;
             # fetch its exception so that it is not logged a second time as unretrieved.
             self._writer.exception()
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, on_written: OnWritten | None = None) -> None:
         frame = self.connection.send(message)  # in call order, before any wait
         self.bytes_sent += len(frame)
-        self._frames.put_nowait(frame)
+        self._frames.put_nowait((frame, on_written))
         self._queued += len(frame)
         if self._queued > QUEUED_BYTES:
             async with self._room:
@@ -87,8 +100,15 @@ class Wire:
 
     async def _write_frames(self) -> None:
         try:
-            while (frame := await self._frames.get()) is not None:
-                await self.channel.write(frame)
+            while (item := await self._frames.get()) is not None:
+                frame, on_written = item
+                if on_written is None:
+                    await self.channel.write(frame)
+                else:
+                    for start in range(0, len(frame), WRITE_PIECE):
+                        piece = frame[start : start + WRITE_PIECE]
+                        await self.channel.write(piece)
+                        on_written(len(piece), len(frame))
                 self._queued -= len(frame)
                 async with self._room:
                     self._room.notify_all()
@@ -123,10 +143,8 @@ class Wire:
             await asyncio.wait_for(self.flush(), timeout=5)
 
     async def aclose(self) -> None:
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
-            with contextlib.suppress(BaseException):
-                await self._writer
+        if self._writer is not None:
+            await cancel_and_wait(self._writer)
         await self.channel.close()
 
 

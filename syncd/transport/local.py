@@ -48,6 +48,10 @@ async def open_local(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             limit=_PIPE_LIMIT,
+            # Its own session: a terminal's Ctrl-C reaches the push, which decides (it
+            # closes the channel; the far side keeps what it staged, and an apply it
+            # has begun runs to its end), not the far side in the middle of its work.
+            start_new_session=True,
         )
     except OSError as exc:
         raise ConnectError(

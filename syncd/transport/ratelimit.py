@@ -29,7 +29,8 @@ def parse_rate(text: str) -> float:
         rate = parse_size(core)
     except ValueError:
         raise UsageError(
-            f"not a rate: {text!r} (bytes per second, e.g. 10M, 500k, 1.5MB/s)"
+            f"not a rate: {text!r} (bytes per second, e.g. 10M, 500k, 1.5MB/s; bits are not "
+            "accepted: divide Mbit/s by 8)"
         ) from None
     if rate <= 0:
         raise UsageError(f"rate {text!r} must be more than 0 bytes per second")

@@ -33,6 +33,7 @@ import os
 import shlex
 import socket
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from syncd.errors import UsageError
@@ -73,7 +74,7 @@ DEFAULT_PORT = 22
 _GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
 
 
-def remote_command(remote_syncd: str, path: str) -> str:
+def remote_command(remote_syncd: str, path: str, flags: Sequence[str] = ()) -> str:
     """The command line the server runs. `remote_syncd` is a command string (may contain
     spaces, e.g. "/opt/venv/bin/python -m syncd"); the path is always one quoted word.
 
@@ -84,7 +85,8 @@ def remote_command(remote_syncd: str, path: str) -> str:
         path = "."
     elif path.startswith("~/"):
         path = path[2:] or "."
-    return f"{remote_syncd} serve --stdio --root {shlex.quote(path)}"
+    extra = "".join(f" {shlex.quote(flag)}" for flag in flags)
+    return f"{remote_syncd} serve --stdio --root {shlex.quote(path)}{extra}"
 
 
 def _one_line(text: str) -> str:
@@ -323,6 +325,7 @@ async def open_ssh(
     bwlimit: float | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
     close_timeout: float = CLOSE_TIMEOUT,
+    serve_flags: Sequence[str] = (),
 ) -> Channel:
     """Connect and run `{remote_syncd} serve --stdio --root {quoted path}` on the server.
 
@@ -373,7 +376,7 @@ async def open_ssh(
         timeout = config.get("ConnectTimeout", None) or connect_timeout
         raise _connect_error(exc, description, user, check, timeout) from None
 
-    command = remote_command(remote_syncd, target.path)
+    command = remote_command(remote_syncd, target.path, serve_flags)
     try:
         process = await conn.create_process(command, encoding=None)
     except BaseException as exc:  # including cancellation: do not leak the connection

@@ -27,6 +27,7 @@ class VerifyOptions:
     cache_dir: Path | None = None  # oc-mirror's --cache-dir base, for content folders
     state: Path | None = None  # state folder for the --against scan (default ROOT/.syncd)
     workers: int = os.cpu_count() or 1  # hashing threads
+    config: Path | None = None  # the ImageSetConfiguration the upload will use (-c)
 
 
 def verify_root(root: Path, options: VerifyOptions | None = None) -> VerifyReport:
@@ -42,11 +43,13 @@ def verify_root(root: Path, options: VerifyOptions | None = None) -> VerifyRepor
             "content folder (mirror_NNNNNN.tar or working-dir/)"
         )
     hasher = Hasher(options.workers)
-    sections = [_registry(v2, options, hasher) for v2 in found.registries]
-    for folder in found.contents:
-        cache = cache_for(folder, root, options.cache_dir)
-        sparse = True if options.sparse_index is None else options.sparse_index
-        content = ContentOptions(sparse_index=sparse, deep=options.deep)
+    caches = {folder: cache_for(folder, root, options.cache_dir) for folder in found.contents}
+    # A cache that a content folder uploads from is judged through that folder: only
+    # what the upload copies from it counts. Any other registry tree is checked whole.
+    used = {cache for cache in caches.values() if cache is not None}
+    sections = [_registry(v2, options, hasher) for v2 in found.registries if v2 not in used]
+    content = ContentOptions(deep=options.deep, config=options.config)
+    for folder, cache in caches.items():
         sections.append(check_content(folder, cache, content, hasher))
     if options.against is not None:
         sections.append(_against(root, options))
@@ -73,8 +76,11 @@ def _registry(v2: Path, options: VerifyOptions, hasher: Hasher) -> Section:
     if sparse is None:
         sparse = is_oc_mirror_cache(v2)
     store = FsStore(v2)
-    result = check_registry(store, Policy(sparse_index=sparse, track_blobs=options.deep))
-    hashed = run_deep(result, store, hasher) if options.deep else 0
+    try:
+        result = check_registry(store, Policy(sparse_index=sparse, track_blobs=options.deep))
+        hashed = run_deep(result, store, hasher) if options.deep else 0
+    finally:
+        store.close()
     policy = "allowed (oc-mirror's cache)" if sparse else "not allowed"
     if options.sparse_index:
         policy = "allowed (--allow-sparse-index)"

@@ -24,11 +24,7 @@ class ArchiveStore:
     def __init__(self, archives: ArchiveSet, cache: FsStore | None) -> None:
         self.archives = archives
         self.cache = cache
-        self._members = {
-            name[len(PREFIX) :]: ref
-            for name, ref in archives.members.items()
-            if name.startswith(PREFIX)
-        }
+        self._members = archives.extraction.registry
         self._tags: dict[str, set[str]] = {}
         self._revisions: dict[str, set[str]] = {}
         for rel in self._members:
@@ -79,7 +75,7 @@ class ArchiveStore:
     def show(self, rel: str) -> str:
         ref = self._members.get(rel)
         if ref is not None:
-            return f"{ref.archive.name}:{ref.name}"
+            return f"{ref.archive}:{ref.name}"
         if self.cache is None:
             return f"{PREFIX}{rel} (in no archive, and no cache was found)"
         path = self.cache.show(rel)
@@ -100,5 +96,8 @@ class ArchiveStore:
     def locate(self, digest: str) -> BlobLocation | None:
         ref: MemberRef | None = self._members.get(layout.blob_data(digest))
         if ref is not None:
-            return BlobLocation(str(ref.archive), ref.offset, ref.size)
+            where = str(self.archives.folder / ref.archive)
+            folder = self.archives.dir
+            fd = folder.fd if folder is not None else -1
+            return BlobLocation(where, ref.offset, ref.size, fd, ref.archive)
         return self.cache.locate(digest) if self.cache else None

@@ -8,7 +8,6 @@ ALGORITHM = "sha256"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _LINK = re.compile(rb"sha256:[0-9a-f]{64}")
 _HEX = re.compile(r"[0-9a-f]{64}")
-_PREVIEW = 40
 
 # Bound methods, called directly on the hot path (a verify of a large tree checks
 # hundreds of thousands of digests; a wrapper function would double the cost).
@@ -36,11 +35,3 @@ def parse_link(raw: bytes) -> str | None:
     makes the link unreadable to a registry, so they are not accepted here either.
     """
     return raw.decode("ascii") if _match_link(raw) else None
-
-
-def preview(raw: bytes) -> str:
-    """A short, printable rendering of bytes that should have been a link."""
-    if not raw:
-        return "nothing (an empty file)"
-    shown = repr(raw[:_PREVIEW])
-    return shown + (f" ... ({len(raw)} bytes)" if len(raw) > _PREVIEW else "")

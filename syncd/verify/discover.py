@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syncd.state import STATE_NAME
+from syncd.verify.beneath import Beneath, open_beneath
 
 _V2 = ("docker", "registry", "v2")
 CACHE = Path(".oc-mirror/.cache")
@@ -60,18 +61,27 @@ def cache_for(folder: Path, root: Path, base: Path | None) -> Path | None:
     Looked for in the content folder and its parents up to the root, and next to the
     root when the root is the content folder itself.
     """
+    rel = (CACHE / Path(*_V2)).as_posix()
     if base is not None:
-        v2 = base / CACHE / Path(*_V2)
-        return v2 if v2.is_dir() else None
+        return base / rel if _is_dir_beneath(base, rel) else None
     candidates = [folder, *folder.parents]
     stop = root.parent if folder == root else root
     for candidate in candidates:
-        v2 = candidate / CACHE / Path(*_V2)
-        if v2.is_dir():
-            return v2
+        if _is_dir_beneath(candidate, rel):
+            return candidate / rel
         if candidate == stop:
             break
     return None
+
+
+def _is_dir_beneath(base: Path, rel: str) -> bool:
+    """`base/rel` is a directory reached without following a symlink below `base`."""
+    try:
+        with Beneath.open(base) as opened:
+            os.close(open_beneath(opened.fd, rel, os.O_RDONLY | os.O_DIRECTORY))
+    except OSError:
+        return False
+    return True
 
 
 def _is_archive(name: str) -> bool:

@@ -1,23 +1,24 @@
 """A registry store over distribution's filesystem storage (`.../docker/registry/v2`).
 
-Reads use os-level calls on str paths: a shallow verify reads one small file per link
-it follows, and pathlib's overhead would be most of the cost. Symlinks are followed,
-as distribution's filesystem driver follows them.
+Every read resolves beneath the `v2` folder's descriptor and follows no symlink (see
+`beneath`): a link or a blob's `data` that is a symlink is reported as one, and what it
+points at is never opened, so nothing outside the tree is read or reported. A registry
+would follow it; verify says so instead of guessing what it would find. Reads use
+os-level calls on str paths: a shallow verify reads one small file per link it follows.
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from syncd.verify import layout
+from syncd.verify.beneath import Beneath, why
 from syncd.verify.digests import is_hex
 from syncd.verify.store import LINK_LIMIT, BlobLocation, StoreError
 
-_OPEN = os.O_RDONLY | os.O_CLOEXEC
 _ABSENT = (errno.ENOENT, errno.ENOTDIR)
 
 
@@ -25,45 +26,55 @@ class FsStore:
     def __init__(self, v2: Path) -> None:
         self.v2 = v2
         self._base = str(v2) + "/"
+        try:
+            self._dir: Beneath | None = Beneath.open(v2)
+        except OSError:
+            self._dir = None  # every read then answers "absent"
+
+    def close(self) -> None:
+        if self._dir is not None:
+            self._dir.close()
+            self._dir = None
 
     # -- RegistryStore ---------------------------------------------------------------
 
     def repositories(self) -> list[str]:
         """Directories holding `_manifests`, skipping `_*` folders as the catalog does."""
-        top = self._base + layout.REPOSITORIES
         found: list[str] = []
         stack = [""]
         while stack:
             rel = stack.pop()
-            names = self._subdirs(f"{top}/{rel}" if rel else top)
+            names = self._subdirs(f"{layout.REPOSITORIES}/{rel}" if rel else layout.REPOSITORIES)
             if rel and "_manifests" in names:
                 found.append(rel)
             stack += [f"{rel}/{n}" if rel else n for n in names if not n.startswith("_")]
         return sorted(found)
 
     def tags(self, repo: str) -> list[str]:
-        return sorted(self._list(self._base + layout.tags_dir(repo)))
+        return sorted(self._list(layout.tags_dir(repo)))
 
     def revisions(self, repo: str) -> list[str]:
-        return sorted(self._list(self._base + layout.revisions_dir(repo)))
+        return sorted(self._list(layout.revisions_dir(repo)))
 
     def read_link(self, rel: str) -> bytes | None:
-        return self._read(self._base + rel, LINK_LIMIT + 1)
+        return self._read(rel, LINK_LIMIT + 1)
 
     def blob_size(self, digest: str) -> int | None:
-        path = self._base + layout.blob_data(digest)
+        rel = layout.blob_data(digest)
+        if self._dir is None:
+            return None
         try:
-            info = os.stat(path)  # noqa: PTH116 - str paths on the hot path
+            info = self._dir.stat(rel)
         except OSError as exc:
             if exc.errno in _ABSENT:
                 return None
-            raise StoreError(exc.strerror or str(exc)) from None
+            raise StoreError(why(exc)) from None
         if not stat.S_ISREG(info.st_mode):
             raise StoreError("not a regular file")
         return info.st_size
 
     def read_blob(self, digest: str, limit: int) -> bytes | None:
-        return self._read(self._base + layout.blob_data(digest), limit + 1)
+        return self._read(layout.blob_data(digest), limit + 1)
 
     def show(self, rel: str) -> str:
         return self._base + rel
@@ -71,9 +82,8 @@ class FsStore:
     # -- BlobLocator -------------------------------------------------------------------
 
     def blobs(self) -> Iterator[str]:
-        top = self._base + layout.BLOBS
-        for prefix in sorted(self._list(top)):
-            for name in sorted(self._list(f"{top}/{prefix}")):
+        for prefix in sorted(self._list(layout.BLOBS)):
+            for name in sorted(self._list(f"{layout.BLOBS}/{prefix}")):
                 if is_hex(name) and name.startswith(prefix):
                     yield "sha256:" + name
 
@@ -82,39 +92,35 @@ class FsStore:
             size = self.blob_size(digest)
         except StoreError:
             size = -1  # hashing meets the error again and reports it
-        if size is None:
+        if size is None or self._dir is None:
             return None
-        return BlobLocation(self._base + layout.blob_data(digest), 0, size)
+        rel = layout.blob_data(digest)
+        return BlobLocation(self._base + rel, 0, size, self._dir.fd, rel)
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _read(self, path: str, limit: int) -> bytes | None:
+    def _read(self, rel: str, limit: int) -> bytes | None:
+        if self._dir is None:
+            return None
         try:
-            fd = os.open(path, _OPEN)
-        except OSError as exc:
+            return self._dir.read(rel, limit)
+        except OSError as exc:  # EISDIR for a directory where a file belongs
             if exc.errno in _ABSENT:
                 return None
-            raise StoreError(exc.strerror or str(exc)) from None
-        try:
-            return os.read(fd, limit)
-        except OSError as exc:  # EISDIR for a directory where a file belongs
-            raise StoreError(exc.strerror or str(exc)) from None
-        finally:
-            os.close(fd)
+            raise StoreError(why(exc)) from None
 
-    def _list(self, path: str) -> list[str]:
+    def _entries(self, rel: str) -> list[tuple[str, bool]]:
+        if self._dir is None:
+            return []
         try:
-            return os.listdir(path)  # noqa: PTH208 - str paths on the hot path
+            return self._dir.entries(rel)
         except OSError as exc:
             if exc.errno in _ABSENT:
                 return []
-            raise StoreError(f"{path}: {exc.strerror}") from None
+            raise StoreError(f"{self._base}{rel}: {why(exc)}") from None
 
-    def _subdirs(self, path: str) -> list[str]:
-        try:
-            with os.scandir(path) as entries:
-                return [e.name for e in entries if e.is_dir(follow_symlinks=False)]
-        except OSError as exc:
-            if exc.errno in _ABSENT:
-                return []
-            raise StoreError(f"{path}: {exc.strerror}") from None
+    def _list(self, rel: str) -> list[str]:
+        return [name for name, _ in self._entries(rel)]
+
+    def _subdirs(self, rel: str) -> list[str]:
+        return [name for name, is_dir in self._entries(rel) if is_dir]

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from syncd.verify.beneath import open_beneath, why
 from syncd.verify.store import BlobLocation
 
 CHUNK = 1 << 20
@@ -58,9 +59,13 @@ class Hasher:
 def hash_range(location: BlobLocation) -> HashOutcome:
     """sha256 of `size` bytes at `offset` (to the end of the file when size < 0)."""
     try:
-        fd = os.open(location.path, _OPEN)
+        if location.dir_fd >= 0:
+            # O_NONBLOCK: a FIFO planted where a blob belongs must not hang the hashing.
+            fd = open_beneath(location.dir_fd, location.rel, _OPEN | os.O_NONBLOCK)
+        else:
+            fd = os.open(location.path, _OPEN)
     except OSError as exc:
-        return HashOutcome(None, 0, exc.strerror or str(exc))
+        return HashOutcome(None, 0, why(exc))
     try:
         size = location.size if location.size >= 0 else os.fstat(fd).st_size - location.offset
         return _hash_fd(fd, location.offset, size)

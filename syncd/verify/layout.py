@@ -1,7 +1,7 @@
 """Paths of distribution's filesystem storage, relative to `docker/registry/v2`.
 
-As registry/storage/paths.go lays them out (see FACTS.md). Pure string functions: the
-checker names what it needs with these, and a store says where that lives.
+As distribution's registry/storage/paths.go lays them out (docs/FACTS.md). Pure string
+functions: the checker names what it needs with these, and a store says where that lives.
 """
 
 from __future__ import annotations

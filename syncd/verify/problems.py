@@ -13,6 +13,7 @@ from enum import StrEnum
 class Severity(StrEnum):
     ERROR = "error"  # the upload (or a pull) fails
     WARNING = "warning"  # allowed, but worth knowing
+    INFO = "info"  # what the upload will not touch: never a failure
 
 
 class Code(StrEnum):
@@ -49,8 +50,13 @@ class Code(StrEnum):
     MEMBER_UNSAFE = "member-unsafe"
     NO_REPOSITORIES = "no-repositories"
     ISC_MISSING = "isc-missing"
-    WORKDIR_MISSING = "working-dir-missing"
-    GRAPH_UNRESOLVED = "graph-image-unresolved"
+    ISC_FALLBACK = "isc-from-archive"
+    ISC_INVALID = "isc-invalid"
+    COLLECTION_FAILED = "collection-failed"
+    MODEL_APPROXIMATE = "model-approximate"
+    TAG_OVERWRITTEN = "tag-overwritten"
+    NOT_UPLOADED = "not-uploaded"
+    BLOCKED = "blocked-image"
     # --against
     TREE_DIFFERS = "tree-differs"
 
@@ -90,3 +96,7 @@ def error(code: Code, message: str, path: str = "", digest: str = "") -> Problem
 
 def warning(code: Code, message: str, path: str = "", digest: str = "") -> Problem:
     return Problem(code, Severity.WARNING, message, path, digest)
+
+
+def info(code: Code, message: str, path: str = "") -> Problem:
+    return Problem(code, Severity.INFO, message, path)

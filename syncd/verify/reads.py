@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 
 from syncd.verify import layout
-from syncd.verify.digests import hex_of, parse_link, preview
+from syncd.verify.digests import hex_of, parse_link
 from syncd.verify.manifest import Manifest, ManifestError, parse_manifest
 from syncd.verify.outcome import EMPTY, Outcome, ProblemTable, uses
 from syncd.verify.problems import Code, Problem, error
@@ -71,7 +71,9 @@ class Reads:
         if digest is None:
             problem = error(
                 Code.LINK_GARBAGE,
-                f"link {where} holds {preview(raw)}, not a digest (sha256:<64 hex>, no newline)",
+                # Its bytes are never quoted: on the far side they may be anyone's.
+                f"link {where} is not a valid link: a link holds one digest "
+                "(sha256:<64 lowercase hex>, no newline) and nothing else",
                 where,
             )
             return Link(True, None, self.table.add(problem))

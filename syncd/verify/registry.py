@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from syncd.verify import layout
-from syncd.verify.digests import is_hex
+from syncd.verify.digests import hex_of, is_hex
 from syncd.verify.manifest import Descriptor, Kind, Manifest
 from syncd.verify.outcome import EMPTY, Outcome, ProblemTable
 from syncd.verify.problems import Code, Problem, error, warning
@@ -32,6 +32,9 @@ class Policy:
     manifest_limit: int = MANIFEST_LIMIT
     max_depth: int = MAX_DEPTH
     track_blobs: bool = False  # record the blobs each image uses (for --deep)
+    # Follow cosign signature tags (`sha256-<hex>.sig`), as a copy with sigstore
+    # attachments does: absent is fine, present must be whole.
+    signatures: bool = False
 
 
 @dataclass(slots=True)
@@ -74,16 +77,35 @@ def check_images(
     return Checker(store, policy).run(list(images), orphans=False)
 
 
+Platforms = frozenset[str] | None  # "os/arch" instances of an index to follow; None: all
+
+
+def check_selected(
+    store: RegistryStore, policy: Policy, images: Iterable[tuple[str, str, Platforms]]
+) -> RegistryResult:
+    """The given (repo, tag) pairs, each index followed only into its chosen platforms."""
+    checker = Checker(store, policy)
+    results = {}
+    for repo, tag, platforms in images:
+        checker.platforms = platforms
+        results[f"{repo}:{tag}"] = checker.image(repo, tag)
+    checker.platforms = None
+    result = checker.run([], orphans=False)
+    result.images.update(results)
+    return result
+
+
 class Checker:
     def __init__(self, store: RegistryStore, policy: Policy) -> None:
         self.store = store
         self.policy = policy
         self.table = ProblemTable()
         self.reads = Reads(store, self.table, policy.manifest_limit, track=policy.track_blobs)
-        self._manifests: dict[tuple[str, str], Outcome] = {}
+        self._manifests: dict[tuple[str, str, Platforms], Outcome] = {}
         self._blobs: dict[tuple[str, str, int], Outcome] = {}
         self._children: set[tuple[str, str]] = set()
         self._tree = EMPTY  # problems listing the tree itself: every image shares them
+        self.platforms: Platforms = None  # the platform filter of the image being checked
         self._repos: list[str] = []  # as listed, tagged or not
 
     # -- the walk --------------------------------------------------------------------
@@ -138,7 +160,8 @@ class Checker:
                 digest = self._revision_digest(repo, name)
                 # A folder whose link is gone is no revision to a registry; an index
                 # naming it reports the damage.
-                if digest and (repo, digest) not in self._manifests and self._linked(repo, digest):
+                known = (repo, digest, None) in self._manifests
+                if digest and not known and self._linked(repo, digest):
                     pending.append((repo, digest))
         outcomes = {(repo, d): self.manifest(repo, d, ()) for repo, d in pending}
         # An untagged index reaches its children: report the index, not them again.
@@ -175,13 +198,26 @@ class Checker:
             return self._loop(repo, chain[chain.index(digest) :])
         if len(chain) >= self.policy.max_depth:
             return self._too_deep(repo, digest)
-        key = (repo, digest)
         if chain:
-            self._children.add(key)
+            self._children.add((repo, digest))
+        key = (repo, digest, self.platforms)
         known = self._manifests.get(key)
         if known is None:
             known = self._manifests[key] = self._manifest(repo, digest, chain)
+            if self.policy.signatures:
+                known = self._manifests[key] = known | self._signature(repo, digest, chain)
         return known
+
+    def _signature(self, repo: str, digest: str, chain: tuple[str, ...]) -> Outcome:
+        """A cosign signature tag, when a registry would serve it, must be whole."""
+        rel = layout.tag_link(repo, f"sha256-{hex_of(digest)}.sig")
+        link = self.reads.link(rel, keep=False)
+        if link.digest is None or link.digest in chain or link.digest == digest:
+            return EMPTY  # absent or unreadable: the registry answers 404 or fails the lookup
+        linked, outcome = self._manifest_link(repo, link.digest)
+        if not linked or outcome.problems or self.reads.size(link.digest)[0] is None:
+            return EMPTY  # MANIFEST_UNKNOWN: no signature, as far as a copy can tell
+        return self.manifest(repo, link.digest, (*chain, digest))
 
     def _manifest(self, repo: str, digest: str, chain: tuple[str, ...]) -> Outcome:
         linked, outcome = self._manifest_link(repo, digest)
@@ -235,6 +271,8 @@ class Checker:
     ) -> Outcome:
         outcome, present, left_out = EMPTY, 0, []
         for child in parsed.children:
+            if not self._chosen(child):
+                continue
             linked, _ = self._manifest_link(repo, child.digest)
             if linked:
                 present += 1
@@ -259,6 +297,14 @@ class Checker:
                 )
             )
         return outcome
+
+    def _chosen(self, child: Descriptor) -> bool:
+        """Under a platform filter, only the chosen instances are copied (oc-mirror's
+        image-blob-gatherer.go `platformForDigest`: os/arch, and entries without a
+        platform always)."""
+        if self.platforms is None or not child.platform:
+            return True
+        return "/".join(child.platform.split("/")[:2]) in self.platforms
 
     def _absent_child(self, repo: str, parent: str, child: Descriptor) -> Outcome | None:
         """The error an absent child is, or None for a platform a sparse index left out."""

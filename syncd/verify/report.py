@@ -53,6 +53,7 @@ class Section:
     findings: tuple[Finding, ...]
     blobs_checked: int = 0
     bytes_hashed: int = 0
+    details: tuple[tuple[str, object], ...] = ()  # kind-specific JSON (a content folder's)
 
     @property
     def ok(self) -> bool:
@@ -71,6 +72,7 @@ class Section:
             "problems": [f.as_json(n) for n, f in enumerate(self.findings)],
             "blobs_checked": self.blobs_checked,
             "bytes_hashed": self.bytes_hashed,
+            **dict(self.details),
         }
 
     def lines(self) -> list[str]:
@@ -130,7 +132,7 @@ class Section:
         out = []
         for finding in warnings:
             concerns = f" (concerns {_names(finding.images)})" if finding.images else ""
-            out.append(f"  warning: {finding.problem.message}{concerns}")
+            out.append(f"  {finding.problem.severity.value}: {finding.problem.message}{concerns}")
         if len(sparse) > _SHOWN_NAMES:
             out.append(
                 f"  warning: {len(sparse)} sparse indexes name absent platforms, as "
@@ -173,6 +175,27 @@ class VerifyReport:
             "summary": self.summary(),
         }
 
+    def brief(self, limit: int) -> list[str]:
+        """What a far side may send back (REPORT): the verdict, counts, image names,
+        problem codes, paths relative to the root and digests, never a message (a
+        message may describe what a file holds). At most `limit` problem lines."""
+        s = self.summary()
+        out = [
+            f"{'OK' if self.ok else 'FAILED'}: {s['images_ok']} images ok, "
+            f"{s['images_broken']} broken; {s['errors']} errors, {s['warnings']} warnings"
+        ]
+        errors = [f for section in self.sections for f in section.findings if f.problem.is_error]
+        for finding in errors[:limit]:
+            problem = finding.problem
+            words = ["error", problem.code.value, _relative(problem.path, self.root)]
+            words += [problem.digest] if problem.digest else []
+            if finding.images:
+                words.append(f"(breaks {_names(finding.images)})")
+            out.append(" ".join(word for word in words if word))
+        if len(errors) > limit:
+            out.append(f"... and {len(errors) - limit} more errors")
+        return out
+
     def lines(self) -> list[str]:
         out: list[str] = []
         for section in self.sections:
@@ -185,6 +208,11 @@ class VerifyReport:
             f"in {self.seconds:.2f} s" + (" (deep)" if self.deep else "")
         )
         return out
+
+
+def _relative(path: str, root: str) -> str:
+    prefix = root.rstrip("/") + "/"
+    return path[len(prefix) :] if path.startswith(prefix) else path
 
 
 def _section_wide(finding: Finding) -> bool:

@@ -17,6 +17,7 @@ def build_section(
     extra: Sequence[Finding] = (),
     *,
     hashed: int = 0,
+    details: Sequence[tuple[str, object]] = (),
 ) -> Section:
     """Findings: the folder's own first (`extra`), then the images' problems."""
     images = result.images if result else {}
@@ -46,6 +47,7 @@ def build_section(
         findings=tuple(findings),
         blobs_checked=result.blobs_checked if result else 0,
         bytes_hashed=(result.bytes_hashed if result else 0) + hashed,
+        details=tuple(details),
     )
 
 

@@ -50,6 +50,8 @@ class BlobLocation:
     path: str
     offset: int
     size: int
+    dir_fd: int = -1  # when set, `rel` is opened beneath it, never through a symlink
+    rel: str = ""
 
 
 class BlobLocator(Protocol):

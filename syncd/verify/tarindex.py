@@ -37,6 +37,12 @@ class Member:
     offset: int  # where its data starts
     size: int
     regular: bool
+    kind: int = ord("0")  # the type flag
+
+    @property
+    def go_regular(self) -> bool:
+        """What Go's reader calls tar.TypeReg: '0', or the old '\\0' not naming a dir."""
+        return self.kind == ord("0") or (self.kind == 0 and not self.name.endswith("/"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +90,20 @@ class _Reader:
         parsed = self._header(header, position)
         if isinstance(parsed, TarIssue):
             return parsed
-        kind, size, name = parsed
+        return self._member(position, *parsed)
+
+    def _member(self, position: int, kind: int, size: int, name: str) -> int | TarIssue:
         data = position + BLOCK
         padded = data + -(-size // BLOCK) * BLOCK
-        if padded > self.file_size:
+        if data + size > self.file_size or (kind in METADATA and padded > self.file_size):
             return self._cut_member(name, position, data, size)
         if kind in METADATA:
             return self._meta(kind, data, size, padded)
-        self.members.append(Member(name, data, size, kind in REGULAR and not name.endswith("/")))
+        regular = kind in REGULAR and not name.endswith("/")
+        self.members.append(Member(name, data, size, regular, kind))
         self.pax, self.long_name = {}, None
+        if padded > self.file_size:
+            return self._unpadded(name, data + size)
         return padded
 
     def _header(self, header: bytes, position: int) -> tuple[int, int, str] | TarIssue:
@@ -142,6 +153,18 @@ class _Reader:
             f"it was cut {last}, and whatever followed is lost"
         )
         return TarIssue(False, position, message)
+
+    def _unpadded(self, name: str, end: int) -> TarIssue:
+        # Go's reader reads the padding with tryReadFull: nothing at all is a clean end
+        # (io.EOF), part of it is io.ErrUnexpectedEOF.
+        if self.file_size == end:
+            message = (
+                f"ends right after member {name}'s data, without its padding or the "
+                "end-of-archive marker: it was cut there, and whatever followed is lost"
+            )
+            return TarIssue(False, end, message)
+        message = f"member {name}'s padding is cut short at offset {self.file_size}"
+        return TarIssue(True, end, message)
 
     def _end_marker(self, position: int) -> TarIssue | None:
         second = self.window.read(position + BLOCK, BLOCK)

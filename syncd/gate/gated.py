@@ -1,0 +1,130 @@
+"""`gated_apply`: the apply, behind the inspection gate and recorded in the audit log.
+
+1. Describe the change (the far side's live tree against the staged target: paths and
+   image changes; pieces read from staging or live files) - computed here, on the far
+   side, from verified content, not taken from what the sender claims.
+2. With an inspection command: lay out the files, run it; a refusal (or a failure to
+   run it) is logged and raised: nothing applied, staging kept.
+3. Apply (syncd/apply/engine.py), then log the outcome: applied, or failed with why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from protocol.tree import Node, decode_tree
+from syncd.apply.canon import TargetPolicy
+from syncd.apply.durable import write_atomically
+from syncd.apply.engine import ApplyResult, apply_target
+from syncd.apply.routing import LiveBlobs
+from syncd.apply.staging import Staging
+from syncd.errors import SyncdError
+from syncd.gate import audit
+from syncd.gate.inspection import GatePolicy, InspectionRefused, inspect, manifest_json
+from syncd.gate.origin import Origin
+from syncd.media.farpieces import FarPieces
+from syncd.media.images import TreeView
+from syncd.media.manifest import describe_change
+from syncd.snapshot import SnapshotReader
+from syncd.state import StateDir
+
+PENDING = "pending.json"
+
+
+def gated_apply(
+    root: Path,
+    state: StateDir,
+    target: bytes,
+    records: Callable[[bytes], bytes | None],
+    staging: Staging,
+    *,
+    delete: bool,
+    current: SnapshotReader,
+    origin: Origin,
+    gate: GatePolicy,
+    policy: TargetPolicy | None = None,
+) -> ApplyResult:
+    """apply_target's arguments (`policy`: what a target may hold), plus what the gate
+    needs: the live snapshot the apply starts from, where the content comes from, and the
+    operator's inspection command (`gate`)."""
+    pieces = FarPieces(root, staging, LiveBlobs(current))
+    try:
+        new = TreeView(_lookup(records), target, pieces.read)
+        old = TreeView(_lookup(current.record), current.root, pieces.read)
+        change = describe_change(new, old, f"far snapshot {current.root.hex()[:16]}", current.root)
+        entry = audit.Entry(origin, "applied", current.root, None, target, change)
+        manifest = manifest_json(origin, current.root, target, change)
+        save_pending(state, manifest)
+        if gate.inspect:
+            try:
+                verdict = inspect(state, gate, new, manifest, change)
+            except InspectionRefused as exc:
+                audit.append(state, _with(entry, "refused", problem=str(exc)))
+                raise
+            details = verdict.as_json(gate.inspect)
+            entry = _with(entry, "applied", inspection=details)
+            if verdict.code != 0:
+                why = (
+                    f"the inspection command exited with status {verdict.code}: nothing was "
+                    "applied, the staged files are kept"
+                )
+                audit.append(state, _with(entry, "refused", problem=why))
+                raise InspectionRefused(f"{why}\n{verdict.output.rstrip()}".rstrip())
+    finally:
+        pieces.close()
+    try:
+        result = apply_target(root, state, target, records, staging, delete=delete, policy=policy)
+    except SyncdError as exc:
+        audit.append(state, _with(entry, "failed", problem=str(exc)))
+        raise
+    audit.append(state, _with(entry, "applied", after=result.root))
+    clear_pending(state)
+    return result
+
+
+def pending_path(state: StateDir) -> Path:
+    """The change staged for an apply that has not succeeded yet (`syncd show ROOT`)."""
+    return state.path / PENDING
+
+
+def save_pending(state: StateDir, manifest: dict[str, object]) -> None:
+    try:
+        write_atomically(pending_path(state), (json.dumps(manifest) + "\n").encode())
+    except OSError as exc:
+        raise audit.AuditError(f"{pending_path(state)}: cannot write: {exc.strerror}") from exc
+
+
+def clear_pending(state: StateDir) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        pending_path(state).unlink()
+
+
+def _with(
+    entry: audit.Entry,
+    status: str,
+    *,
+    problem: str = "",
+    after: bytes | None = None,
+    inspection: dict[str, object] | None = None,
+) -> audit.Entry:
+    return audit.Entry(
+        entry.origin,
+        status,
+        entry.before,
+        after,
+        entry.target,
+        entry.change,
+        inspection if inspection is not None else entry.inspection,
+        problem,
+    )
+
+
+def _lookup(records: Callable[[bytes], bytes | None]) -> Callable[[bytes], list[Node] | None]:
+    def lookup(tree: bytes) -> list[Node] | None:
+        record = records(tree)
+        return None if record is None else decode_tree(record)
+
+    return lookup
