@@ -5,7 +5,10 @@ connection enforces the state machine in TRANSITIONS, answers in order (a TREES 
 a blob must be the next one asked for), BLAKE3-verifies every tree record and blob it
 receives, and validates every tree (and so every path) before handing it out. Anything
 else, received or about to be sent, raises ProtocolError and puts the connection in
-phase ERROR (as h11 does), where the only thing left to do is to send one ERROR.
+phase ERROR (as h11 does), where the only thing left to do is to send one ERROR. The one
+thing not verified here is the answer to REST: the rest of a blob cannot be hashed alone,
+so the server session, which holds the blob's first bytes, joins and verifies it
+(SPEC.md, REST).
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from protocol.messages import (
     Message,
     MsgType,
     Report,
+    Rest,
     Trees,
     Want,
     decode_message,
     encode_message,
 )
+from protocol.salvage import complete_blobs, cut_entry
 from protocol.tree import Node, decode_tree, tree_id
 
 VERSION_MIN = 1
@@ -41,6 +46,9 @@ MIN_PEER_FRAME = CHUNK_SIZE + 4096
 # The server capability that promises a REPORT after RESULT when the client asks for one
 # with the HELLO parameters `verify` or `post_apply` (SPEC.md, REPORT).
 CAP_REPORT = "report"
+# The client capability that lets the server ask for the rest of a blob (REST) whose
+# first bytes it kept when a link dropped.
+CAP_REST = "rest"
 # The HELLO parameters this version knows, by sender, each with its one type (SPEC.md,
 # HELLO). Others are ignored; a known one of another type is VERSION.
 CLIENT_PARAMS: dict[str, type] = {"max_frame": int, "root": str, "verify": bool, "post_apply": str}
@@ -94,6 +102,7 @@ TRANSITIONS: dict[tuple[Role, Phase, Dir, MsgType], Phase] = {
     (C, P.DESCEND, Dir.SEND, M.TREES): P.DESCEND,
     (C, P.DESCEND, Dir.RECV, M.PLAN): P.TRANSFER,
     (C, P.TRANSFER, Dir.RECV, M.WANT): P.TRANSFER,
+    (C, P.TRANSFER, Dir.RECV, M.REST): P.TRANSFER,
     (C, P.TRANSFER, Dir.SEND, M.BLOBS): P.TRANSFER,
     (C, P.TRANSFER, Dir.RECV, M.RESULT): P.FINISHED,
     (C, P.FINISHED, Dir.SEND, M.BYE): P.CLOSED,
@@ -112,6 +121,7 @@ TRANSITIONS: dict[tuple[Role, Phase, Dir, MsgType], Phase] = {
     (S, P.DESCEND, Dir.RECV, M.TREES): P.DESCEND,
     (S, P.DESCEND, Dir.SEND, M.PLAN): P.TRANSFER,
     (S, P.TRANSFER, Dir.SEND, M.WANT): P.TRANSFER,
+    (S, P.TRANSFER, Dir.SEND, M.REST): P.TRANSFER,
     (S, P.TRANSFER, Dir.RECV, M.BLOBS): P.TRANSFER,
     (S, P.TRANSFER, Dir.SEND, M.RESULT): P.FINISHED,
     (S, P.FINISHED, Dir.RECV, M.BYE): P.CLOSED,
@@ -156,9 +166,11 @@ class Connection:
         self.peer_max_frame = MIN_PEER_FRAME
         self._decoder = FrameDecoder(limits)
         self._trees_due: deque[bytes] = deque()  # ids asked for and not yet answered
-        self._blobs_due: deque[tuple[bytes, int]] = deque()  # (digest, length) likewise
+        # (digest, length, offset) likewise: offset 0 for WANT, the bytes kept for REST
+        self._blobs_due: deque[tuple[bytes, int, int]] = deque()
         self.report_asked = False  # the client's HELLO asked for verify or post_apply
         self.report_offered = False  # the server's HELLO has the `report` capability
+        self.rest_agreed = False  # the client's HELLO has the `rest` capability
 
     # -- outgoing ---------------------------------------------------------------------
 
@@ -177,7 +189,9 @@ class Connection:
         if isinstance(message, GetTrees):
             self._trees_due.extend(message.ids)
         elif isinstance(message, Want):
-            self._blobs_due.extend(message.blobs)
+            self._blobs_due.extend((digest, length, 0) for digest, length in message.blobs)
+        elif isinstance(message, Rest):
+            self._rest_due(message)
         elif isinstance(message, Trees):
             self._answer_trees(message)
         elif isinstance(message, Blobs):
@@ -196,8 +210,21 @@ class Connection:
 
     def _answer_blobs(self, message: Blobs) -> None:
         for digest, data in message.blobs:
-            if not self._blobs_due or self._blobs_due.popleft() != (digest, len(data)):
+            if not self._is_next_due(digest, data):
                 raise ProtocolError(ErrorCode.UNEXPECTED, "sending a blob that was not asked for")
+            self._blobs_due.popleft()
+
+    def _is_next_due(self, digest: bytes, data: bytes) -> bool:
+        """Whether (digest, data) answers the next blob due: the whole blob, or its rest."""
+        if not self._blobs_due:
+            return False
+        due, length, offset = self._blobs_due[0]
+        return due == digest and len(data) == length - offset
+
+    def _rest_due(self, message: Rest) -> None:
+        if not self.rest_agreed:
+            raise ProtocolError(ErrorCode.UNEXPECTED, "REST without the `rest` capability")
+        self._blobs_due.extend(message.blobs)
 
     def _sent_hello(self, message: Hello) -> None:
         if self.role is Role.SERVER and message.versions != (self.version, self.version):
@@ -205,6 +232,8 @@ class Connection:
                 ErrorCode.VERSION, "the server's HELLO must name the chosen version"
             )
         self._note_params(message, from_client=self.role is Role.CLIENT)
+        if self.role is Role.CLIENT:
+            self.rest_agreed = CAP_REST in message.caps
 
     # -- incoming ---------------------------------------------------------------------
 
@@ -235,6 +264,30 @@ class Connection:
         detail = "inside a frame" if self._decoder.buffered else f"in phase {state}"
         raise ProtocolError(ErrorCode.TRUNCATED, f"the peer closed the connection {detail}")
 
+    def salvage_blobs(self) -> tuple[list[tuple[bytes, bytes]], tuple[bytes, bytes] | None]:
+        """What a BLOBS frame the peer cut short holds (protocol/salvage.py): its whole
+        entries, as far as each answers the next blob due (and, for a whole blob, matches
+        its digest; a REST answer is the session's to join and check), no longer due; and
+        the first bytes of the entry the cut fell in, (digest, bytes), unverified. For a
+        server whose peer closed mid-transfer; nothing otherwise."""
+        if self.role is not Role.SERVER:
+            return [], None
+        payload = self._decoder.partial_payload()
+        kept: list[tuple[bytes, bytes]] = []
+        for digest, data in complete_blobs(payload, self.limits):
+            if not self._is_next_due(digest, data):
+                return kept, None
+            _, _, offset = self._blobs_due[0]
+            if not offset and blake3.blake3(data).digest() != digest:
+                return kept, None
+            self._blobs_due.popleft()
+            kept.append((digest, data))
+        cut = cut_entry(payload, self.limits)
+        if cut is None or not self._blobs_due or self._blobs_due[0][0] != cut[0]:
+            return kept, None
+        _, length, offset = self._blobs_due[0]
+        return kept, cut if len(cut[1]) < length - offset else None
+
     def _received(self, message: Message) -> Event:
         if isinstance(message, Hello):
             self._received_hello(message)
@@ -245,7 +298,9 @@ class Connection:
         elif isinstance(message, GetTrees):
             self._trees_due.extend(message.ids)
         elif isinstance(message, Want):
-            self._blobs_due.extend(message.blobs)
+            self._blobs_due.extend((digest, length, 0) for digest, length in message.blobs)
+        elif isinstance(message, Rest):
+            self._rest_due(message)
         return message
 
     def _received_hello(self, message: Hello) -> None:
@@ -266,6 +321,8 @@ class Connection:
         else:
             self.version = low
         self._note_params(message, from_client=self.role is Role.SERVER)
+        if self.role is Role.SERVER:
+            self.rest_agreed = CAP_REST in message.caps
         max_frame = message.params.get("max_frame", MIN_PEER_FRAME)
         assert type(max_frame) is int  # checked by _note_params
         if max_frame < MIN_PEER_FRAME:
@@ -303,9 +360,10 @@ class Connection:
 
     def _verify_blobs(self, message: Blobs) -> None:
         for digest, data in message.blobs:
-            if not self._blobs_due or self._blobs_due.popleft() != (digest, len(data)):
+            if not self._is_next_due(digest, data):
                 raise ProtocolError(ErrorCode.UNEXPECTED, "received a blob that was not asked for")
-            if blake3.blake3(data).digest() != digest:
+            _, _, offset = self._blobs_due.popleft()
+            if not offset and blake3.blake3(data).digest() != digest:
                 raise ProtocolError(
                     ErrorCode.HASH_MISMATCH, f"blob {digest.hex()} does not match its digest"
                 )

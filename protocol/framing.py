@@ -42,6 +42,16 @@ class FrameDecoder:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    def partial_payload(self) -> bytes:
+        """The payload bytes of a frame begun but not complete (b"" when none is)."""
+        buffer = self._buffer
+        if len(buffer) < HEADER.size:
+            return b""
+        (length,) = HEADER.unpack_from(buffer)
+        if length > self._limits.max_frame or len(buffer) >= HEADER.size + length:
+            return b""
+        return bytes(memoryview(buffer)[HEADER.size :])
+
     def next_payload(self) -> object | None:
         """The next whole frame's decoded payload, or None until more bytes arrive."""
         buffer = self._buffer

@@ -31,6 +31,7 @@ class MsgType(IntEnum):
     ERROR = 10
     BYE = 11
     REPORT = 12
+    REST = 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,19 @@ class Want:
 
 
 @dataclass(frozen=True, slots=True)
+class Rest:
+    """The rest of blobs whose first `offset` bytes the server kept from a link that
+    dropped: (digest, length, offset), answered in BLOBS by bytes offset..length, in
+    order with the WANT entries. Only to a client whose HELLO has the `rest` capability."""
+
+    blobs: tuple[tuple[bytes, int, int], ...]
+    TYPE: ClassVar[MsgType] = MsgType.REST
+
+    def fields(self) -> list[object]:
+        return [[[digest, length, offset] for digest, length, offset in self.blobs]]
+
+
+@dataclass(frozen=True, slots=True)
 class Blobs:
     """Blob bytes answering WANT, in the order wanted: (digest, data)."""
 
@@ -194,7 +208,19 @@ class Bye:
 
 
 Message = (
-    Hello | Offer | State | GetTrees | Trees | Plan | Want | Blobs | Result | Error | Bye | Report
+    Hello
+    | Offer
+    | State
+    | GetTrees
+    | Trees
+    | Plan
+    | Want
+    | Rest
+    | Blobs
+    | Result
+    | Error
+    | Bye
+    | Report
 )
 
 RESULT_STATUSES = ("applied", "up-to-date")
@@ -278,6 +304,16 @@ def _want(f: list[object], limits: Limits) -> Want:
     return Want(tuple(blobs))
 
 
+def _rest(f: list[object], limits: Limits) -> Rest:
+    blobs = []
+    for item in array(f[0], "REST", nonempty=True):
+        key, length, offset = fixed(item, "REST entry", 3)
+        size = uint(length, "REST length", high=CHUNK_SIZE)
+        kept = uint(offset, "REST offset", low=1, high=size - 1)  # inside the blob
+        blobs.append((digest(key, "REST digest"), size, kept))
+    return Rest(tuple(blobs))
+
+
 def _blobs(f: list[object], limits: Limits) -> Blobs:
     blobs = []
     for item in array(f[0], "BLOBS", nonempty=True):
@@ -336,6 +372,7 @@ _DECODERS: dict[int, tuple[int, _Decoder]] = {
     MsgType.TREES: (1, _trees),
     MsgType.PLAN: (2, _plan),
     MsgType.WANT: (1, _want),
+    MsgType.REST: (1, _rest),
     MsgType.BLOBS: (1, _blobs),
     MsgType.RESULT: (5, _result),
     MsgType.ERROR: (2, _error),

@@ -17,6 +17,13 @@ After each kill the far tree must be consistent (every listed tag resolves, tags
 month 1's and month 2's, nothing partial: the checks of tests/test_apply_support.py); on
 sampled points docker-registry + skopeo pull every listed tag. Then a rerun of the same
 command must succeed and the far tree's fresh scan must equal month 2's snapshot.
+
+Two more slices: link drops at random bytes (reliability/linkdrop.py: the link to the
+far side drops, its serve gets EOF, SIGHUP, or over SSH loses its sshd session; every
+blob that arrived whole must be kept, and what the rerun sends again is measured against
+what had not arrived), and abandoned sessions and volumes (reliability/abandon.py:
+pushes and imports left half-way at random, after which an honest push or import must
+complete).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reliability import abandon, linkdrop
 from reliability.campaign import Context, Figure, Outcome
 from reliability.farside import (
     Months,
@@ -74,6 +82,8 @@ class Tally:
     failures: list[str] = field(default_factory=list)
     oracle_every: int = 25
     runs: int = 0
+    drops: linkdrop.Drops = field(default_factory=linkdrop.Drops)
+    abandoned: abandon.Tally = field(default_factory=abandon.Tally)
 
     def oracle_due(self) -> bool:
         self.runs += 1
@@ -279,6 +289,16 @@ def run(ctx: Context) -> Outcome:
             walk_point(bed, tally, scenario, point, stride)
         for scenario in ("push", "import"):
             random_kills(bed, tally, scenario, 1 if ctx.quick else 15, ctx)
+        link_drops(bed, tally, ctx)
+        tally.abandoned = abandon.run_rounds(
+            bed.months,
+            bed.base,
+            bed.work.parent,
+            ctx.rng("abandon"),
+            rounds=1 if ctx.quick else 12,
+            variants=2 if ctx.quick else abandon.VARIANTS,
+        )
+        tally.failures += tally.abandoned.failures
         signal_figures = _signal_stops(bed, tally, ctx)
     finally:
         if server is not None:
@@ -297,6 +317,28 @@ def _signal_stops(bed: Bed, tally: Tally, ctx: Context) -> list[Figure]:
     return figures
 
 
+def link_drops(bed: Bed, tally: Tally, ctx: Context) -> None:
+    """Drops at random bytes of a push's stream: locally (EOF, SIGHUP), and over SSH
+    with the sshd session killed (full run)."""
+    rng = ctx.rng("crash-link-drops")
+    ways = [("local", mode) for mode in linkdrop.MODES]
+    if bed.ssh is not None:
+        ways.append(("ssh", "sshd"))
+    record = bed.work.parent / "link-record.json"
+    for way, mode in ways:
+        far = fresh_far(bed)
+        target, env = str(far), {}
+        if way == "ssh":
+            assert bed.ssh is not None
+            target, env = f"ssh://root@127.0.0.1:{bed.ssh.port}{far}", bed.ssh.env()
+        forwarded, total = linkdrop.calibrate(bed.months.two.root, target, record, env)
+        for _ in range(1 if ctx.quick else (30 if way == "local" else 15)):
+            far = fresh_far(bed)
+            at = rng.randrange(1, forwarded)
+            linkdrop.one_drop(bed.months, far, target, record, at, mode, total, env, tally.drops)
+    tally.failures += tally.drops.failures
+
+
 def outcome(bed: Bed, tally: Tally, *, quick: bool) -> Outcome:
     # The far tree of the last rerun, served and pulled once more: the end state.
     tally.oracle_pulls += 1
@@ -304,9 +346,27 @@ def outcome(bed: Bed, tally: Tally, *, quick: bool) -> Outcome:
     total = sum(tally.points.values())
     least = 10 if quick else 50
     figures = [Figure(f"kill points: {name}", str(n)) for name, n in sorted(tally.points.items())]
+    drops, left = tally.drops, tally.abandoned
+    figures += [Figure(f"link drops: {mode}", str(n)) for mode, n in sorted(drops.by_mode.items())]
+    figures += [
+        Figure(
+            "link drops: bytes resent / bytes remaining",
+            f"{drops.ratio:.3f} ({drops.resent} / {drops.remaining}; {drops.cut_waste} B of "
+            "cut blobs sent again)",
+            "<= 1.05",
+            drops.ratio <= 1.05,
+        ),
+    ]
+    figures += [Figure(f"abandoned: {how}", str(n)) for how, n in sorted(left.abandoned.items())]
+    figures += [
+        Figure(f"honest {way} after abandoned sessions", f"{n} rounds")
+        for way, n in sorted(left.rounds.items())
+    ]
     figures += [
         Figure("distinct kill points", str(total), f">= {least}", total >= least),
-        Figure("oracle pulls (docker-registry + skopeo)", str(tally.oracle_pulls)),
+        Figure(
+            "oracle pulls (docker-registry + skopeo)", str(tally.oracle_pulls + left.oracle_pulls)
+        ),
         Figure("random kills after the process ended (not counted)", str(tally.missed)),
         Figure("failures", str(len(tally.failures)), "0", not tally.failures),
     ]

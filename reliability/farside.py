@@ -5,12 +5,22 @@ The checks are the apply tests' own (tests/test_apply_support.py): every tag the
 registry lists resolves completely (read the way distribution serves it), the listed tags
 lie between month 1's and month 2's, and every entry is exactly as month 1 or month 2 has
 it (nothing partial visible).
+
+Each month also holds tar archives of more than a megabyte under `bulk/` (the TINY
+sample's files are all smaller): the far side assembles such files in place as their
+pieces arrive (syncd/apply/incoming.py), a path the campaigns must cover too. Month 2
+changes one member of the first archive, adds one, and adds a second archive sharing
+members with the first.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import random
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +35,7 @@ from tests.test_apply_support import (
 )
 
 TIMEOUT = 300.0
-SMALL_VOLUMES = ("--volume-size", "300k", "--max-file-size", "200k")  # several volumes
+SMALL_VOLUMES = ("--volume-size", "400k", "--max-file-size", "200k")  # several volumes
 
 
 @dataclass(frozen=True)
@@ -35,12 +45,46 @@ class Months:
     checker: Checker
 
 
+BULK_MEMBERS = 12  # first.tar: 12 members of 90 kB, just over ASSEMBLE_MIN
+BULK_MEMBER_SIZE = 90_000  # under SMALL_VOLUMES' largest file
+BULK_MTIME = 1_700_000_000
+
+
 def make_months(folder: Path) -> Months:
-    """Months 1 and 2 of the TINY sample, scanned, under `folder`."""
+    """Months 1 and 2 of the TINY sample with their bulk archives, scanned, under
+    `folder`."""
     one = make_source(folder / "month1", 1)
+    add_bulk(one.root, 1)
+    one = Source(one.root, scan_id(one.root))
     copy_tree(one.root, folder / "month2")
     two = make_source(folder / "month2", 2, first=2)
+    add_bulk(two.root, 2)
+    two = Source(two.root, scan_id(two.root))
     return Months(one, two, Checker(one, two))
+
+
+def add_bulk(root: Path, month: int) -> None:
+    """The archives of `bulk/` as month `month` has them (same bytes every time)."""
+    members = [
+        random.Random(f"bulk-{n}").randbytes(BULK_MEMBER_SIZE) for n in range(BULK_MEMBERS + 3)
+    ]
+    first = members[:BULK_MEMBERS]
+    if month >= 2:
+        first[2] = members[BULK_MEMBERS]
+        first.append(members[BULK_MEMBERS + 1])
+        second = [members[BULK_MEMBERS + 2], members[1], members[BULK_MEMBERS + 1]]
+        write_tar(root / "bulk" / "second.tar", second)
+    write_tar(root / "bulk" / "first.tar", first)
+
+
+def write_tar(path: Path, members: list[bytes]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as archive:
+        for number, data in enumerate(members):
+            info = tarfile.TarInfo(f"member-{number}.bin")
+            info.size, info.mtime, info.mode = len(data), BULK_MTIME, 0o644
+            archive.addfile(info, io.BytesIO(data))
+    os.utime(path, (BULK_MTIME, BULK_MTIME))
 
 
 def far_at_month1(months: Months, far: Path) -> Path:

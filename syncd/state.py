@@ -75,8 +75,9 @@ class StateDir:
             except BlockingIOError:
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
                 raise StateLocked(f"{self.path} is in use by {holder}") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+            with contextlib.suppress(OSError):  # who holds it is a courtesy; a full disk
+                os.ftruncate(fd, 0)  # must not stop the lock (issue 14)
+                os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
             _held[key] = [fd, 1]
             yield
         finally:

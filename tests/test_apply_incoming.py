@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import blake3
+import pytest
 
 from protocol.tree import Recipe
 from syncd.apply.incoming import Incoming, content_key
@@ -51,7 +52,11 @@ def test_unfound_pieces_are_reported(tmp_path: Path) -> None:
     assert not incoming.complete(recipe)
 
 
-def test_take_copies_until_the_last_use_then_moves(tmp_path: Path) -> None:
+def test_take_copies_until_the_last_use_then_links(tmp_path: Path) -> None:
+    """The last use is a hard link, not a move: until staging is cleared after the
+    apply, a crash or a full disk before the rename into the tree must not lose the only
+    copy of the file's pieces (regression: a full disk while building stranded the root
+    with 'pieces neither staged nor in the live tree')."""
     incoming = Incoming.open(tmp_path / "incoming")
     recipe = recipe_of(A, B)
     incoming.prepare(recipe)
@@ -62,11 +67,15 @@ def test_take_copies_until_the_last_use_then_moves(tmp_path: Path) -> None:
     fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
     try:
         assert incoming.take(recipe, fd, "copy", last=False)
-        assert incoming.take(recipe, fd, "moved", last=True)
-        assert not incoming.take(recipe, fd, "again", last=True)
+        assert incoming.take(recipe, fd, "linked", last=True)
     finally:
         os.close(fd)
-    assert (out / "copy").read_bytes() == (out / "moved").read_bytes() == A + B
+    assert (out / "copy").read_bytes() == (out / "linked").read_bytes() == A + B
+    work = tmp_path / "incoming" / content_key(recipe).hex()
+    assert (out / "linked").stat().st_ino == work.stat().st_ino != (out / "copy").stat().st_ino
+    incoming.close()
+    assert Incoming.open(tmp_path / "incoming").has(recipe[1][0])  # still a source
+    incoming.clear()
     assert list((tmp_path / "incoming").iterdir()) == []
 
 
@@ -86,8 +95,10 @@ def test_recovery_keeps_only_regions_that_still_prove_themselves(tmp_path: Path)
     (folder / "orphan").write_bytes(b"a work file whose sidecar never made it")
     again = Incoming.open(folder)
     assert again.has(blake3.blake3(A).digest())
-    assert not again.has(blake3.blake3(B).digest()) and again.needs(blake3.blake3(B).digest())
-    assert again.needs(blake3.blake3(C).digest())
+    assert not again.has(blake3.blake3(B).digest())
+    assert not again.needs(blake3.blake3(B).digest())  # no session needs the file yet
+    assert again.prepare(recipe) == len(B) + len(C)  # this one does: B and C to write
+    assert again.needs(blake3.blake3(B).digest()) and again.needs(blake3.blake3(C).digest())
     assert not (folder / "orphan").exists()
 
 
@@ -97,3 +108,54 @@ def test_clear_removes_everything(tmp_path: Path) -> None:
     incoming.clear()
     assert list((tmp_path / "incoming").iterdir()) == []
     assert not incoming.needs(recipe_of(A)[0][0])
+
+
+def test_a_declared_size_is_never_allocated_nor_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (issue 13): a 20 KB tree record declaring an 8 GiB file made an 8 GiB
+    sparse work file, and every later session hashed all of it at start (21.7 s each)."""
+    big = 1 << 33  # 8 GiB, declared in 512 pieces of 16 MiB
+    filler = blake3.blake3(b"never sent").digest()
+    recipe = ((blake3.blake3(A).digest(), len(A)),) + ((filler, 1 << 24),) * 512
+    folder = tmp_path / "incoming"
+    incoming = Incoming.open(folder)
+    assert incoming.prepare(recipe) == len(A) + big
+    work = folder / content_key(recipe).hex()
+    assert work.stat().st_size == 0 and work.stat().st_blocks == 0
+    incoming.put(recipe[0][0], A)
+    incoming.flush()
+    incoming.close()
+    read: list[int] = []
+    real_pread = os.pread
+
+    def counting(fd: int, length: int, offset: int) -> bytes:
+        read.append(length)
+        return real_pread(fd, length, offset)
+
+    monkeypatch.setattr(os, "pread", counting)
+    again = Incoming.open(folder)
+    assert again.has(recipe[0][0]) and sum(read) == len(A)  # only what arrived is read
+
+
+def test_abandoned_work_files_are_sources_not_obligations(tmp_path: Path) -> None:
+    """Regression (issue 13): holes of an abandoned session's work file made every later
+    session fail ('pieces are neither received nor on the far side'). Only the files the
+    current target needs are filled; the others still lend their finished pieces."""
+    folder = tmp_path / "incoming"
+    old, new = recipe_of(A, B), recipe_of(A, C)
+    first = Incoming.open(folder)
+    first.prepare(old)
+    first.put(old[0][0], A)  # B never came: the session was interrupted
+    first.flush()
+    first.close()
+    second = Incoming.open(folder)
+    second.prepare(new)
+    assert second.fill(lambda digest, _: C if digest == new[1][0] else None) == []
+    assert second.complete(new) and not second.complete(old)
+    assert [key for key, _ in second.files()].count(content_key(old)) == 1
+    unused = [work for work in second.work_files() if not work.needed]
+    assert [work.key for work in unused] == [content_key(old)]
+    second.drop(content_key(old))
+    assert not (folder / content_key(old).hex()).exists()
+    assert second.has(new[0][0])  # the new file still holds A

@@ -166,3 +166,57 @@ def test_staging_must_share_the_root_file_system(tmp_path: Path) -> None:
         for folder in (state / "staging", state):
             if folder.exists():
                 folder.rmdir()
+
+
+def test_each_session_appends_to_packs_of_its_own(tmp_path: Path) -> None:
+    """An interrupted session's data sits in packs a later session can drop whole."""
+    (a, data_a), (b, data_b) = blob(1), blob(2)
+    with open_staging(tmp_path) as staging:
+        staging.add_blob(a, data_a)
+        staging.flush()
+    with open_staging(tmp_path) as staging:
+        staging.add_blob(b, data_b)
+        staging.flush()
+        assert len(packs(tmp_path)) == 2
+        old, new = sorted(staging.packs(), key=lambda pack: pack.number)
+        assert not old.needed and new.needed  # this session wrote the second one
+        assert staging.use_blob(a) and next(p for p in staging.packs() if p.number == 1).needed
+
+
+def test_an_unneeded_pack_is_dropped_whole_and_not_reported_lost(tmp_path: Path) -> None:
+    (a, data_a), (b, data_b) = blob(1), blob(2)
+    record = encode_tree([FileNode("f", 0o644, 1, 5, ((a, 1),))])
+    with open_staging(tmp_path) as staging:
+        staging.add_blob(a, data_a)
+        staging.add_tree(tree_id(record), record)
+        staging.flush()
+    with open_staging(tmp_path) as staging:
+        staging.add_blob(b, data_b)
+        staging.drop_pack(1)
+        assert not staging.has_blob(a) and staging.tree_record(tree_id(record)) is None
+        assert (staging.blob_count, staging.blob_bytes, staging.tree_bytes) == (1, 1000, 0)
+        with pytest.raises(AssertionError, match="own pack"):
+            staging.drop_pack(2)
+    with open_staging(tmp_path) as staging:
+        assert staging.recovery.lost_durable_bytes == 0
+        assert staging.read_blob(b) == data_b and not staging.has_blob(a)
+
+
+def test_a_pack_kept_by_a_few_shared_records_is_compacted(tmp_path: Path) -> None:
+    """The records the current target uses are copied into this session's pack, and the
+    old pack goes: a few shared records must not keep an abandoned session's pack."""
+    (a, data_a), (b, data_b) = blob(1, 50_000), blob(2, 5000)
+    with open_staging(tmp_path) as staging:
+        staging.add_blob(a, data_a)
+        staging.add_blob(b, data_b)
+        staging.flush()
+    with open_staging(tmp_path) as staging:
+        assert staging.use_blob(b)
+        (old,) = staging.packs()
+        assert old.needed and not old.own and old.needed_bytes == 41 + 5000
+        staging.compact_pack(old.number)
+        assert not staging.has_blob(a) and staging.read_blob(b) == data_b
+        assert [p.number for p in staging.packs()] == [2]
+        assert (staging.blob_count, staging.blob_bytes) == (1, 5000)
+    with open_staging(tmp_path) as staging:
+        assert staging.recovery.lost_durable_bytes == 0 and staging.read_blob(b) == data_b

@@ -197,6 +197,13 @@ def result_staged() -> object:
     return refused_by(client, raw([9, "staged", ROOT, 0, 0, ""]))()
 
 
+def rest_without_the_capability() -> object:
+    client, server = talking()  # the client's HELLO offered no `rest`
+    _, _, piece = _file_root()
+    exchange(server, client, Plan(1, len(DATA)))
+    return refused_by(client, raw([13, [[piece, len(DATA), 2]]]))()
+
+
 def unasked_report() -> object:
     client, server = talking()
     exchange(server, client, Result("up-to-date", ROOT, 0, 0))
@@ -314,6 +321,7 @@ CASES = [
     Case("4", C.HASH_MISMATCH, "TREES record not of its id", trees_of_another_record),
     Case("4", C.HASH_MISMATCH, "BLOBS data not of its digest", blob_of_other_bytes),
     Case("4", C.MALFORMED, "RESULT staged", result_staged),
+    Case("4", C.UNEXPECTED, "REST to a client without `rest`", rest_without_the_capability),
     Case(
         "4",
         C.REMOTE,
@@ -340,6 +348,18 @@ CASES = [
         C.REMOTE,
         "no HELLO within the handshake timeout",
         elsewhere="tests/test_serve_hostile.py::test_a_client_that_never_says_hello_is_dropped",
+    ),
+    Case(
+        "8",
+        C.REMOTE,
+        "a session that cannot start (the root in use)",
+        elsewhere="tests/test_far_lifecycle.py::test_a_session_that_cannot_start_still_answers_with_error",
+    ),
+    Case(
+        "8",
+        C.REMOTE,
+        "an apply that will not fit, naming the shortfall",
+        elsewhere="tests/test_protocol_spec.py::test_a_far_side_that_cannot_go_on_says_remote",
     ),
     Case("9.2", C.VERSION, "media format 2", hostile_vector("unknown format")),
     Case(
@@ -487,7 +507,7 @@ def after_the_failure(conn: Connection) -> None:
 
 
 def test_a_far_side_that_cannot_go_on_says_remote(tmp_path: Path) -> None:
-    """A real `syncd serve` whose disk fills up while it stages: ERROR REMOTE, naming why,
+    """A real `syncd serve` on a disk too full for the apply: ERROR REMOTE, naming why,
     and its live tree unchanged."""
     content = bytes(range(256)) * 1024  # 256 KiB, where 16 KiB are free
     piece = blake3.blake3(content).digest()
@@ -508,5 +528,6 @@ def test_a_far_side_that_cannot_go_on_says_remote(tmp_path: Path) -> None:
         assert [p.name for p in far.iterdir()] == [".syncd"], "the far root changed"
     errors = [event for event in events if isinstance(event, Error)]
     assert errors and errors[0].code == ErrorCode.REMOTE, events
-    assert "no space left" in errors[0].message.lower(), errors[0].message
+    message = errors[0].message.lower()
+    assert "no space left" in message or "not enough space" in message, message
     assert "Traceback" not in stderr

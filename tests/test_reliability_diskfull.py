@@ -3,6 +3,7 @@ on a full disk: a clean error naming it, never a traceback."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,8 +11,16 @@ import pytest
 
 from reliability import diskfull
 from reliability.campaign import Context
-from reliability.farside import copy_far, far_at_month1, make_months, month2_volumes, run_syncd
-from tests.test_apply_support import fill, small_tmpfs
+from reliability.farside import (
+    copy_far,
+    far_at_month1,
+    make_months,
+    month2_volumes,
+    run_syncd,
+    write_tar,
+)
+from tests.pushutil import snapshot_id
+from tests.test_apply_support import copy_tree, fill, small_tmpfs
 
 SEED = 20261125
 
@@ -49,3 +58,34 @@ def test_far_scan_on_a_full_disk_is_a_clean_error(mount: Path) -> None:
             assert done.returncode == 2, (command[0], done.stderr)
             assert "no space left" in done.stderr and "Traceback" not in done.stderr, done.stderr
         ballast.unlink()
+
+
+def test_import_onto_a_small_file_system_then_grown(mount: Path) -> None:
+    """Issue 14 item 1: import onto a 15 MB file system ended in a traceback (OSError 28,
+    exit 1); after the disk filled, `import --status` claimed a damaged volume and that
+    the next import would finish it, and neither was true. Now: refused up front naming
+    the shortfall, the status tells the truth, and once the file system is grown the same
+    command completes."""
+    months = make_months(mount / "sources")
+    base = far_at_month1(months, mount / "base")
+    big = mount / "big"
+    copy_tree(months.two.root, big)
+    write_tar(big / "bulk" / "extra.tar", [bytes([n]) * 90_000 for n in range(150)])
+    media = mount / "media"
+    receipt = mount / "receipt"
+    assert run_syncd("receipt", "--root", base, "--to", receipt).returncode == 0
+    done = run_syncd("export", big, "--to", media, "--receipt", receipt)
+    assert done.returncode == 0, done.stderr
+    with small_tmpfs(mount / "far-fs", 15 << 20) as far_fs:
+        assert far_fs is not None
+        far = copy_far(base, far_fs / "far")
+        done = run_syncd("import", media, "--root", far)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert "not enough space" in done.stderr and "short" in done.stderr, done.stderr
+        status = run_syncd("import", "--status", "--root", far)
+        assert "damaged" not in status.stdout and "interrupted" not in status.stdout
+        grown = subprocess.run(["mount", "-o", "remount,size=64m", str(far_fs)], check=False)
+        assert grown.returncode == 0
+        done = run_syncd("import", media, "--root", far)
+        assert done.returncode == 0, done.stderr
+        assert snapshot_id(far) == snapshot_id(big)

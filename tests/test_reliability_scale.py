@@ -22,7 +22,7 @@ from protocol.tree import FileNode
 from reliability import scale
 from reliability.campaign import Context
 from syncd.apply import engine
-from syncd.session import server
+from syncd.session import transfer
 from tests.pushutil import snapshot_id, syncd_env
 
 SEED = 20261125
@@ -88,7 +88,7 @@ class _Peer:
     def __init__(self) -> None:
         self.asked: deque[tuple[bytes, int]] = deque()
         self.most = 0
-        self.connection = SimpleNamespace(blobs_due=0)
+        self.connection = SimpleNamespace(blobs_due=0, rest_agreed=False)
 
     async def send(self, message: Want) -> None:
         self.asked.extend(message.blobs)
@@ -115,6 +115,8 @@ def test_the_far_side_asks_for_a_bounded_number_of_blobs_at_once() -> None:
     link files had all of them asked for at once, each one bookkept on both sides."""
     wanted = {i.to_bytes(32, "big"): 71 for i in range(200_000)}
     peer = _Peer()
-    asyncio.run(server._receive(cast(Any, peer), wanted, cast(Any, _Stager())))
+    route = SimpleNamespace(staging=SimpleNamespace(partials=SimpleNamespace(needed=set())))
+    run = transfer.Transfer(cast(Any, peer), wanted, cast(Any, route))
+    asyncio.run(run._receive(cast(Any, _Stager())))
     assert not peer.asked
-    assert peer.most <= server.WANT_WINDOW_BLOBS + server.WANT_BATCH
+    assert peer.most <= transfer.WANT_WINDOW_BLOBS + transfer.WANT_BATCH

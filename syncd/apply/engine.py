@@ -17,7 +17,9 @@
    written under other ids are remembered (aliases.py).
 
 Resuming reruns steps 2-5 against the journal's target: what is already in place is
-simply not in the new plan, so applying twice is harmless.
+simply not in the new plan, so applying twice is harmless. An apply or resume that
+fails (rather than being killed) notes how in the journal; resume.py gives up one that
+fails twice the same way.
 
 The scans take the state folder's lock (re-entrant within a process); the caller is
 expected to hold it for the whole session, so that no other process applies meanwhile.
@@ -44,13 +46,20 @@ from syncd.apply.canon import Canon, TargetPolicy, probe_times
 from syncd.apply.errors import ApplyError, TreeChanged
 from syncd.apply.executor import Executor
 from syncd.apply.incoming import content_key
-from syncd.apply.journal import TARGET_FILE, Journal, read_journal, remove_journal, write_journal
+from syncd.apply.journal import (
+    TARGET_FILE,
+    Journal,
+    note_failure,
+    read_journal,
+    remove_journal,
+    write_journal,
+)
 from syncd.apply.livetree import LiveTree, os_error
 from syncd.apply.pieces import Copied, PieceReader, ensure_pieces
 from syncd.apply.staging import Staging
 from syncd.apply.target import write_target
 from syncd.apply.workspace import Workspace
-from syncd.errors import SnapshotFileError
+from syncd.errors import SnapshotFileError, SyncdError
 from syncd.plan.order import Delete, MoveAside, Op, PlaceTree, WriteFile, plan_apply, touched
 from syncd.scan.api import ScanFailed, ScanResult, scan_root
 from syncd.scan.cutting import fixed_cuts
@@ -112,7 +121,8 @@ def apply_target(
     with Aliases.load(state, canon.key()) as aliases:
         written = write_target(state.path / TARGET_FILE, target, records, canon, aliases)
     with _open_target(state, written.summary.root) as snapshot:
-        run = _Apply(root, state, snapshot, staging, delete=delete, hooks=hooks)
+        journal = Journal(written.summary.root, delete)
+        run = _Apply(root, state, snapshot, staging, journal, hooks=hooks)
         result = run.run(resumed=False, started=started)
     if result.root == result.target:
         _remember(state, canon, written.aliases)
@@ -155,7 +165,7 @@ def resume_pending(
     active = Staging.open(state) if staging is None else staging
     try:
         with _open_target(state, journal.target) as snapshot:
-            run = _Apply(root, state, snapshot, active, delete=journal.delete, hooks=hooks)
+            run = _Apply(root, state, snapshot, active, journal, hooks=hooks)
             return run.run(resumed=True, started=started)
     finally:
         if staging is None:
@@ -207,15 +217,16 @@ class _Apply:
         state: StateDir,
         target: SnapshotReader,
         staging: Staging,
+        journal: Journal,
         *,
-        delete: bool,
         hooks: ApplyHooks | None,
     ) -> None:
         self.root = root
         self.state = state
         self.target = target
         self.staging = staging
-        self.delete = delete
+        self.journal = journal  # what to write before the first live change
+        self.delete = journal.delete
         self.hooks = hooks
 
     def run(self, *, resumed: bool, started: float) -> ApplyResult:
@@ -224,8 +235,12 @@ class _Apply:
         faults.reached("apply")
         try:
             workspace.reset()
-            changes = self._change(live, workspace)
-            root = self._verify(changes.written)
+            try:
+                changes = self._change(live, workspace)
+                root = self._verify(changes.written)
+            except SyncdError as exc:
+                note_failure(self.state, self.target.root, exc)
+                raise
             faults.reached("verified")
             remove_journal(self.state)
             self.staging.clear()
@@ -268,7 +283,7 @@ class _Apply:
             to_build = _not_assembled(_files_to_write(ops, self.target), self.staging, uses)
             copied = ensure_pieces(to_build, self.staging, index, reader)
             self.staging.flush()
-            write_journal(self.state, Journal(self.target.root, self.delete))
+            write_journal(self.state, self.journal)
             faults.reached("journal")
             builder = Builder(reader, self.target.tree, self.staging.incoming, uses)
             hook = self.hooks.before_step if self.hooks else None
@@ -317,7 +332,8 @@ class _Apply:
         raise TreeChanged(
             f"{self.root} does not equal the target {self.target.root.hex()[:16]} after the "
             f"apply ({len(left)} differences left: {shown}): the tree changed during the "
-            "apply; the next apply or resume will correct it"
+            "apply, or this side cannot reproduce the target; the next session retries it "
+            "once, and gives it up if it fails the same way"
         )
 
 

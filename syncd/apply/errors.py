@@ -27,3 +27,13 @@ class TreeChanged(ApplyError):
 
 class DiskFull(ApplyError):
     """The file system ran out of space; the apply resumes once space is freed."""
+
+
+class NoRoom(ApplyError):
+    """The apply would not fit the free space or the staging quota: refused up front,
+    naming the shortfall, before anything was staged or changed."""
+
+
+class ResumeAbandoned(ApplyError):
+    """An interrupted apply failed again the same way and was given up: the live tree is
+    as its last completed step left it (consistent), and its staged data is kept."""

@@ -7,6 +7,12 @@ them durable and writes `index`, which notes how much of each pack was durable. 
 re-reads every pack, keeps each record that still proves itself, truncates a torn or
 corrupt tail, and reports whether anything lost had been durable (`Recovery`).
 
+Each session appends to packs of its own (never to one an earlier session left), so the
+data of an interrupted or abandoned session sits in packs that a later session can drop
+whole. A session marks the packs holding what its target uses (`use_blob`, and any
+record it reads); the others, and the work files of other targets (incoming.py), are
+*unneeded*: room.py drops them by age, and oldest first when room is needed.
+
 Memory: one entry per staged blob, about 100 bytes (a 60-bit digest prefix -> pack and
 offset; the full digest is compared against the pack header on lookup). Blob bytes stay
 on disk.
@@ -28,9 +34,10 @@ from syncd.apply import packs
 from syncd.apply.durable import fsync_dir, write_atomically
 from syncd.apply.errors import StagingError
 from syncd.apply.incoming import Incoming
+from syncd.apply.partials import Partials
 from syncd.state import StateDir
 
-PACK_LIMIT = 1 << 30  # a new pack is started once one holds this many bytes
+PACK_LIMIT = 256 << 20  # a new pack is started once one holds this many bytes
 _PACK_NAME = re.compile(r"pack-(\d{6})")
 _OFFSET_BITS = 40
 _INDEX_FORMAT = 1
@@ -45,6 +52,21 @@ class Recovery:
     truncated_bytes: int  # torn or corrupt tails removed
     damaged_records: int  # complete records that no longer hash to their digest (skipped)
     lost_durable_bytes: int  # bytes lost that a flush had made durable (0 unless disk damage)
+
+
+@dataclass(frozen=True, slots=True)
+class StagedPack:
+    """A pack as the staging quota sees it."""
+
+    number: int
+    used: float  # last appended to (seconds since the epoch)
+    allocated: int  # bytes it takes on disk
+    own: bool  # this session appends to it
+    needed_bytes: int  # bytes of the records in it the current target uses
+
+    @property
+    def needed(self) -> bool:
+        return self.own or self.needed_bytes > 0
 
 
 class _Locations:
@@ -74,6 +96,16 @@ class _Locations:
         else:
             self._by_prefix[key] = loc
 
+    def drop_pack(self, number: int) -> list[int]:
+        """Forget every location in pack `number`; the locations forgotten."""
+        gone = [loc for loc in self.locations() if loc >> _OFFSET_BITS == number]
+        if gone:
+            self._by_prefix = {
+                k: v for k, v in self._by_prefix.items() if v >> _OFFSET_BITS != number
+            }
+            self._others = {k: v for k, v in self._others.items() if v >> _OFFSET_BITS != number}
+        return gone
+
 
 def _prefix(digest: bytes) -> int:
     # 60 bits keep the int in two 30-bit digits: 32 bytes instead of 36.
@@ -86,16 +118,22 @@ class Staging:
         self.folder = folder
         # Large files assembled as their pieces arrive (incoming.py), next to the packs.
         self.incoming = incoming or Incoming(folder.parent / "incoming")
+        # The first bytes of blobs a dropped link cut (partials.py).
+        self.partials = Partials(folder / "partial")
         self._fds: dict[int, int] = {}  # pack number -> read/write descriptor
         self._reset()
 
     def _reset(self) -> None:
         self._sizes: dict[int, int] = {}
         self._dirty: set[int] = set()
+        self._writing: int | None = None  # the pack this session appends to
+        # Records this session's target uses: location -> bytes (header and data).
+        self._used: dict[int, int] = {}
         self._blobs = _Locations()
         self._trees = _Locations()
         self.blob_count = 0
         self.blob_bytes = 0
+        self.tree_bytes = 0
         self.recovery = Recovery(0, 0, 0, 0, 0)
 
     @classmethod
@@ -114,6 +152,7 @@ class Staging:
             )
         staging = cls(folder, Incoming.open(state.path / "incoming"))
         try:
+            staging.partials = Partials.open(folder / "partial")
             staging._recover()
         except OSError as exc:
             staging.close()
@@ -183,6 +222,7 @@ class Staging:
                     self.blob_bytes += record.length
             elif self._trees.get(record.digest, self._digest_at) is None:
                 self._trees.add(record.digest, loc)
+                self.tree_bytes += record.length
         self._sizes[number] = end
         return size, end, damaged
 
@@ -190,6 +230,18 @@ class Staging:
 
     def has_blob(self, digest: bytes) -> bool:
         return self._blobs.get(digest, self._digest_at) is not None
+
+    def use_blob(self, digest: bytes) -> bool:
+        """Whether the blob is staged; if so, the current target needs its pack."""
+        loc = self._blobs.get(digest, self._digest_at)
+        if loc is None:
+            return False
+        self._use(loc)
+        return True
+
+    def _use(self, loc: int) -> None:
+        if loc not in self._used:
+            self._used[loc] = packs.HEADER.size + _length_at(self._fds[loc >> _OFFSET_BITS], loc)
 
     def read_blob(self, digest: bytes) -> bytes:
         """The staged blob's bytes, verified against `digest` as read."""
@@ -207,6 +259,7 @@ class Staging:
                 yield record.digest, record.length
 
     def tree_record(self, key: bytes) -> bytes | None:
+        """The staged tree record (its pack is then needed by the current target)."""
         loc = self._trees.get(key, self._digest_at)
         return None if loc is None else self._read(loc, packs.KIND_TREE, key)
 
@@ -216,6 +269,7 @@ class Staging:
 
     def _read(self, loc: int, kind: int, digest: bytes) -> bytes:
         number, offset = loc >> _OFFSET_BITS, loc & ((1 << _OFFSET_BITS) - 1)
+        self._use(loc)
         fd = self._fds[number]
         record = packs.read_header(fd, offset)
         data = packs.read_data(fd, record) if record else b""
@@ -233,16 +287,20 @@ class Staging:
 
     def add_blob(self, digest: bytes, data: bytes) -> None:
         """Keep a blob the caller has verified; a blob already staged is not added twice."""
-        if self.has_blob(digest):
+        if self.use_blob(digest):
             return
         self._blobs.add(digest, self._append(packs.KIND_BLOB, digest, data))
         self.blob_count += 1
         self.blob_bytes += len(data)
 
     def add_tree(self, key: bytes, record: bytes) -> None:
-        if self._trees.get(key, self._digest_at) is None:
-            faults.reached("tree")
-            self._trees.add(key, self._append(packs.KIND_TREE, key, record))
+        loc = self._trees.get(key, self._digest_at)
+        if loc is not None:
+            self._use(loc)
+            return
+        faults.reached("tree")
+        self._trees.add(key, self._append(packs.KIND_TREE, key, record))
+        self.tree_bytes += len(record)
 
     def _append(self, kind: int, digest: bytes, data: bytes) -> int:
         number = self._writable()
@@ -262,17 +320,78 @@ class Staging:
         return number << _OFFSET_BITS | offset
 
     def _writable(self) -> int:
-        last = max(self._fds, default=0)
-        if last and self._sizes[last] < PACK_LIMIT:
-            return last
-        number = last + 1
+        """The pack to append to: this session's own, a new one once it is full."""
+        current = self._writing
+        if current is not None and self._sizes[current] < PACK_LIMIT:
+            return current
+        number = max(self._fds, default=0) + 1
         path = self.folder / self._name(number)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise StagingError(f"cannot create {path}: {exc.strerror}") from exc
         self._fds[number], self._sizes[number] = fd, 0
+        self._writing = number
         return number
+
+    # -- what the current target needs, and dropping the rest ----------------------------
+
+    def packs(self) -> Iterator[StagedPack]:
+        """Every pack, with its age and how much of it the current target uses."""
+        used: dict[int, int] = {}
+        for loc, size in self._used.items():
+            used[loc >> _OFFSET_BITS] = used.get(loc >> _OFFSET_BITS, 0) + size
+        for number, fd in list(self._fds.items()):
+            st = os.fstat(fd)
+            own = number == self._writing
+            yield StagedPack(number, st.st_mtime, st.st_blocks * 512, own, used.get(number, 0))
+
+    def compact_pack(self, number: int) -> None:
+        """Copy the records of pack `number` that the current target uses into this
+        session's pack, then drop it: an old pack a few shared records kept needed."""
+        assert number != self._writing, "this session's own pack"
+        kept = []
+        for loc in [loc for loc in self._used if loc >> _OFFSET_BITS == number]:
+            record = packs.read_header(self._fds[number], loc & ((1 << _OFFSET_BITS) - 1))
+            assert record is not None
+            kept.append((record.kind, record.digest, self._read(loc, record.kind, record.digest)))
+            del self._used[loc]
+        copies = [(kind, digest, self._append(kind, digest, data)) for kind, digest, data in kept]
+        self.drop_pack(number)  # flushes the copies first
+        for kind, digest, loc in copies:
+            self._use(loc)
+            if kind == packs.KIND_BLOB:
+                self._blobs.add(digest, loc)
+                self.blob_count += 1
+                self.blob_bytes += self._used[loc] - packs.HEADER.size
+            else:
+                self._trees.add(digest, loc)
+                self.tree_bytes += self._used[loc] - packs.HEADER.size
+
+    def drop_pack(self, number: int) -> None:
+        """Remove a pack no record of which the current target uses: its records are
+        gone. The index is rewritten first, so a crash in between leaves an extra pack,
+        never one reported as durable data lost."""
+        assert number != self._writing, "this session's own pack"
+        assert not any(loc >> _OFFSET_BITS == number for loc in self._used), "a pack in use"
+        fd = self._fds[number]
+        for loc in self._blobs.drop_pack(number):
+            self.blob_count -= 1
+            self.blob_bytes -= _length_at(fd, loc)
+        for loc in self._trees.drop_pack(number):
+            self.tree_bytes -= _length_at(fd, loc)
+        del self._fds[number], self._sizes[number]
+        self._dirty.discard(number)
+        os.close(fd)
+        self.flush()
+        (self.folder / self._name(number)).unlink(missing_ok=True)
+        fsync_dir(self.folder)
+
+    def usage(self) -> int:
+        """Bytes the staging area takes on disk: packs and work files."""
+        held = sum(pack.allocated for pack in self.packs())
+        held += sum(partial.allocated for partial in self.partials.entries())
+        return held + sum(work.allocated for work in self.incoming.work_files())
 
     # -- durability and cleanup -----------------------------------------------------------
 
@@ -303,6 +422,7 @@ class Staging:
                 path.unlink()
         fsync_dir(self.folder)
         self.incoming.clear()
+        self.partials.clear()
         self._reset()
 
     def close(self) -> None:
@@ -320,6 +440,11 @@ class Staging:
     @staticmethod
     def _name(number: int) -> str:
         return f"pack-{number:06d}"
+
+
+def _length_at(fd: int, loc: int) -> int:
+    record = packs.read_header(fd, loc & ((1 << _OFFSET_BITS) - 1))
+    return record.length if record is not None else 0
 
 
 def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:

@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from syncd.apply.room import StagingLimit
+from syncd.commands.stagingmax import add_staging_max
 from syncd.commands.targetflags import add_target_policy, target_policy
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
@@ -21,6 +23,7 @@ from syncd.media.ordering import Allowances
 from syncd.media.parity.status import parity_hint, parity_json
 from syncd.media.progress import ImportProgress
 from syncd.media.signing import load_public_key
+from syncd.roots import real_root
 from syncd.safetext import escape
 from syncd.state import StateDir
 from syncd.targetguard import refuse_unknown_target
@@ -68,12 +71,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_target_policy(parser)
     add_inspect_options(parser)
     parser.add_argument("--state", type=Path, help="state folder (default: ROOT/.syncd)")
+    add_staging_max(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    root: Path = args.root.absolute()
+    root = real_root(args.root)
     state = StateDir(root, args.state)
     if args.status:
         if args.dirs:
@@ -102,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             target_policy(args),
             allowed=allowed,
             gate=gate_policy(args),
+            limit=StagingLimit(args.staging_max),
         )
     for volume in outcome.refused:
         print(f"syncd import: refused {escape(volume.problem)}", file=sys.stderr)
@@ -151,14 +156,15 @@ def _summary(outcome: ImportOutcome, state: StateDir) -> dict[str, object]:
         "files_applied": applied.files_written if applied else 0,
         "files_deleted": applied.files_deleted if applied else 0,
         "far_after": applied.root.hex() if applied else None,
-        "resumed": outcome.resumed.root.hex() if outcome.resumed else None,
+        "resumed": resumed.root.hex() if (resumed := outcome.resumed.result) else None,
+        "resume_problem": outcome.resumed.problem or None,
         **hint,
     }
 
 
 def _print(outcome: ImportOutcome, state: StateDir) -> None:
-    if outcome.resumed is not None:
-        print(f"finished an interrupted apply of {outcome.resumed.root.hex()[:16]}")
+    if outcome.resumed.result is not None or outcome.resumed.problem:
+        print(escape(outcome.resumed.describe()))
     for volume in outcome.volumes:
         if volume.status == "imported" and volume.volume is None:  # a parity volume
             print(f"{volume.path}: {volume.problem}")
@@ -193,7 +199,8 @@ def _status(report: StatusReport, as_json: bool, state: StateDir) -> int:
         fields = {
             "status": status,
             **_progress(progress),
-            "interrupted_apply": report.interrupted,
+            "interrupted_apply": report.interrupted is not None,
+            "interrupted_failures": report.interrupted.failures if report.interrupted else 0,
             "missing": missing.as_json() if missing else None,
             **hint,
         }
@@ -209,6 +216,6 @@ def _status(report: StatusReport, as_json: bool, state: StateDir) -> int:
         for line in parity_hint(state, progress, missing):
             print(line)
     if report.interrupted:
-        print("an apply was interrupted: the next `syncd import` finishes it")
+        print(report.describe_interrupted())
     incomplete = missing is not None and not missing.complete
     return int(ExitCode.PROBLEMS if incomplete else ExitCode.OK)

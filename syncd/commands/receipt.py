@@ -11,6 +11,7 @@ from syncd.jsonout import dumps
 from syncd.media.layout import refuse_inside
 from syncd.media.receipt import ReceiptOutcome, write_receipt
 from syncd.media.signing import load_signer
+from syncd.roots import real_root
 from syncd.state import StateDir
 from syncd.units import format_bytes
 
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    root: Path = args.root.absolute()
+    root = real_root(args.root)
     if not root.is_dir():
         raise UsageError(f"{root}: not a directory")
     refuse_inside(args.to, root, "receipt")

@@ -4,8 +4,14 @@ This is what OpenSSH runs, also as a forced command (authorized_keys
 `restrict,command="syncd serve --stdio --root /srv/mirror"`): the root is fixed here,
 and a client asking for any other root is refused. A root holding the login's home
 directory or syncd's own installation is refused before anything is created
-(syncd/session/rootguard.py). stdout carries only the protocol; everything for humans
-goes to stderr.
+(syncd/session/rootguard.py). A root behind a symlink is served at its real path. The
+session (syncd/session/server.py) takes the root's lock and finishes an interrupted
+apply first, so that a failure there still reaches the client as ERROR. stdout carries
+only the protocol; everything for humans goes to stderr.
+
+SIGHUP and SIGTERM (an SSH session killed, the link gone, a service stopped) end the
+session as a dropped link does: nothing more is read, every blob that arrived whole is
+kept and made durable, an apply under way is finished. A second signal kills.
 """
 
 from __future__ import annotations
@@ -19,13 +25,16 @@ from pathlib import Path
 from protocol.connection import MIN_PEER_FRAME
 from protocol.errors import ProtocolError
 from protocol.messages import Result
-from syncd.apply.engine import resume_pending
+from syncd.apply.room import StagingLimit
+from syncd.commands.stagingmax import add_staging_max
 from syncd.commands.targetflags import add_target_policy, target_policy
 from syncd.errors import UsageError
 from syncd.exitcodes import ExitCode
 from syncd.gate.options import add_inspect_options, gate_policy, positive_duration
+from syncd.roots import real_root
 from syncd.safetext import EscapingFormatter
 from syncd.session.afterapply import PostApplyPolicy
+from syncd.session.hangup import HangUp
 from syncd.session.rootguard import refuse_unsafe_root, root_names
 from syncd.session.server import HANDSHAKE_TIMEOUT, ServeOptions, serve_session
 from syncd.session.wire import PeerError
@@ -63,6 +72,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "source lacks)",
     )
     add_target_policy(parser)
+    add_staging_max(parser)
     after = parser.add_mutually_exclusive_group()
     after.add_argument(
         "--post-apply",
@@ -85,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(EscapingFormatter("syncd serve: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    root: Path = args.root.absolute()
+    root = real_root(args.root)
     refuse_unsafe_root(root)
     state = StateDir(root, args.state)
     refuse_unknown_target(root, state, force=args.force, flag=FORCE_HINT)
@@ -100,20 +110,17 @@ def run(args: argparse.Namespace) -> int:
         MIN_PEER_FRAME + 64 * 1024,
         policy,
         handshake_timeout=args.handshake_timeout,
+        staging_limit=StagingLimit(args.staging_max),
         root_names=root_names(args.root),
         policy=target_policy(args),
         gate=gate_policy(args),
     )
-    with state.lock():
-        finished = resume_pending(root, state)
-        if finished is not None:
-            log.info("finished an interrupted apply of %s", finished.root.hex()[:16])
-        try:
-            result = asyncio.run(_serve(options))
-        except (ProtocolError, PeerError) as exc:
-            # Expected ends of a session (a bad or hostile peer): one line, no traceback.
-            log.error("session ended: %s", exc)  # noqa: TRY400
-            return int(ExitCode.FAILED)
+    try:
+        result = asyncio.run(_serve(options))
+    except (ProtocolError, PeerError) as exc:
+        # Expected ends of a session (a bad or hostile peer): one line, no traceback.
+        log.error("session ended: %s", exc)  # noqa: TRY400
+        return int(ExitCode.FAILED)
     log.info("%s: snapshot %s", result.status, result.root.hex()[:16])
     return int(ExitCode.OK)
 
@@ -121,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(options: ServeOptions) -> Result:
     channel = await open_stdio()
     try:
-        return await serve_session(channel, options)
+        with HangUp(channel) as guarded:
+            return await serve_session(guarded, options)
     finally:
         await channel.close()

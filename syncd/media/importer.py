@@ -26,10 +26,13 @@ from protocol.media import Signature, VolumeHeader
 from protocol.tree import Node, decode_tree
 from syncd import faults
 from syncd.apply.canon import TargetPolicy
-from syncd.apply.engine import ApplyResult, resume_pending, scan_far
-from syncd.apply.journal import read_journal
+from syncd.apply.engine import ApplyResult, scan_far
+from syncd.apply.journal import Journal, read_journal
+from syncd.apply.resume import Resumed, resume_or_abandon
+from syncd.apply.room import StagingLimit, expire, make_room
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
+from syncd.errors import SyncdError
 from syncd.gate.gated import gated_apply
 from syncd.gate.inspection import GatePolicy
 from syncd.gate.origin import Origin
@@ -39,7 +42,7 @@ from syncd.media.layout import find_volumes
 from syncd.media.ordering import Allowances, AppliedMark, start_problem
 from syncd.media.parity.farside import complete_with_parity, split_parity
 from syncd.media.progress import ImportProgress, clear_digests, save_digests
-from syncd.media.status import Missing, missing
+from syncd.media.status import Missing, missing, trees_missing
 from syncd.media.volume import Volume, open_volume, peek, read_blobs
 from syncd.plan.descent import Descent
 from syncd.snapshot import SnapshotReader
@@ -76,7 +79,7 @@ class ImportOutcome:
     notes: list[str] = field(default_factory=list)
     missing: Missing | None = None
     applied: ApplyResult | None = None
-    resumed: ApplyResult | None = None
+    resumed: Resumed = field(default_factory=Resumed)
 
     @property
     def refused(self) -> list[VolumeResult]:
@@ -92,13 +95,23 @@ def import_volumes(
     *,
     allowed: Allowances | None = None,
     gate: GatePolicy | None = None,
+    limit: StagingLimit | None = None,
 ) -> ImportOutcome:
     paths, parity = split_parity(find_volumes(folders))  # parity volumes: parity/farside.py
     with state.lock():
-        resumed = resume_pending(root, state)
+        resumed = resume_or_abandon(root, state)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
-            run = _Run(root, state, current, staging, required_key, policy=policy, allowed=allowed)
+            run = _Run(
+                root,
+                state,
+                current,
+                staging,
+                required_key,
+                policy=policy,
+                allowed=allowed,
+                limit=limit,
+            )
             run.gate = gate or GatePolicy()
             for path in ordered(paths):
                 run.add(path)
@@ -131,15 +144,17 @@ class _Run:
         *,
         policy: TargetPolicy | None,
         allowed: Allowances | None = None,
+        limit: StagingLimit | None = None,
     ) -> None:
         self.root, self.state, self.current, self.staging = root, state, current, staging
         self.required_key = required_key
         self.policy = policy or TargetPolicy()  # what the far operator lets a target hold
+        self.limit = limit or StagingLimit()
         self.allowed = allowed or Allowances()  # --allow-rollback, --supersede
         self.site = FarSite.load(state)
         self.progress = ImportProgress.load(state)
         self.live = LiveBlobs(current)
-        self.route = Routing(staging)
+        self.route = Routing(staging, self.live)
         self.lacking: dict[bytes, int] | None = None  # for the export in progress
         self.results: list[VolumeResult] = []
         self.notes: list[str] = []
@@ -254,6 +269,10 @@ class _Run:
             target, self.current, self.staging, self.live, self.route, trees=children
         )
         _settle(descent, target)
+        need = self.route.account(descent.wanted, self.state)
+        room = make_room(self.staging, self.state, need, self.limit)
+        self.notes += room.notes
+        self.route.start()
         return dict(descent.wanted)
 
     # -- the end of the run -------------------------------------------------------------
@@ -264,6 +283,7 @@ class _Run:
         if progress is None:
             return outcome
         if progress.applied:
+            expire(self.staging)
             outcome.status = "refused" if outcome.refused else "up-to-date"
             return outcome
         if self.lacking is None:
@@ -277,7 +297,7 @@ class _Run:
         return outcome
 
     def _apply(self, progress: ImportProgress) -> ApplyResult:
-        self.route.finish(self.root, self.live)
+        self.route.finish(self.root)
         self.staging.flush()
 
         def records(tree: bytes) -> bytes | None:
@@ -303,11 +323,15 @@ class _Run:
         return applied
 
 
+class TreesNotStaged(MediaError):
+    """A descent met a tree record that is neither staged nor in the volume's index."""
+
+
 def _settle(descent: Descent, target: bytes) -> None:
     """Run a descent whose trees are all local (a volume's index or staging)."""
     while not descent.settled:
         if descent.next_requests(1 << 16):
-            raise MediaError(
+            raise TreesNotStaged(
                 f"the tree records of target {target.hex()[:16]} are not all staged here: "
                 "import any volume of the export again"
             )
@@ -317,21 +341,45 @@ def _settle(descent: Descent, target: bytes) -> None:
 class StatusReport:
     progress: ImportProgress | None
     missing: Missing | None  # None when nothing is in progress (or it is applied)
-    interrupted: bool  # an apply was cut short; the next import finishes it
+    interrupted: Journal | None  # an apply was cut short (and perhaps failed since)
+
+    def describe_interrupted(self) -> str:
+        journal = self.interrupted
+        if journal is None:
+            return ""
+        if not journal.failures:
+            return "an apply was interrupted: the next `syncd import` finishes it"
+        return (
+            f"an apply was interrupted, and failed {journal.failures} time(s) since (last: "
+            f"{journal.failed}); the next `syncd import` retries it, and gives it up if it "
+            "fails the same way again (the import then applies afresh)"
+        )
 
 
 def import_status(root: Path, state: StateDir) -> StatusReport:
     """What the export in progress still needs, from a fresh scan and the staging area."""
+    if not root.is_dir():
+        raise MediaError(f"{root}: no such directory (is --root right?)")
     if not state.path.is_dir():
-        return StatusReport(None, None, False)  # nothing was ever imported here
+        return StatusReport(None, None, None)  # nothing was ever imported here
     with state.lock():
         progress = ImportProgress.load(state)
-        interrupted = read_journal(state) is not None
+        interrupted = _journal(state)
         if progress is None or progress.applied:
             return StatusReport(progress, None, interrupted)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
             live = LiveBlobs(current)
             descent = far_descent(progress.target, current, staging, live, None)
-            _settle(descent, progress.target)
+            try:
+                _settle(descent, progress.target)
+            except TreesNotStaged:
+                return StatusReport(progress, trees_missing(progress), interrupted)
             return StatusReport(progress, missing(state, progress, descent.wanted), interrupted)
+
+
+def _journal(state: StateDir) -> Journal | None:
+    try:
+        return read_journal(state)
+    except SyncdError as exc:
+        raise MediaError(f"{exc}: the next `syncd import` gives it up and goes on") from exc

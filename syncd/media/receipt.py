@@ -1,8 +1,9 @@
 """`syncd receipt`: the far side's state, for the connected side's next export.
 
 It finishes an interrupted apply first (so the receipt describes a tree as applied, not
-half-way), scans the root afresh (the far side's own scan is the truth), and lists the
-snapshot's tree records, the blobs kept in staging (those in packs and those already
+half-way; one that fails again is noted or given up, never blocking the receipt), scans
+the root afresh (the far side's own scan is the truth), and lists the snapshot's tree
+records, the blobs kept in staging (those in packs and those already
 written into files being assembled), and the last export imported. The file is written
 to a temporary name, made durable, then renamed: a receipt is whole or absent.
 """
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from protocol.media import LastExport, ReceiptHeader, Signer, encode_receipt, encode_trees
 from syncd.apply.durable import fsync_dir
-from syncd.apply.engine import resume_pending, scan_far
+from syncd.apply.engine import scan_far
+from syncd.apply.resume import resume_or_abandon
 from syncd.apply.staging import Staging
 from syncd.media.errors import MediaError
 from syncd.media.farsite import FarSite
@@ -53,7 +55,7 @@ class ReceiptOutcome:
 
 def write_receipt(root: Path, state: StateDir, out: Path, sign: Signer | None) -> ReceiptOutcome:
     with state.lock():
-        resume_pending(root, state)
+        resume_or_abandon(root, state)
         site = FarSite.load_or_create(state)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as snapshot, Staging.open(state) as staging:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syncd.errors import SnapshotFileError, SyncdError, UsageError
+from syncd.roots import real_root
 from syncd.scan.problems import Problem, Reporter
 from syncd.scan.scanner import Scanner, ScanOptions
 from syncd.scan.statcache import StatCache, StatCacheWriter
@@ -58,7 +59,9 @@ def scan_root(
     options: ScanOptions | None = None,
     report: Reporter | None = None,
 ) -> ScanResult:
-    """Scan `root` incrementally; on success the state folder holds the new snapshot."""
+    """Scan `root` incrementally; on success the state folder holds the new snapshot.
+    A root behind a symlink is scanned at its real path (syncd/roots.py)."""
+    root = real_root(root)
     if not root.is_dir():
         raise UsageError(f"{root}: not a directory")
     options = options or ScanOptions()

@@ -1,10 +1,18 @@
 """The far side of a push: `syncd serve --stdio` runs one of these per connection.
 
-It scans its own root while the handshake runs, compares the offer with that fresh
-scan, descends only where tree ids differ, asks for the blobs it has nowhere, stages
-them (durably, so an interrupted push resumes), and applies only once everything the
-offer needs is staged and verified. Its answers come from its own state, never from
-what the source believes it sent.
+Under the root's lock it first finishes an apply a crash or failure cut short (without
+letting that block this session: syncd/apply/resume.py), then scans its own root while
+the handshake runs, compares the offer with that fresh scan, descends only where tree
+ids differ, checks that the apply will fit (the staging quota and the free space,
+syncd/apply/room.py: refused up front, naming the shortfall), asks for the blobs it has
+nowhere, stages them (durably, so an interrupted push resumes), and applies only once
+everything the offer needs is staged and verified. Its answers come from its own state,
+never from what the source believes it sent.
+
+Whatever ends a transfer early (the link dropping, EOF in the middle of a frame, a
+hang-up), every blob that arrived whole is kept: the blobs of a frame cut short are
+salvaged (protocol/salvage.py), those still queued for the disk are written, and
+staging is made durable before the session ends.
 """
 
 from __future__ import annotations
@@ -12,9 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -22,7 +27,6 @@ from typing import TypeVar
 from protocol.connection import CAP_REPORT, Connection, Role, TreesReceived
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
-    Blobs,
     Bye,
     GetTrees,
     Hello,
@@ -30,11 +34,12 @@ from protocol.messages import (
     Plan,
     Result,
     State,
-    Want,
 )
 from syncd import __version__
 from syncd.apply.canon import TargetPolicy
 from syncd.apply.engine import held_aliases, scan_far
+from syncd.apply.resume import resume_or_abandon
+from syncd.apply.room import StagingLimit, expire, make_room
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
@@ -45,6 +50,7 @@ from syncd.plan.descent import Descent
 from syncd.scan.api import ScanResult
 from syncd.session.afterapply import AfterApplyRequest, PostApplyPolicy, after_apply
 from syncd.session.rootguard import check_asked_root, root_names
+from syncd.session.transfer import Transfer
 from syncd.session.wire import Channel, Wire
 from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
@@ -54,14 +60,6 @@ _M = TypeVar("_M")
 
 TREES_PER_REQUEST = 512
 MAX_TREES_DUE = 4 * TREES_PER_REQUEST
-WANT_WINDOW_BYTES = 64 << 20
-STAGING_AHEAD = 64 << 20
-WANT_BATCH = 4096
-# Blobs asked for and not yet received, at most. The byte window alone would let a tree
-# of a million 71-byte link files be asked for at once, and each blob in flight costs
-# both sides some hundred bytes of bookkeeping until it arrives.
-WANT_WINDOW_BLOBS = 16 * WANT_BATCH
-FLUSH_EVERY_BYTES = 64 << 20
 # A client sends HELLO as soon as it connects (OFFER may wait for its scan, which can
 # take many minutes). One that does not (a stalled connection, a stray client on a
 # forced command) would otherwise hold the root's lock, and so block every later push,
@@ -79,25 +77,47 @@ class ServeOptions:
     # The paths a HELLO may name the root by (rootguard.root_names; empty: from `root`).
     root_names: frozenset[str] = frozenset()
     policy: TargetPolicy = field(default_factory=TargetPolicy)  # what a target may hold
+    staging_limit: StagingLimit = field(default_factory=StagingLimit)
     gate: GatePolicy = field(default_factory=GatePolicy)  # --inspect (syncd/gate/)
 
 
 async def serve_session(channel: Channel, options: ServeOptions) -> Result:
-    """Run one conversation to its end; raises ProtocolError, PeerError or SyncdError."""
+    """Run one conversation to its end; raises ProtocolError, PeerError or SyncdError,
+    having told the peer why with ERROR where the connection still allowed it (also when
+    the root is locked by another session). A second ERROR for the same end is not sent
+    (Wire.fail says nothing once the conversation is over)."""
     connection = Connection(Role.SERVER)
-    scan = asyncio.create_task(asyncio.to_thread(_scan, options))
     async with Wire(connection, channel) as wire:
         try:
-            return await _converse(wire, options, scan)
+            with options.state.lock():
+                return await _session(wire, options)
         except ProtocolError as exc:
             await wire.fail(exc.code, exc.message)
             raise
         except SyncdError as exc:
             await wire.fail(ErrorCode.REMOTE, str(exc))
             raise
-        finally:
-            if not scan.done():
-                scan.cancel()
+
+
+async def _session(wire: Wire, options: ServeOptions) -> Result:
+    resumed = await asyncio.to_thread(resume_or_abandon, options.root, options.state)
+    if resumed.result is not None:
+        log.info("%s", resumed.describe())
+    scan = asyncio.create_task(asyncio.to_thread(_scan, options))
+    try:
+        return await _converse(wire, options, scan)
+    except ProtocolError as exc:
+        await wire.fail(exc.code, exc.message)  # at once, not once the scan is done
+        raise
+    except SyncdError as exc:
+        await wire.fail(ErrorCode.REMOTE, str(exc))
+        raise
+    finally:
+        # A scan started is let finish, under the lock: its stat cache serves the next
+        # session, and nothing else may write the state folder meanwhile.
+        await asyncio.wait([scan])
+        if not scan.cancelled():
+            scan.exception()  # retrieved: a failed scan was reported by _converse, or moot
 
 
 def _scan(options: ServeOptions) -> ScanResult:
@@ -125,6 +145,7 @@ async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanRe
         )
         if summary.root in (offer.root, aliases.live(offer.root, current.record)):
             # Up to date, also when this side holds the offer as it writes it (canon.py).
+            await asyncio.to_thread(expire, staging)
             result = Result("up-to-date", offer.root, 0, 0)
         else:
             result = await _sync(wire, options, offer, current, staging)
@@ -214,7 +235,7 @@ async def _fetch(
     gone when this returns: the apply builds its own, and at a million entries each is
     some hundred megabytes."""
     live = LiveBlobs(current)
-    route = Routing(staging)
+    route = Routing(staging, live)
     with held_aliases(options.state, options.policy) as aliases:
         descent = far_descent(offer.root, current, staging, live, route, aliases=aliases)
         clock = time.monotonic()
@@ -227,10 +248,16 @@ async def _fetch(
         descent.wanted_bytes,
         time.monotonic() - clock,
     )
-    await wire.send(Plan(len(descent.wanted), descent.wanted_bytes))
+    need = route.account(descent.wanted, options.state)
+    room = await asyncio.to_thread(make_room, staging, options.state, need, options.staging_limit)
+    for note in room.notes:
+        log.info("staging: %s", note)
+    await asyncio.to_thread(route.start)
+    transfer = Transfer(wire, descent.wanted, route)
+    await wire.send(Plan(len(descent.wanted), transfer.bytes_to_send))
     clock = time.monotonic()
-    await _transfer(wire, descent.wanted, route)
-    route.finish(options.root, live)
+    await transfer.run()
+    await asyncio.to_thread(route.finish, options.root)
     staging.flush()
     log.info("transfer: staged %d bytes in %.2f s", descent.wanted_bytes, time.monotonic() - clock)
 
@@ -252,95 +279,6 @@ async def _descend(wire: Wire, descent: Descent, staging: Staging) -> None:
         for tree in event.trees:
             staging.add_tree(tree.id, tree.record)
             descent.received(tree.children)
-
-
-async def _transfer(wire: Wire, wanted: dict[bytes, int], route: Routing) -> None:
-    """Ask for `wanted` within the credit window and stage what arrives; staging writes
-    run on their own thread, so the wire is read while the disk catches up."""
-    with _StagingThread(route) as stager:
-        await _receive(wire, wanted, stager)
-
-
-async def _receive(wire: Wire, wanted: dict[bytes, int], stager: _StagingThread) -> None:
-    queue = iter(wanted.items())
-    outstanding = blobs_out = 0
-    pending = True
-    while True:
-        while pending and outstanding < WANT_WINDOW_BYTES and blobs_out < WANT_WINDOW_BLOBS:
-            batch = _next_batch(queue, WANT_WINDOW_BYTES - outstanding)
-            if not batch:
-                pending = False
-                break
-            await wire.send(Want(tuple(batch)))
-            outstanding += sum(length for _, length in batch)
-            blobs_out += len(batch)
-        if not pending and wire.connection.blobs_due == 0:
-            await stager.drain()
-            return
-        event = await wire.next_event()
-        if not isinstance(event, Blobs):
-            raise ProtocolError(ErrorCode.UNEXPECTED, f"expected BLOBS, got {type(event).__name__}")
-        outstanding -= sum(len(data) for _, data in event.blobs)
-        blobs_out -= len(event.blobs)
-        await stager.stage(event.blobs)
-
-
-class _StagingThread:
-    """One writer thread (so pieces are staged in the order they came), fed without
-    waiting until STAGING_AHEAD bytes are in its hands."""
-
-    def __init__(self, route: Routing) -> None:
-        self._route = route
-        self._pool = ThreadPoolExecutor(1, "syncd-stage")
-        self._work: deque[tuple[asyncio.Future[None], int]] = deque()
-        self._ahead = 0
-        self._unflushed = 0
-
-    def __enter__(self) -> _StagingThread:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    async def stage(self, blobs: tuple[tuple[bytes, bytes], ...]) -> None:
-        size = sum(len(data) for _, data in blobs)
-        self._submit(self._put_all, blobs, size)
-        self._unflushed += size
-        if self._unflushed >= FLUSH_EVERY_BYTES:
-            self._submit(self._route.staging.flush, None, 0)
-            self._unflushed = 0
-        while self._ahead > STAGING_AHEAD:
-            await self._oldest()
-
-    def _put_all(self, blobs: tuple[tuple[bytes, bytes], ...]) -> None:
-        for digest, data in blobs:
-            self._route.put(digest, data)
-
-    def _submit(self, work: Callable[..., None], argument: object, size: int) -> None:
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, work, *([] if argument is None else [argument]))
-        self._work.append((future, size))
-        self._ahead += size
-
-    async def _oldest(self) -> None:
-        future, size = self._work.popleft()
-        await future
-        self._ahead -= size
-
-    async def drain(self) -> None:
-        while self._work:
-            await self._oldest()
-
-
-def _next_batch(queue: Iterator[tuple[bytes, int]], budget: int) -> list[tuple[bytes, int]]:
-    batch: list[tuple[bytes, int]] = []
-    size = 0
-    for digest, length in queue:
-        batch.append((digest, length))
-        size += length
-        if len(batch) >= WANT_BATCH or size >= budget:
-            break
-    return batch
 
 
 async def _expect(wire: Wire, kind: type[_M]) -> _M:
