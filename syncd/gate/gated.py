@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
 
 PENDING = "pending.json"
+
+log = logging.getLogger("syncd.gate")
 
 
 def gated_apply(
@@ -78,7 +81,12 @@ def gated_apply(
     try:
         result = apply_target(root, state, target, records, staging, delete=delete, policy=policy)
     except SyncdError as exc:
-        audit.append(state, _with(entry, "failed", problem=str(exc)))
+        try:
+            audit.append(state, _with(entry, "failed", problem=str(exc)))
+        except audit.AuditError as logged:
+            # A full disk fails the apply and then this entry: report the apply's own
+            # error (it says what was kept and how it resumes), not the log's.
+            log.warning("%s (the failed apply is not in the audit log)", logged)
         raise
     audit.append(state, _with(entry, "applied", after=result.root))
     clear_pending(state)
