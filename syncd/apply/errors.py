@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 from syncd.errors import SyncdError
 
 
 class StagingError(SyncdError):
     """The staging area cannot be used: wrong file system, unwritable, or corrupt."""
+
+
+def stage_failed(digest: bytes, path: Path, exc: OSError) -> StagingError:
+    """A write into staging failed; on a full disk, say what was kept and what to do."""
+    why = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        why += (
+            " (the file system is full: what arrived is kept and the live tree is "
+            "unchanged; free space there and run the same command again)"
+        )
+    return StagingError(f"cannot stage {digest.hex()} in {path}: {why}")
 
 
 class ApplyError(SyncdError):

@@ -40,7 +40,7 @@ from protocol.codec import pack, unpack
 from protocol.errors import ProtocolError
 from protocol.tree import Recipe, decode_recipe
 from syncd.apply.durable import fsync_dir, write_atomically
-from syncd.apply.errors import StagingError
+from syncd.apply.errors import StagingError, stage_failed
 
 ASSEMBLE_MIN = 1 << 20  # smaller files are built from the packs: one copy costs little
 _OPEN_FILES = 64
@@ -197,9 +197,7 @@ class Incoming:
             try:
                 _pwrite_all(self._fd(key), data, assembly.offsets[index])
             except OSError as exc:  # the regions not written still wait for the piece
-                raise StagingError(
-                    f"cannot stage {digest.hex()} in {self.folder / assembly.name}: {exc.strerror}"
-                ) from exc
+                raise stage_failed(digest, self.folder / assembly.name, exc) from exc
             regions.pop()
             self._mark_filled(assembly, index)
             self._dirty.add(key)

@@ -32,7 +32,7 @@ from protocol.errors import ProtocolError
 from syncd import faults
 from syncd.apply import packs
 from syncd.apply.durable import fsync_dir, write_atomically
-from syncd.apply.errors import StagingError
+from syncd.apply.errors import StagingError, stage_failed
 from syncd.apply.incoming import Incoming
 from syncd.apply.partials import Partials
 from syncd.state import StateDir
@@ -314,7 +314,7 @@ class Staging:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, offset)
             path = self.folder / self._name(number)
-            raise StagingError(f"cannot stage {digest.hex()} in {path}: {exc.strerror}") from exc
+            raise stage_failed(digest, path, exc) from exc
         self._sizes[number] = offset + packs.HEADER.size + len(data)
         self._dirty.add(number)
         return number << _OFFSET_BITS | offset
