@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from protocol.framing import HEADER
 from protocol.messages import Blobs, Error, Hello, Offer, Trees
 from protocol.tree import FileNode, encode_tree, tree_id
 from syncd.transport.local import open_local
-from tests.pushutil import snapshot_id, syncd_env
+from tests.pushutil import run_push, snapshot_id, syncd_env
 
 PARAMS: dict[str, str | int | bool] = {"max_frame": MIN_PEER_FRAME + 65536}
 DATA = b"hello, far side"
@@ -192,6 +193,28 @@ def test_a_client_that_never_says_hello_is_dropped(far: Path, opening: str) -> N
     reader.receive_data(replies)
     error = reader.next_event()
     assert isinstance(error, Error) and error.code == ErrorCode.REMOTE, error
+
+
+def test_a_silent_client_does_not_keep_an_honest_push_out(far: Path, tmp_path: Path) -> None:
+    """The root's lock is taken after HELLO: a client that connects and says nothing
+    (a stray `ssh` on the forced command) leaves the root free for an honest push."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("honest\n")
+    with subprocess.Popen(
+        serve_command(far, "--handshake-timeout", "60s"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=syncd_env(),
+    ) as silent:
+        time.sleep(2)  # let it start and wait for HELLO (before the fix: holding the lock)
+        try:
+            done = run_push(src, str(far), "--force")
+        finally:
+            silent.kill()
+    assert done.returncode == 0, done.stderr
+    assert snapshot_id(far) == snapshot_id(src)
 
 
 def test_handshake_timeout_must_be_a_duration(far: Path) -> None:

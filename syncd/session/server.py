@@ -89,8 +89,11 @@ async def serve_session(channel: Channel, options: ServeOptions) -> Result:
     connection = Connection(Role.SERVER)
     async with Wire(connection, channel) as wire:
         try:
+            # The lock is taken once the client has spoken: a silent one (a stray
+            # connection, a stalled link) must not keep honest sessions out meanwhile.
+            hello = await _first_hello(wire, options.handshake_timeout)
             with options.state.lock():
-                return await _session(wire, options)
+                return await _session(wire, options, hello)
         except ProtocolError as exc:
             await wire.fail(exc.code, exc.message)
             raise
@@ -99,13 +102,13 @@ async def serve_session(channel: Channel, options: ServeOptions) -> Result:
             raise
 
 
-async def _session(wire: Wire, options: ServeOptions) -> Result:
+async def _session(wire: Wire, options: ServeOptions, hello: Hello) -> Result:
     resumed = await asyncio.to_thread(resume_or_abandon, options.root, options.state)
     if resumed.result is not None:
         log.info("%s", resumed.describe())
     scan = asyncio.create_task(asyncio.to_thread(_scan, options))
     try:
-        return await _converse(wire, options, scan)
+        return await _converse(wire, options, scan, hello)
     except ProtocolError as exc:
         await wire.fail(exc.code, exc.message)  # at once, not once the scan is done
         raise
@@ -127,8 +130,9 @@ def _scan(options: ServeOptions) -> ScanResult:
     return scan_far(options.root, options.state, report=report)
 
 
-async def _converse(wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanResult]) -> Result:
-    hello = await _first_hello(wire, options.handshake_timeout)
+async def _converse(
+    wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanResult], hello: Hello
+) -> Result:
     await _greet(wire, options, hello)
     offer = await _expect(wire, Offer)
     scanned = await scan
