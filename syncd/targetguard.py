@@ -41,7 +41,7 @@ def refuse_unknown_target(root: Path, state: StateDir, *, force: bool, flag: str
     if force:
         return
     names = _entries(root, state)
-    if names is None or not names or _is_syncd_root(state) or _looks_like_mirror(root, names):
+    if names is None or not names or _is_syncd_root(state) or _looks_like(root, names):
         return
     shown = ", ".join(sorted(names)[:_SHOWN]) + (", ..." if len(names) > _SHOWN else "")
     hint = ""
@@ -77,7 +77,16 @@ def _is_syncd_root(state: StateDir) -> bool:
     return state.snapshot.is_file()
 
 
-def _looks_like_mirror(root: Path, names: set[str]) -> bool:
+def looks_like_mirror(root: Path) -> bool:
+    """Whether `root` is an oc-mirror root or registry storage (module docstring)."""
+    try:
+        names = {entry.name for entry in root.iterdir()}
+    except OSError:
+        return False
+    return _looks_like(root, names)
+
+
+def _looks_like(root: Path, names: set[str]) -> bool:
     if ".oc-mirror" in names and (root / ".oc-mirror").is_dir():
         return True
     content = root / "content"

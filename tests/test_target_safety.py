@@ -157,6 +157,7 @@ def test_an_empty_source_never_empties_the_far_side(
     assert refused.returncode == 2 and "holds no files" in refused.stderr
     assert "--allow-empty" in refused.stderr and "Traceback" not in refused.stderr
     assert snapshot_id(far) == before
+    assert sorted(p.name for p in empty.iterdir()) == ["not-mounted-yet"]  # nothing written
     assert push(empty, str(far), "--no-delete")["files_deleted"] == 0  # deletes nothing
     ran = syncd("export", empty, "--to", tmp_path / "media", "--full")
     assert ran.code == 2 and "holds no files" in ran.err
@@ -164,3 +165,27 @@ def test_an_empty_source_never_empties_the_far_side(
     assert syncd("export", empty, "--to", tmp_path / "media", "--full", "--allow-empty").code == 0
     emptied = push(empty, str(far), "--allow-empty")
     assert emptied["status"] == "applied" and emptied["files_deleted"] > 0
+
+
+def test_a_folder_inside_an_oc_mirror_root_is_no_source(
+    tiny_months: dict[int, Path], tmp_path: Path
+) -> None:
+    """`syncd push /srv/mirror/content FAR` where /srv/mirror was meant deleted the far
+    side's whole cache (an admin's typo, exit 0); it is refused, naming the root."""
+    src = copy_tree(tiny_months[1], tmp_path / "src")
+    far = copy_tree(tiny_months[1], tmp_path / "far")
+    before = snapshot_id(far)
+    for part in ("content", ".oc-mirror"):
+        refused = run_push(src / part, str(far))
+        assert refused.returncode == 2, refused.stderr
+        assert f"inside the oc-mirror root {src.resolve()}" in refused.stderr
+        assert "--allow-subtree" in refused.stderr and snapshot_id(far) == before
+        assert not (src / part / ".syncd").exists()
+    ran = syncd("export", src / "content", "--to", tmp_path / "media", "--full")
+    assert ran.code == 2 and "inside the oc-mirror root" in ran.err
+    config = tmp_path / "syncd.toml"
+    config.write_text(f'[source]\nroot = "{src / "content"}"\n[sites.a]\ntarget = "{far}"\n')
+    checked = syncd("daemon", "--config", config, "--check")
+    assert checked.code == 2 and "allow_subtree = true" in checked.err, checked
+    alone = tmp_path / "far-content"
+    assert push(src / "content", str(alone), "--allow-subtree")["status"] == "applied"

@@ -15,6 +15,8 @@ from syncd.media.layout import refuse_inside
 from syncd.media.plan import FAT32_MAX_FILE, MediaLimits
 from syncd.progress import for_terminal
 from syncd.scan.problems import Problem
+from syncd.sourceguard import refuse_wrong_source
+from syncd.state import StateDir
 from syncd.units import format_bytes, parse_size
 
 
@@ -74,6 +76,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="export a SRC that holds no files (refused otherwise: importing it would empty "
         "the far side; an unmounted file system looks just like that)",
     )
+    parser.add_argument(
+        "--allow-subtree",
+        action="store_true",
+        help="export a SRC that lies inside an oc-mirror root (refused otherwise: "
+        "importing ROOT/content where ROOT was meant deletes the far side's cache)",
+    )
     parser.add_argument("--state", type=Path, help="SRC's state folder (default: SRC/.syncd)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
     parser.set_defaults(run=run)
@@ -92,8 +100,9 @@ def _size(text: str | None, option: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.src.is_dir():  # else its state folder would be made, and an empty tree exported
-        raise UsageError(f"{args.src}: not a directory")
+    # Before its state folder is made: an empty or wrong SRC must not be written to.
+    state = StateDir(args.src, args.state)
+    refuse_wrong_source(args.src, state, empty=args.allow_empty, subtree=args.allow_subtree)
     refuse_inside(args.to, args.src, "--to")
     max_file = _size(args.max_file_size, "--max-file-size")
     assert max_file is not None

@@ -24,7 +24,7 @@ from syncd.scan.problems import Problem
 from syncd.session.client import PushOptions, PushOutcome, push_session
 from syncd.session.wire import Channel
 from syncd.snapshot import SnapshotReader
-from syncd.sourceguard import refuse_empty_source
+from syncd.sourceguard import refuse_empty_source, refuse_wrong_source
 from syncd.state import StateDir
 from syncd.targetguard import refuse_nested, refuse_unknown_target
 from syncd.transport.connect import open_channel
@@ -87,6 +87,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="push a SRC that holds no files (refused otherwise: with delete, it would empty "
         "the far side; an unmounted file system looks just like that)",
     )
+    parser.add_argument(
+        "--allow-subtree",
+        action="store_true",
+        help="push a SRC that lies inside an oc-mirror root (refused otherwise: pushing "
+        "ROOT/content where ROOT was meant deletes the far side's cache)",
+    )
     parser.add_argument("--state", type=Path, help="SRC's state folder (default: SRC/.syncd)")
     add_target_policy(parser)  # for a local TARGET; over SSH, `serve` has its own
     parser.set_defaults(run=run)
@@ -105,6 +111,12 @@ def run(args: argparse.Namespace) -> int:
         refuse_nested(args.src, Path(target.path))
         far = Path(target.path).absolute()
         refuse_unknown_target(far, StateDir(far), force=args.force, flag="--force")
+    refuse_wrong_source(
+        args.src,
+        StateDir(args.src, args.state),
+        empty=args.allow_empty or not args.delete,
+        subtree=args.allow_subtree,
+    )
     rate = parse_rate(args.bwlimit) if args.bwlimit else None
     started = time.monotonic()
     counting = Counting(for_terminal(f"push to {target}", quiet=args.json))
@@ -229,7 +241,7 @@ async def _open_snapshot(
     """The scan's snapshot, once it is done, for the OFFER; an empty one is refused
     (syncd/sourceguard.py) before anything is offered unless `empty` allows it."""
     scan = await scanning
-    refuse_empty_source(src, scan.summary, what="a push would delete", allowed=empty)
+    refuse_empty_source(src, scan.summary, allowed=empty)
     return readers.enter_context(SnapshotReader(scan.snapshot_path))
 
 

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from syncd.daemon.windows import Window, parse_window
 from syncd.errors import SyncdError, UsageError
+from syncd.sourceguard import refuse_inside_mirror
 from syncd.transport.ratelimit import parse_rate
 from syncd.transport.target import Target, parse_target
 from syncd.units import parse_duration
@@ -27,7 +28,7 @@ DEFAULT_PATH = Path("/etc/syncd/syncd.toml")
 _SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _T = TypeVar("_T")
 
-SOURCE_KEYS = {"root", "state", "quiet", "recheck"}
+SOURCE_KEYS = {"root", "state", "quiet", "recheck", "allow_subtree"}
 RETRY_KEYS = {"first", "max"}
 LOG_KEYS = {"format"}
 SITE_KEYS = {
@@ -115,6 +116,11 @@ class _Reader:
         assert root is not None
         if not root.is_dir():
             raise self.fail("source", "root", f"{root} is not a directory")
+        if not self.value(source, "source", "allow_subtree", _bool, False):
+            try:  # a typo here would wipe every site's cache (syncd/sourceguard.py)
+                refuse_inside_mirror(root, flag="`allow_subtree = true` in [source]")
+            except UsageError as exc:
+                raise self.fail("source", "root", str(exc)) from None
         first = self.value(retry, "retry", "first", parse_duration, 30.0)
         log_format = self.value(logs, "log", "format", _log_format, "logfmt")
         return DaemonConfig(

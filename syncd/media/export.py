@@ -104,8 +104,7 @@ def export(
     state = StateDir(options.src, options.state)
     with state.lock():
         scan = scan_root(options.src, state, report=report)
-        what = "importing the export would delete"
-        refuse_empty_source(options.src, scan.summary, what=what, allowed=options.allow_empty)
+        refuse_empty_source(options.src, scan.summary, allowed=options.allow_empty)
         book = SiteBook.load(state, options.site)
         if options.assume_delivered and not (options.full or options.receipt):
             basis = assumed_basis(book, required_key=required)
