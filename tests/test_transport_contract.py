@@ -487,7 +487,9 @@ def test_parse_rate(text: str, rate: float) -> None:
     assert parse_rate(text) == rate
 
 
-@pytest.mark.parametrize("text", ["", "fast", "10 Mbit", "-1M", "0", "0k", "1M/h"])
+@pytest.mark.parametrize(
+    "text", ["", "fast", "10 Mbit", "-1M", "0", "0k", "1M/h", "1.5", "999", "0.5k"]
+)
 def test_parse_rate_rejects(text: str) -> None:
     with pytest.raises(UsageError, match="rate"):
         parse_rate(text)

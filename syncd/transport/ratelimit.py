@@ -20,6 +20,9 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+MIN_RATE = 1000  # bytes per second
+
+
 def parse_rate(text: str) -> float:
     """'10M', '500k', '1.5MB/s', '1G' -> bytes per second (decimal units)."""
     core = text.strip()
@@ -34,6 +37,13 @@ def parse_rate(text: str) -> float:
         ) from None
     if rate <= 0:
         raise UsageError(f"rate {text!r} must be more than 0 bytes per second")
+    if rate < MIN_RATE:
+        # `--bwlimit 1.5` meant 1.5 MB/s far more often than 1.5 B/s, which would not
+        # even finish the handshake before the far side's timeout.
+        raise UsageError(
+            f"rate {text!r} is {rate:g} bytes per second: too slow to be meant; give a unit "
+            f"(e.g. {core}M for {core} MB/s); at least {MIN_RATE} B/s"
+        )
     return float(rate)
 
 
