@@ -228,3 +228,25 @@ def test_a_session_that_cannot_start_still_answers_with_error(
         reply = converse(far, Script(b"\x01" * 32))
     assert reply.error is not None and "in use by" in reply.error.message, reply
     assert reply.exit_code == 2 and "Traceback" not in reply.stderr
+
+
+def test_an_apply_finished_by_a_later_session_is_audited(
+    tiny_months: dict[int, Path], tmp_path: Path
+) -> None:
+    """The admin review found a push killed mid-apply, finished by the next session
+    (which then answered `up-to-date`), with no entry for the change in the audit log."""
+    far = copy_tree_of(tiny_months[1], tmp_path / "far")
+    src = copy_tree_of(tiny_months[2], tmp_path / "src")
+    before = snapshot_id(far)
+    assert run_syncd("push", src, far, env={ENV: "step:6"}).returncode != 0
+    assert push_json(src, far)["status"] in ("up-to-date", "applied")
+    entries = [
+        json.loads(line) for line in (far / ".syncd" / "audit.jsonl").read_text().splitlines()
+    ]
+    finished = [e for e in entries if e.get("resumed")]
+    assert len(finished) == 1, entries
+    entry = finished[0]
+    assert entry["status"] == "applied" and entry["source"] == "push"
+    assert entry["before"] == before and entry["after"] == snapshot_id(far)
+    assert entry["files"] and entry["images"], entry
+    assert not (far / ".syncd" / "pending.json").exists()

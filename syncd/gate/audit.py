@@ -54,8 +54,6 @@ class Entry:
     def as_json(self) -> dict[str, object]:
         counts = self.change.counts()
         return {
-            "format": FORMAT,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **self.origin.as_json(),
             "status": self.status,
             "problem": self.problem or None,
@@ -80,8 +78,14 @@ class Entry:
 
 def append(state: StateDir, entry: Entry) -> None:
     """Append one entry, durably."""
+    append_json(state, entry.as_json())
+
+
+def append_json(state: StateDir, fields: dict[str, object]) -> None:
+    """Append one entry given as its JSON fields (`format` and `time` are set here)."""
     path = log_path(state)
-    line = (json.dumps(entry.as_json(), separators=(",", ":")) + "\n").encode()
+    stamped = {"format": FORMAT, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    line = (json.dumps({**stamped, **fields}, separators=(",", ":")) + "\n").encode()
     try:
         created = not path.exists()
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW

@@ -28,7 +28,7 @@ from syncd import faults
 from syncd.apply.canon import TargetPolicy
 from syncd.apply.engine import ApplyResult, scan_far
 from syncd.apply.journal import Journal, read_journal
-from syncd.apply.resume import Resumed, resume_or_abandon
+from syncd.apply.resume import Resumed
 from syncd.apply.room import StagingLimit, expire, make_room
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
@@ -36,6 +36,7 @@ from syncd.errors import SyncdError
 from syncd.gate.gated import gated_apply
 from syncd.gate.inspection import GatePolicy
 from syncd.gate.origin import Origin
+from syncd.gate.resumed import resume_audited
 from syncd.media.errors import MediaError, VolumeRefused
 from syncd.media.farsite import FarSite
 from syncd.media.layout import find_volumes
@@ -99,7 +100,7 @@ def import_volumes(
 ) -> ImportOutcome:
     paths, parity = split_parity(find_volumes(folders))  # parity volumes: parity/farside.py
     with state.lock():
-        resumed = resume_or_abandon(root, state)
+        resumed = resume_audited(root, state)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
             run = _Run(

@@ -18,8 +18,8 @@ from pathlib import Path
 from protocol.media import LastExport, ReceiptHeader, Signer, encode_receipt, encode_trees
 from syncd.apply.durable import fsync_dir
 from syncd.apply.engine import scan_far
-from syncd.apply.resume import resume_or_abandon
 from syncd.apply.staging import Staging
+from syncd.gate.resumed import resume_audited
 from syncd.media.errors import MediaError
 from syncd.media.farsite import FarSite
 from syncd.media.progress import ImportProgress
@@ -55,7 +55,7 @@ class ReceiptOutcome:
 
 def write_receipt(root: Path, state: StateDir, out: Path, sign: Signer | None) -> ReceiptOutcome:
     with state.lock():
-        resume_or_abandon(root, state)
+        resume_audited(root, state)
         site = FarSite.load_or_create(state)
         scanned = scan_far(root, state)
         with SnapshotReader(scanned.snapshot_path) as snapshot, Staging.open(state) as staging:

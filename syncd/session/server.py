@@ -38,7 +38,6 @@ from protocol.messages import (
 from syncd import __version__
 from syncd.apply.canon import TargetPolicy
 from syncd.apply.engine import held_aliases, scan_far
-from syncd.apply.resume import resume_or_abandon
 from syncd.apply.room import StagingLimit, expire, make_room
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
@@ -46,6 +45,7 @@ from syncd.errors import SyncdError
 from syncd.gate.gated import gated_apply
 from syncd.gate.inspection import GatePolicy
 from syncd.gate.origin import Origin
+from syncd.gate.resumed import resume_audited
 from syncd.plan.descent import Descent
 from syncd.scan.api import ScanResult
 from syncd.session.afterapply import AfterApplyRequest, PostApplyPolicy, after_apply
@@ -103,7 +103,7 @@ async def serve_session(channel: Channel, options: ServeOptions) -> Result:
 
 
 async def _session(wire: Wire, options: ServeOptions, hello: Hello) -> Result:
-    resumed = await asyncio.to_thread(resume_or_abandon, options.root, options.state)
+    resumed = await asyncio.to_thread(resume_audited, options.root, options.state)
     if resumed.result is not None:
         log.info("%s", resumed.describe())
     scan = asyncio.create_task(asyncio.to_thread(_scan, options))
