@@ -9,6 +9,7 @@ command was started.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shlex
 import socket
@@ -109,6 +110,17 @@ def test_unknown_host_key_is_refused_before_anything_runs(
     assert "ssh-keyscan" in message
     assert "--accept-new-host-key" in message
     assert not sshd.known_hosts.exists() or sshd.known_hosts.read_text() == ""
+
+
+@pytest.mark.needs_sshd
+def test_a_key_known_by_address_only_does_not_trust_the_name(sshd: SSHServer, root: Path) -> None:
+    """known_hosts holds the key for [127.0.0.1]:port; `localhost` is another name, which
+    OpenSSH (CheckHostIP no, its default) refuses: so does syncd (asyncssh alone would
+    accept it through the peer's address)."""
+    target = dataclasses.replace(direct(sshd, root), host="localhost")
+    error = refused(target)
+    assert isinstance(error, HostKeyError) and "not known" in str(error), error
+    assert not (root / ARGV_FILE).exists()
 
 
 @pytest.mark.needs_sshd

@@ -112,14 +112,19 @@ def _entries(
 ) -> tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]]:
     """(trusted keys, CA keys, revoked keys) known_hosts holds for the host.
 
-    Looked up as asyncssh does (the `[host]:port` entries, else the bare host's), but with
-    the revoked keys of both: when asyncssh falls back to the bare host it drops the
-    `[host]:port` revocations, and would then call a revoked key merely unknown.
+    Trusted keys are looked up by the host's name only (the `[host]:port` entries, else
+    the bare host's), as OpenSSH does (CheckHostIP no, its default): asyncssh would also
+    trust a key recorded for the peer's address, so `localhost` would pass on a key
+    recorded for 127.0.0.1, which `ssh` refuses. Revocations count under any name, the
+    address's and the bare host's included: asyncssh's fallback to the bare host drops
+    the `[host]:port` revocations, and would then call a revoked key merely unknown.
     """
-    keys, cas, revoked = known.match(host, addr, None if port == DEFAULT_PORT else port)[:3]
+    keys, cas, revoked = known.match(host, "", None if port == DEFAULT_PORT else port)[:3]
     revoked = list(revoked)
-    if port != DEFAULT_PORT:
-        for name in {host, addr} - {""}:
+    names = {host, addr} - {""}
+    for name in names:
+        revoked += known.match(name, "", None)[2]
+        if port != DEFAULT_PORT:
             revoked += known.match(f"[{name}]:{port}", "", None)[2]
     return list(keys), list(cas), revoked
 
@@ -151,6 +156,16 @@ class _HostKeyCheck:
         self.record_to = record_to
         self.refusal: str | None = None
         self.recorded: str | None = None
+
+    def lookup(
+        self, host: str, addr: str, port: int | None
+    ) -> tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]]:
+        """asyncssh's known_hosts callable: the keys it may trust (_entries), never a
+        revoked one. Revocations are left to `validate`, which asyncssh asks about every
+        key it does not trust, so that a revoked key is refused in syncd's own words."""
+        keys, cas, revoked = _entries(self.known, host, addr, port or DEFAULT_PORT)
+        bad = {key.public_data for key in revoked}
+        return [k for k in keys if k.public_data not in bad], cas, []
 
     def validate(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         where = f"{host} port {port}"
@@ -368,7 +383,7 @@ async def open_ssh(
         conn = await asyncssh.connect(
             options=options,
             **settings,  # connect() re-applies host/port/user over the options' own
-            known_hosts=check.known,
+            known_hosts=check.lookup,
             client_factory=lambda: _Client(check),
             **extra,
         )
