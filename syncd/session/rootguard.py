@@ -87,8 +87,10 @@ def check_asked_root(asked: str, served: Path, names: frozenset[str]) -> None:
     if not path.startswith("/"):
         path = f"{Path.cwd()}/{path}"
     if _lexical(path) not in names:
+        # As its operator wrote it first (the forced command's --root), then its real path.
+        shown = " = ".join(sorted(names, key=lambda name: (name == str(served), name)))
         raise ProtocolError(
-            ErrorCode.BAD_PATH, f"this far side serves {served}, not {asked!r}; nothing was changed"
+            ErrorCode.BAD_PATH, f"this far side serves {shown}, not {asked!r}; nothing was changed"
         )
 
 
