@@ -239,7 +239,9 @@ def test_an_apply_finished_by_a_later_session_is_audited(
     src = copy_tree_of(tiny_months[2], tmp_path / "src")
     before = snapshot_id(far)
     assert run_syncd("push", src, far, env={ENV: "step:6"}).returncode != 0
-    assert push_json(src, far)["status"] in ("up-to-date", "applied")
+    again = push_json(src, far)
+    assert again["status"] in ("up-to-date", "applied")
+    assert "first finished an interrupted apply" in again["message"], again
     entries = [
         json.loads(line) for line in (far / ".syncd" / "audit.jsonl").read_text().splitlines()
     ]

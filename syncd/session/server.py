@@ -18,6 +18,7 @@ staging is made durable before the session ends.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from protocol.messages import (
 from syncd import __version__
 from syncd.apply.canon import TargetPolicy
 from syncd.apply.engine import held_aliases, scan_far
+from syncd.apply.resume import Resumed
 from syncd.apply.room import StagingLimit, expire, make_room
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
@@ -108,7 +110,7 @@ async def _session(wire: Wire, options: ServeOptions, hello: Hello) -> Result:
         log.info("%s", resumed.describe())
     scan = asyncio.create_task(asyncio.to_thread(_scan, options))
     try:
-        return await _converse(wire, options, scan, hello)
+        return await _converse(wire, options, scan, hello, _resume_note(resumed))
     except ProtocolError as exc:
         await wire.fail(exc.code, exc.message)  # at once, not once the scan is done
         raise
@@ -123,6 +125,17 @@ async def _session(wire: Wire, options: ServeOptions, hello: Hello) -> Result:
             scan.exception()  # retrieved: a failed scan was reported by _converse, or moot
 
 
+def _resume_note(resumed: Resumed) -> str:
+    """RESULT's message when the session first finished an interrupted apply."""
+    done = resumed.result
+    if done is None:
+        return ""
+    return (
+        f"first finished an interrupted apply of {done.root.hex()[:16]} ({done.files_written} "
+        f"files written, {done.files_deleted} deleted)"
+    )
+
+
 def _scan(options: ServeOptions) -> ScanResult:
     def report(problem: object) -> None:
         log.warning("scan: %s", problem)
@@ -131,7 +144,7 @@ def _scan(options: ServeOptions) -> ScanResult:
 
 
 async def _converse(
-    wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanResult], hello: Hello
+    wire: Wire, options: ServeOptions, scan: asyncio.Task[ScanResult], hello: Hello, note: str
 ) -> Result:
     await _greet(wire, options, hello)
     offer = await _expect(wire, Offer)
@@ -153,6 +166,8 @@ async def _converse(
             result = Result("up-to-date", offer.root, 0, 0)
         else:
             result = await _sync(wire, options, offer, current, staging)
+        if note:  # what this session did before the offer: the client's counts omit it
+            result = dataclasses.replace(result, message=note)
         await wire.send(result)
     request = AfterApplyRequest.from_hello(hello)
     if request.asked:
