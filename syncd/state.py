@@ -26,6 +26,13 @@ _held: dict[str, list[int]] = {}
 class StateLocked(SyncdError):
     """Another syncd process is using this state folder."""
 
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(
+            f"{path} is in use by {holder} (another syncd push, import, receipt or scan of "
+            "this root): run again once it has finished"
+        )
+        self.holder = holder
+
 
 class StateDir:
     def __init__(self, root: Path, state: Path | None = None) -> None:
@@ -74,10 +81,7 @@ class StateDir:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-                raise StateLocked(
-                    f"{self.path} is in use by {holder} (another syncd push, import, "
-                    "receipt or scan of this root): run again once it has finished"
-                ) from None
+                raise StateLocked(self.path, holder) from None
             with contextlib.suppress(OSError):  # who holds it is a courtesy; a full disk
                 os.ftruncate(fd, 0)  # must not stop the lock (issue 14)
                 os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)

@@ -78,8 +78,7 @@ def one_daemon(config: DaemonConfig) -> Iterator[None]:
         with StateDir(config.root, folder).lock():
             yield
     except StateLocked as exc:
-        holder = str(exc).rpartition(" is in use by ")[2]
         raise UsageError(
-            f"another syncd daemon ({holder}) already runs this configuration "
+            f"another syncd daemon ({exc.holder}) already runs this configuration "
             f"(its records are in {folder}): stop it first (systemctl stop syncd)"
         ) from None

@@ -225,7 +225,7 @@ async def _push(
         ):
             raise  # the source's own scan failed or was refused: nothing about the far side
         await channel.close()  # wait for the far side: its last words explain the most
-        words = _far_words(channel)
+        words = _far_words(channel, str(exc))
         if words and isinstance(exc, ProtocolError) and exc.code is ErrorCode.TRUNCATED:
             # It hung up without a word on the protocol: what it said on stderr is why.
             raise PushFailed(f"{channel.describe()}:{words}") from exc
@@ -249,10 +249,16 @@ class PushFailed(SyncdError):
     """The push ended early; the far side's live tree is unchanged or fully applied."""
 
 
-def _far_words(channel: Channel) -> str:
-    """The far side's last line on stderr, when it said something the protocol did not."""
+def _far_words(channel: Channel, said: str) -> str:
+    """The far side's last line on stderr, when it said something the protocol did not
+    (`said`: what the error already says, such as the far side's ERROR)."""
     lines = [line for line in channel.diagnostics().splitlines() if line.strip()]
-    return f"\n  far side: {lines[-1]}" if lines else ""
+    if not lines:
+        return ""
+    reported = said.rsplit("reported: ", 1)[-1].strip()
+    if reported and reported[:80] in lines[-1]:
+        return ""  # the same words again
+    return f"\n  far side: {lines[-1]}"
 
 
 def _summary(
