@@ -52,7 +52,7 @@ def test_serve_accepts_a_root_below_the_home_directory(tmp_path: Path) -> None:
     home = tmp_path / "home"
     _, stderr = serve(home / "mirror", home)
     assert "refusing to serve" not in stderr
-    assert (home / "mirror" / ".syncd").is_dir()
+    assert (home / "mirror").is_dir()  # served (its state folder waits for a HELLO)
 
 
 def test_a_root_holding_syncd_itself_is_refused() -> None:
