@@ -11,6 +11,11 @@ Layout (integers little-endian):
     meta: one msgpack map chosen by the caller
     footer: index_offset u64, count u64, meta_offset u64, b"SYNCDEND"
 
+A writer asked for a checksum puts the BLAKE3 of everything before the meta (magic,
+records, index) into the meta as "blake3"; `RecordFileReader.checksum_ok` recomputes it.
+Snapshot records are checked by their own ids; a file trusted without such a check (the
+stat cache) must not be read when it was torn or damaged on disk.
+
 Records are named by a digest of at least 16 bytes (a tree id, a path hash). Two
 records with the same 128 bits and length are the same record written twice (equal
 subtrees) and are stored once; anything less is kept apart, and `candidates` returns
@@ -34,6 +39,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import blake3
+
 from protocol.codec import pack, unpack
 from protocol.errors import ProtocolError
 from syncd.errors import SnapshotFileError
@@ -43,6 +50,8 @@ END_MAGIC = b"SYNCDEND"
 ENTRY_BYTES = 8 + 8 + 8 + 4
 _RELEASE_EVERY = 8192
 _FLUSH_AT = 1 << 20
+_CHECK_SLICE = 8 << 20
+CHECKSUM_FIELD = "blake3"
 
 
 _KEY = struct.Struct(">QQ")
@@ -82,11 +91,16 @@ class RecordFileWriter:
         self._lengths: array[int] = array("I")
         self._offset = len(magic)
         self._pending = bytearray(magic)
+        self._hasher = blake3.blake3()
+
+    def _write(self, data: bytes | bytearray) -> None:
+        self._hasher.update(data)
+        self._out.write(data)
 
     def add(self, digest: bytes, record: bytes) -> None:
         self._pending += record
         if len(self._pending) >= _FLUSH_AT:
-            self._out.write(self._pending)
+            self._write(self._pending)
             self._pending.clear()
         key, check = key_of(digest)
         self._keys.append(key)
@@ -95,8 +109,9 @@ class RecordFileWriter:
         self._lengths.append(len(record))
         self._offset += len(record)
 
-    def finish(self, meta: dict[str, Any]) -> None:
-        self._out.write(self._pending)
+    def finish(self, meta: dict[str, Any], *, checksum: bool = False) -> None:
+        """Write the index, `meta` and the footer; `checksum` adds the body's BLAKE3."""
+        self._write(self._pending)
         self._pending = bytearray()
         columns = _sorted_unique(self._keys, self._checks, self._offsets, self._lengths)
         self._keys, self._checks = array("Q"), array("Q")
@@ -104,8 +119,10 @@ class RecordFileWriter:
         keys = columns[0]
         index_offset = self._offset
         for column in columns:
-            self._out.write(_column(column))
+            self._write(_column(column))
         meta_offset = index_offset + len(keys) * ENTRY_BYTES
+        if checksum:
+            meta = {**meta, CHECKSUM_FIELD: self._hasher.digest()}
         self._out.write(pack(meta))
         self._out.write(FOOTER.pack(index_offset, len(keys), meta_offset, END_MAGIC))
 
@@ -193,6 +210,23 @@ class RecordFileReader:
         if not isinstance(meta, dict):
             raise SnapshotFileError(f"{self.path}: corrupt metadata")
         self.meta: dict[str, Any] = meta
+        self._meta_offset = meta_offset
+
+    def checksum_ok(self) -> bool:
+        """The body's BLAKE3 is the one the writer recorded (False if none was)."""
+        expected = self.meta.get(CHECKSUM_FIELD)
+        if not isinstance(expected, bytes):
+            return False
+        hasher = blake3.blake3()
+        view = memoryview(self._map)
+        try:
+            for start in range(0, self._meta_offset, _CHECK_SLICE):
+                end = min(start + _CHECK_SLICE, self._meta_offset)
+                hasher.update(view[start:end])
+                self._release_pages(start, end - start)
+        finally:
+            view.release()
+        return hasher.digest() == expected
 
     def candidates(self, digest: bytes) -> Iterator[bytes]:
         """Every record stored under the digest's first 16 bytes (almost always one)."""
@@ -218,10 +252,10 @@ class RecordFileReader:
         for i in range(self.count):
             yield self._record(i)
 
-    def _release_pages(self) -> None:
+    def _release_pages(self, start: int = 0, length: int = 0) -> None:
         # Clean file pages: dropping them costs a re-read from the page cache at most.
         if hasattr(mmap, "MADV_DONTNEED"):
-            self._map.madvise(mmap.MADV_DONTNEED)
+            self._map.madvise(mmap.MADV_DONTNEED, start, length or len(self._map) - start)
 
     def close(self) -> None:
         self._map.close()
