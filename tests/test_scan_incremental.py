@@ -13,6 +13,7 @@ import pytest
 from protocol.limits import CHUNK_SIZE
 from syncd.scan import hashing, scanner
 from syncd.scan.hashing import SETTLE_NS, StatKey
+from tests import stallwrite
 from tests.scanutil import files, scan, set_mtimes
 
 
@@ -180,6 +181,32 @@ def test_concurrent_writer_never_yields_a_torn_recipe(tmp_path: Path) -> None:
     finally:
         stop.set()
         thread.join()
+
+
+def test_a_write_stalled_half_way_is_waited_for(tmp_path: Path) -> None:
+    """The flake of the test above, made certain: a write() paused mid-copy in the kernel
+    (throttled by write-back, descheduled) began before the walk's stat, so the stat never
+    moves, and both reads of a hot file see the same torn bytes. The scan must wait for
+    the write to end, never record the torn state."""
+    target = tmp_path / "f"
+    size = 2 << 20
+    target.write_bytes(b"A" * size)
+    fd = os.open(target, os.O_WRONLY)
+    try:
+        stalled = stallwrite.StalledWrite(fd, b"B" * size)
+    except stallwrite.Unavailable as exc:
+        os.close(fd)
+        pytest.skip(str(exc))
+    try:
+        while target.read_bytes()[:1] != b"B":  # the first half is in, the rest waits
+            time.sleep(0.01)
+        release = threading.Timer(0.5, stalled.release)
+        release.start()
+        scan(tmp_path)
+        release.join()
+    finally:
+        os.close(fd)
+    assert files(tmp_path)["f"].recipe == tuple(recipe_of(b"B" * size))
 
 
 def recipe_of(data: bytes) -> list[tuple[bytes, int]]:
