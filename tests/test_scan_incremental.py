@@ -81,6 +81,30 @@ def test_changed_directories_are_listed_again(tmp_path: Path, change: str) -> No
     assert rescan == cold
 
 
+def test_unchanged_subtrees_beside_a_change_deep_down(tmp_path: Path) -> None:
+    """Subtrees settled by their stat records, beside and above one changed file, give
+    the cold scan's snapshot, counts and warnings, and hash only the changed file."""
+    for a in "abc":
+        for b in "xyz":
+            leaf = tmp_path / a / b / "deep"
+            leaf.mkdir(parents=True)
+            (leaf / "f").write_bytes(f"{a}{b}".encode() * 100)
+            (tmp_path / a / b / "g").write_bytes(b"g" * 50)
+            os.symlink("deep/f", tmp_path / a / b / "link")
+    (tmp_path / "a" / "z" / "deep" / "fake.tar").write_bytes(b"not a tar" * 100)
+    set_mtimes(tmp_path)
+    scan(tmp_path)
+    time.sleep(0.05)  # let the directories' ctimes settle so the cache trusts them
+    assert scan(tmp_path).hashed_bytes == 0
+    (tmp_path / "b" / "y" / "deep" / "f").write_bytes(b"changed" * 9)
+    rescan = scan(tmp_path)
+    assert rescan.hashed_bytes == 63
+    os.rename(tmp_path / ".syncd", tmp_path.parent / f"{tmp_path.name}-state")
+    cold = scan(tmp_path)
+    assert rescan.summary == cold.summary
+    assert [str(p) for p in rescan.problems] == [str(p) for p in cold.problems] != []
+
+
 def test_file_changing_during_hashing_is_rehashed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
