@@ -280,6 +280,10 @@ class Scanner:
                     self._settled.update(settled)  # for _push's walk of this subtree
                     return None
                 settled.append((child_rel, below))
+                counts = below[1]
+                files, dirs = files + counts[0], dirs + counts[1] + 1
+                links, size = links + counts[2], size + counts[3]
+                warnings += below[2]  # in walk order, as a walk would report them
                 continue
             if not row.matches(child_st):
                 self._settled.update(settled)
@@ -290,10 +294,6 @@ class Scanner:
                 links += 1
             if row.warning:
                 warnings.append((join(rel, row.name), row.warning))
-        for _, (_, counts, below_warnings) in settled:
-            files, dirs = files + counts[0], dirs + counts[1] + 1
-            links, size = links + counts[2], size + counts[3]
-            warnings += below_warnings
         self._snapshot.add_known(cached.tree_id, cached.tree_record)
         self._statcache.add_unchanged(key, cached)
         return cached.tree_id, (files, dirs, links, size), warnings
