@@ -50,7 +50,12 @@ class StalledWrite:
         self._addr = _anonymous(len(data))
         ctypes.memmove(self._addr, data, self._half)  # present: copied at once
         register = struct.pack("QQQQ", self._addr + self._half, self._half, _MODE_MISSING, 0)
-        fcntl.ioctl(self._uffd, _UFFDIO_REGISTER, bytearray(register))
+        try:
+            fcntl.ioctl(self._uffd, _UFFDIO_REGISTER, bytearray(register))
+        except OSError as exc:
+            os.close(self._uffd)
+            _libc.munmap(self._addr, len(data))
+            raise Unavailable(f"UFFDIO_REGISTER: {exc}") from exc
         buffer = (ctypes.c_char * len(data)).from_address(self._addr)
         self._thread = threading.Thread(target=os.pwrite, args=(fd, memoryview(buffer), 0))
         self._thread.start()

@@ -224,8 +224,13 @@ def test_a_write_stalled_half_way_is_waited_for(tmp_path: Path) -> None:
         os.close(fd)
         pytest.skip(str(exc))
     try:
-        while target.read_bytes()[:1] != b"B":  # the first half is in, the rest waits
+        for _ in range(3000):  # until the first half is in (the rest waits)
+            if target.read_bytes()[:1] == b"B":
+                break
             time.sleep(0.01)
+        else:
+            stalled.release()
+            pytest.fail("the stalled write never began")
         release = threading.Timer(0.5, stalled.release)
         release.start()
         scan(tmp_path)
