@@ -130,10 +130,12 @@ class RecordFileWriter:
         if sys.byteorder == "little":  # both halves are read big-endian (key_of)
             halves.byteswap()
         self._digests = bytearray()
+        keys, checks = halves[0::2], halves[1::2]
+        del halves
         offsets = array("Q", accumulate(self._lengths, initial=self._magic_size))
         offsets.pop()
-        columns = _sorted_unique(halves[0::2], halves[1::2], offsets, self._lengths)
-        del halves, offsets
+        columns = _sorted_unique(keys, checks, offsets, self._lengths)
+        del keys, checks, offsets
         self._lengths = array("I")
         keys = columns[0]
         index_offset = self._offset
