@@ -208,7 +208,7 @@ def measure(bench: Bench, tree_l: Path, tree_k: Path) -> list[Row]:
             l_hash.seconds,
         ),
         ratio_row("L no-change rescan / find -printf", l_rescan, l_walk, None),
-        ratio_row(f"K no-change rescan / find -printf ({files:,} files)", k_rescan, k_walk, 1.5),
+        ratio_row(f"K no-change rescan / find -printf ({files:,} files)", k_rescan, k_walk, 1.3),
         ratio_row("K cold scan / find\\|xargs b3sum", k_cold, k_hash, None),
         startup_row("scan", started, bare),
         rss_row("K rescan peak RSS per file", k_rescan.peak_rss, 0, files, 500),

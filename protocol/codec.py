@@ -17,6 +17,7 @@ from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import DEFAULT_LIMITS, Limits
 
 _local = threading.local()
+KEEP_PACKER_BYTES = 1 << 20
 
 
 def pack(obj: object) -> bytes:
@@ -30,6 +31,10 @@ def pack(obj: object) -> bytes:
     except (TypeError, ValueError, OverflowError) as exc:
         packer.reset()
         raise ProtocolError(ErrorCode.MALFORMED, f"cannot encode: {exc}") from exc
+    if len(data) > KEEP_PACKER_BYTES:
+        # The packer keeps its buffer at the largest size it ever grew to (32 MiB after
+        # one 16 MiB blob frame): start afresh rather than hold that for the process.
+        _local.packer = None
     return data
 
 

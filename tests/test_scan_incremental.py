@@ -13,6 +13,7 @@ import pytest
 from protocol.limits import CHUNK_SIZE
 from syncd.scan import hashing, scanner
 from syncd.scan.hashing import SETTLE_NS, StatKey
+from tests import stallwrite
 from tests.scanutil import files, scan, set_mtimes
 
 
@@ -78,6 +79,32 @@ def test_changed_directories_are_listed_again(tmp_path: Path, change: str) -> No
     os.rename(tmp_path / ".syncd", tmp_path.parent / f"{tmp_path.name}-state")
     cold = {p: n.recipe for p, n in files(tmp_path).items()} if scan(tmp_path) else {}
     assert rescan == cold
+
+
+def test_unchanged_subtrees_beside_a_change_deep_down(tmp_path: Path) -> None:
+    """Subtrees settled by their stat records, beside and above one changed file, give
+    the cold scan's snapshot, counts and warnings, and hash only the changed file."""
+    for a in "abc":
+        for b in "xyz":
+            leaf = tmp_path / a / b / "deep"
+            leaf.mkdir(parents=True)
+            (leaf / "f").write_bytes(f"{a}{b}".encode() * 100)
+            (tmp_path / a / b / "g").write_bytes(b"g" * 50)
+            os.symlink("deep/f", tmp_path / a / b / "link")
+    for where in ("a/z/deep", "a/z", "b/x", "b/y/deep", "c"):  # warnings said on each scan
+        (tmp_path / where / "fake.tar").write_bytes(b"not a tar" * 100)
+    set_mtimes(tmp_path)
+    scan(tmp_path)
+    time.sleep(0.05)  # let the directories' ctimes settle so the cache trusts them
+    assert scan(tmp_path).hashed_bytes == 0
+    (tmp_path / "b" / "y" / "deep" / "f").write_bytes(b"changed" * 9)
+    rescan = scan(tmp_path)
+    assert rescan.hashed_bytes == 63
+    os.rename(tmp_path / ".syncd", tmp_path.parent / f"{tmp_path.name}-state")
+    cold = scan(tmp_path)
+    assert rescan.summary == cold.summary
+    assert len(cold.problems) == 5
+    assert [str(p) for p in rescan.problems] == [str(p) for p in cold.problems]
 
 
 def test_file_changing_during_hashing_is_rehashed(
@@ -180,6 +207,37 @@ def test_concurrent_writer_never_yields_a_torn_recipe(tmp_path: Path) -> None:
     finally:
         stop.set()
         thread.join()
+
+
+def test_a_write_stalled_half_way_is_waited_for(tmp_path: Path) -> None:
+    """The flake of the test above, made certain: a write() paused mid-copy in the kernel
+    (throttled by write-back, descheduled) began before the walk's stat, so the stat never
+    moves, and both reads of a hot file see the same torn bytes. The scan must wait for
+    the write to end, never record the torn state."""
+    target = tmp_path / "f"
+    size = 2 << 20
+    target.write_bytes(b"A" * size)
+    fd = os.open(target, os.O_WRONLY)
+    try:
+        stalled = stallwrite.StalledWrite(fd, b"B" * size)
+    except stallwrite.Unavailable as exc:
+        os.close(fd)
+        pytest.skip(str(exc))
+    try:
+        for _ in range(3000):  # until the first half is in (the rest waits)
+            if target.read_bytes()[:1] == b"B":
+                break
+            time.sleep(0.01)
+        else:
+            stalled.release()
+            pytest.fail("the stalled write never began")
+        release = threading.Timer(0.5, stalled.release)
+        release.start()
+        scan(tmp_path)
+        release.join()
+    finally:
+        os.close(fd)
+    assert files(tmp_path)["f"].recipe == tuple(recipe_of(b"B" * size))
 
 
 def recipe_of(data: bytes) -> list[tuple[bytes, int]]:

@@ -11,14 +11,19 @@ ctime is that recent is read only after the tick has passed, so a later write is
 to move its ctime and the stat comparison (now, and in the next scan's stat cache) sees it.
 
 One race remains: the kernel sets ctime when a write() starts, not when it ends, so a
-long in-place write that is still copying when we stat and read leaves no trace in the
-stat. A file changed within HOT_NS is therefore read twice, and the two hashes must
-agree. Only a single write() that overwrites in place for longer than HOT_NS, under a
-concurrent scan, could still go unseen.
+write that is still copying when we stat and read leaves no trace in the stat. A file
+changed within HOT_NS is therefore first waited for: `lseek(SEEK_DATA)` takes the inode
+lock that a buffered write holds from start to end on ext4, btrfs and tmpfs, so it
+returns only once a write in progress has finished (and any later write moves the
+ctime). It is then read twice, and the two hashes must agree: on file systems whose seek
+takes no such lock (XFS, NFS) a write that keeps copying is still seen, but a write paused
+half-way in the kernel (throttled by dirty-page write-back, descheduled on a busy
+machine) leaves the same torn bytes for both reads, and only the lock catches it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
@@ -71,6 +76,8 @@ def run_job(job: RangeJob) -> list[bytes]:
     hot = job.expect.ctime_ns > time.time_ns() - HOT_NS
     fd = _open_noatime(job.path)
     try:
+        if hot:
+            _wait_for_writers(fd)
         digests = _hash_fd(fd, job.start, job.lengths)
         if hot and _hash_fd(fd, job.start, job.lengths) != digests:
             raise FileChanged(job.path)
@@ -98,6 +105,13 @@ def settle(ctime_ns: int) -> None:
     wait_ns = ctime_ns + SETTLE_NS - time.time_ns()
     if wait_ns > 0:
         time.sleep(min(wait_ns, SETTLE_NS) / 1e9)
+
+
+def _wait_for_writers(fd: int) -> None:
+    """Return once no write() is in progress on the file, where the file system's seek
+    takes the inode lock (see the module docstring); at once elsewhere."""
+    with contextlib.suppress(OSError):  # ENXIO: no data (empty, all holes); EINVAL
+        os.lseek(fd, 0, os.SEEK_DATA)
 
 
 def _open_noatime(path: str) -> int:

@@ -58,8 +58,13 @@ _ELOOP = 40
 MAX_PENDING_FILES = 20_000
 RETRIES = 3
 
+# Deeper than this, unchanged subtrees are walked like changed ones (no recursion).
+MAX_SETTLED_DEPTH = 200
+
 # (name, lstat, the stat cache row when the listing came from a trusted cache)
 Listing = list[tuple[str, os.stat_result, Row | None]]
+# An unchanged subtree: (tree id, (files, dirs, symlinks, bytes) below it, its warnings)
+_Settled = tuple[bytes, tuple[int, int, int, int], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +182,8 @@ class Scanner:
         self._queue: deque[_Tree] = deque()
         self._pending = 0
         self._hashes: HashQueue | None = None
+        # Unchanged subtrees met while checking a subtree that turned out changed.
+        self._settled: dict[str, _Settled] = {}
         self.unchanged = False  # after run(): nothing differs from the last scan
 
     @property
@@ -224,6 +231,72 @@ class Scanner:
         listing.reverse()
         self._stack.append(_Frame(rel, path, listing, cached, tree))
         return tree
+
+    def _settled_tree(self, rel: str, path: str, st: os.stat_result) -> _Tree | None:
+        """A finished, clean tree if nothing below `rel` changed since the last scan.
+
+        Most directories of a rescan are like that; checking them here, with no frames,
+        listings or per-child objects, is what keeps a no-change rescan near `find`.
+        A subtree that turns out changed is walked again by _push, which then finds its
+        unchanged subdirectories in self._settled instead of checking them twice.
+        """
+        done = self._settled.pop(rel, None)
+        if done is None and len(self._stack) < MAX_SETTLED_DEPTH:
+            done = self._check_settled(rel, path, st, len(self._stack))
+        if done is None:
+            return None
+        tree_id, counts, warnings = done
+        c = self.counters
+        c.files, c.dirs = c.files + counts[0], c.dirs + counts[1]
+        c.symlinks, c.bytes = c.symlinks + counts[2], c.bytes + counts[3]
+        for where, warning in warnings:
+            self._problem(where, Level.WARNING, warning)
+        return _Tree(rel, b"", st, True, clean=True, id=tree_id)
+
+    def _check_settled(
+        self, rel: str, path: str, st: os.stat_result, depth: int
+    ) -> _Settled | None:
+        """(tree id, counts, warnings) of an unchanged subtree, its records written."""
+        key = dir_key(rel)
+        cached = self._cache.lookup(key, rel)
+        if cached is None or not cached.trusted or not same_dir(st, cached):
+            return None
+        files = dirs = links = size = 0
+        warnings: list[tuple[str, str]] = []
+        settled: list[tuple[str, _Settled]] = []
+        for row in cached.row_list:
+            child = f"{path}/{row.name}"
+            try:
+                child_st = os.lstat(child)
+            except OSError:  # _push meets it again and says why
+                self._settled.update(settled)
+                return None
+            if isinstance(row, DirRow):
+                child_rel = join(rel, row.name)
+                below = None
+                if stat.S_ISDIR(child_st.st_mode) and depth < MAX_SETTLED_DEPTH:
+                    below = self._check_settled(child_rel, child, child_st, depth + 1)
+                if below is None:
+                    self._settled.update(settled)  # for _push's walk of this subtree
+                    return None
+                settled.append((child_rel, below))
+                counts = below[1]
+                files, dirs = files + counts[0], dirs + counts[1] + 1
+                links, size = links + counts[2], size + counts[3]
+                warnings += below[2]  # in walk order, as a walk would report them
+                continue
+            if not row.matches(child_st):
+                self._settled.update(settled)
+                return None
+            if isinstance(row, FileRow):
+                files, size = files + 1, size + row.size
+            else:
+                links += 1
+            if row.warning:
+                warnings.append((join(rel, row.name), row.warning))
+        self._snapshot.add_known(cached.tree_id, cached.tree_record)
+        self._statcache.add_unchanged(key, cached)
+        return cached.tree_id, (files, dirs, links, size), warnings
 
     def _stat_rows(self, path: str, rows: list[Row]) -> Listing | None:
         """lstat the names a trusted cache gave; None if one is gone (list it instead)."""
@@ -302,7 +375,7 @@ class Scanner:
             self._add_file(frame, name, path, st)
         elif stat.S_ISDIR(mode):
             self.counters.dirs += 1
-            subtree = self._push(rel, path, st)
+            subtree = self._settled_tree(rel, path, st) or self._push(rel, path, st)
             frame.tree.children.append(_SubDir(name, stat.S_IMODE(mode), subtree))
         elif stat.S_ISLNK(mode):
             self._add_link(frame, name, rel, path, st)

@@ -19,7 +19,7 @@ from protocol.messages import Error, Message
 from syncd.errors import SyncdError
 from syncd.tasks import cancel_and_wait
 
-QUEUED_BYTES = 32 << 20
+QUEUED_BYTES = 16 << 20
 READ_SIZE = 1 << 20
 # A frame is written in pieces of at most this size, each reported to the frame's
 # `on_written` (so a progress bar follows the bytes as they leave, even at 1 MB/s).

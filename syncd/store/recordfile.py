@@ -11,11 +11,16 @@ Layout (integers little-endian):
     meta: one msgpack map chosen by the caller
     footer: index_offset u64, count u64, meta_offset u64, b"SYNCDEND"
 
+A writer asked for a checksum puts the BLAKE3 of everything before the meta (magic,
+records, index) into the meta as "blake3"; `RecordFileReader.checksum_ok` recomputes it.
+Snapshot records are checked by their own ids; a file trusted without such a check (the
+stat cache) must not be read when it was torn or damaged on disk.
+
 Records are named by a digest of at least 16 bytes (a tree id, a path hash). Two
 records with the same 128 bits and length are the same record written twice (equal
 subtrees) and are stored once; anything less is kept apart, and `candidates` returns
 every record under a digest's 128 bits for the caller to recognize its own (a snapshot
-by hashing the record, the stat cache by the path inside it). Keeping 28 bytes per
+by hashing the record, the stat cache by the path inside it). Keeping 20 bytes per
 record in memory, written as they come and sorted only at the end, lets a scan of a
 million directories stay small.
 Readers map the file and bisect the key column; mapped pages are dropped now and then so
@@ -30,9 +35,12 @@ import os
 import struct
 import sys
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from itertools import accumulate
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
+
+import blake3
 
 from protocol.codec import pack, unpack
 from protocol.errors import ProtocolError
@@ -43,6 +51,8 @@ END_MAGIC = b"SYNCDEND"
 ENTRY_BYTES = 8 + 8 + 8 + 4
 _RELEASE_EVERY = 8192
 _FLUSH_AT = 1 << 20
+_CHECK_SLICE = 8 << 20
+CHECKSUM_FIELD = "blake3"
 
 
 _KEY = struct.Struct(">QQ")
@@ -71,41 +81,69 @@ def _load_column(typecode: str, data: bytes) -> array[int]:
     return values
 
 
+def _mapped_column(
+    data: mmap.mmap, typecode: Literal["Q", "I"], at: int, count: int
+) -> Sequence[int]:
+    """A little-endian column of the mapped file: viewed in place where the machine is
+    little-endian (no copy, no RSS of its own), else loaded and swapped."""
+    size = array(typecode).itemsize * count
+    if sys.byteorder == "little":
+        return memoryview(data)[at : at + size].cast(typecode)
+    return _load_column(typecode, data[at : at + size])
+
+
 class RecordFileWriter:
     def __init__(self, stream: BinaryIO, magic: bytes) -> None:
         if len(magic) != 8:
             raise ValueError("magic must be 8 bytes")
         self._out = stream
-        self._keys: array[int] = array("Q")
-        self._checks: array[int] = array("Q")
-        self._offsets: array[int] = array("Q")
+        # Per record only its digest's first 16 bytes and its length, appended as they
+        # come (one call each: `add` runs twice per directory of a scan); keys, checks
+        # and offsets are derived in `finish`.
+        self._digests = bytearray()
         self._lengths: array[int] = array("I")
-        self._offset = len(magic)
+        self._magic_size = self._offset = len(magic)
         self._pending = bytearray(magic)
+        self._hasher = blake3.blake3()
+
+    def _write(self, data: bytes | bytearray) -> None:
+        self._hasher.update(data)
+        self._out.write(data)
 
     def add(self, digest: bytes, record: bytes) -> None:
+        if len(digest) < 16:
+            raise ValueError("record digests are at least 16 bytes")
         self._pending += record
         if len(self._pending) >= _FLUSH_AT:
-            self._out.write(self._pending)
+            self._write(self._pending)
             self._pending.clear()
-        key, check = key_of(digest)
-        self._keys.append(key)
-        self._checks.append(check)
-        self._offsets.append(self._offset)
+        self._digests += digest[:16]
         self._lengths.append(len(record))
         self._offset += len(record)
 
-    def finish(self, meta: dict[str, Any]) -> None:
-        self._out.write(self._pending)
+    def finish(self, meta: dict[str, Any], *, checksum: bool = False) -> None:
+        """Write the index, `meta` and the footer; `checksum` adds the body's BLAKE3."""
+        self._write(self._pending)
         self._pending = bytearray()
-        columns = _sorted_unique(self._keys, self._checks, self._offsets, self._lengths)
-        self._keys, self._checks = array("Q"), array("Q")
-        self._offsets, self._lengths = array("Q"), array("I")
+        halves = array("Q")
+        halves.frombytes(self._digests)
+        if sys.byteorder == "little":  # both halves are read big-endian (key_of)
+            halves.byteswap()
+        self._digests = bytearray()
+        keys, checks = halves[0::2], halves[1::2]
+        del halves
+        offsets = array("Q", accumulate(self._lengths, initial=self._magic_size))
+        offsets.pop()
+        columns = _sorted_unique(keys, checks, offsets, self._lengths)
+        del keys, checks, offsets
+        self._lengths = array("I")
         keys = columns[0]
         index_offset = self._offset
         for column in columns:
-            self._out.write(_column(column))
+            self._write(_column(column))
         meta_offset = index_offset + len(keys) * ENTRY_BYTES
+        if checksum:
+            meta = {**meta, CHECKSUM_FIELD: self._hasher.digest()}
         self._out.write(pack(meta))
         self._out.write(FOOTER.pack(index_offset, len(keys), meta_offset, END_MAGIC))
 
@@ -183,9 +221,10 @@ class RecordFileReader:
         self._records_end = index_offset
         at = index_offset
         self._keys = _load_column("Q", data[at : at + 8 * count])
-        self._checks_at = at + 8 * count
-        self._offsets_at = at + 16 * count
-        self._lengths_at = at + 24 * count
+        # The other columns are read in place, one entry per lookup.
+        self._checks = _mapped_column(data, "Q", at + 8 * count, count)
+        self._offsets = _mapped_column(data, "Q", at + 16 * count, count)
+        self._lengths = _mapped_column(data, "I", at + 24 * count, count)
         try:
             meta = unpack(data[meta_offset : len(data) - FOOTER.size])
         except ProtocolError as exc:
@@ -193,23 +232,42 @@ class RecordFileReader:
         if not isinstance(meta, dict):
             raise SnapshotFileError(f"{self.path}: corrupt metadata")
         self.meta: dict[str, Any] = meta
+        self._meta_offset = meta_offset
 
-    def candidates(self, digest: bytes) -> Iterator[bytes]:
+    def checksum_ok(self) -> bool:
+        """The body's BLAKE3 is the one the writer recorded (False if none was)."""
+        expected = self.meta.get(CHECKSUM_FIELD)
+        if not isinstance(expected, bytes):
+            return False
+        hasher = blake3.blake3()
+        view = memoryview(self._map)
+        try:
+            for start in range(0, self._meta_offset, _CHECK_SLICE):
+                end = min(start + _CHECK_SLICE, self._meta_offset)
+                hasher.update(view[start:end])
+                self._release_pages(start, end - start)
+        finally:
+            view.release()
+        return hasher.digest() == expected
+
+    def candidates(self, digest: bytes) -> list[bytes]:
         """Every record stored under the digest's first 16 bytes (almost always one)."""
         self._gets += 1
         if self._gets % _RELEASE_EVERY == 0:
             self._release_pages()
         key, check = key_of(digest)
-        i = bisect.bisect_left(self._keys, key)
-        while i < self.count and self._keys[i] == key:
-            (stored,) = struct.unpack_from("<Q", self._map, self._checks_at + 8 * i)
-            if stored == check:
-                yield self._record(i)
+        keys = self._keys
+        i = bisect.bisect_left(keys, key)
+        found = []
+        while i < self.count and keys[i] == key:
+            if self._checks[i] == check:
+                found.append(self._record(i))
             i += 1
+        return found
 
     def _record(self, i: int) -> bytes:
-        (offset,) = struct.unpack_from("<Q", self._map, self._offsets_at + 8 * i)
-        (length,) = struct.unpack_from("<I", self._map, self._lengths_at + 4 * i)
+        offset = self._offsets[i]
+        length = self._lengths[i]
         if offset + length > self._records_end:
             raise SnapshotFileError(f"{self.path}: corrupt index entry")
         return self._map[offset : offset + length]
@@ -218,12 +276,16 @@ class RecordFileReader:
         for i in range(self.count):
             yield self._record(i)
 
-    def _release_pages(self) -> None:
+    def _release_pages(self, start: int = 0, length: int = 0) -> None:
         # Clean file pages: dropping them costs a re-read from the page cache at most.
         if hasattr(mmap, "MADV_DONTNEED"):
-            self._map.madvise(mmap.MADV_DONTNEED)
+            self._map.madvise(mmap.MADV_DONTNEED, start, length or len(self._map) - start)
 
     def close(self) -> None:
+        for name in ("_checks", "_offsets", "_lengths"):
+            column = getattr(self, name, None)  # absent when _parse stopped early
+            if isinstance(column, memoryview):
+                column.release()  # a mapping with views into it cannot be closed
         self._map.close()
 
     def __enter__(self) -> RecordFileReader:
