@@ -136,7 +136,7 @@ def run(ctx: Context) -> Outcome:
         mixes = MIXED_PER_PREFIX[0 if ctx.quick else 1]
         for k in chosen_prefixes(count, ctx):
             total.prefixes += 1
-            label = f"after fsync {k}/{count}" + (f" ({recorder.events[k - 1][2]})" if k else "")
+            label = f"after fsync {k}/{count}" + (f" ({recorder.events[k - 1][1]})" if k else "")
             for kind, images in states(recorder, k, mixes, ctx):
                 merge(total, replay(images, recorder, months, shm / "state", f"{label}, {kind}"))
             print(f"powerloss: {label}: {len(total.failures)} failures", file=sys.stderr)
