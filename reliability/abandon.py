@@ -41,7 +41,10 @@ from reliability.farside import (
     write_tar,
 )
 from reliability.linkdrop import calibrate, push_through
+from syncd.apply.durable import write_atomically
 from syncd.faults import ENV
+from syncd.media.sites import source_lineage
+from syncd.state import StateDir
 from tests.test_apply_support import Source, copy_tree, scan_id, small_tmpfs
 
 DISK = 40 << 20  # the far file system of a round
@@ -85,6 +88,12 @@ def make_variants(
         data = [junk.randbytes(BULK_MEMBER_SIZE) for _ in range(members)]
         write_tar(root / "junk" / f"data-{number}.tar", data)
         add_bulk(root, 3 + number)
+        # The same source as month 2's own export (what a site sees when an export is
+        # abandoned and the next month's comes): its lineage, so that the newer export
+        # supersedes the abandoned ones (SPEC.md 9.6) rather than being refused.
+        lineage = source_lineage(StateDir(months.two.root))
+        (root / ".syncd" / "media").mkdir(parents=True, exist_ok=True)
+        write_atomically(root / ".syncd" / "media" / "lineage", lineage)
         variant = Variant(Source(root, scan_id(root)))
         far = copy_far(base, scratch / "calibrate")
         variant.forwarded, _ = calibrate_variant(variant, far, scratch)

@@ -35,7 +35,7 @@ from tests.test_apply_support import (
 )
 
 TIMEOUT = 300.0
-SMALL_VOLUMES = ("--volume-size", "400k", "--max-file-size", "100k")  # several volumes
+SMALL_VOLUMES = ("--volume-size", "400k", "--max-file-size", "200k")  # several volumes
 
 
 @dataclass(frozen=True)

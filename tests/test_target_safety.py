@@ -142,3 +142,25 @@ def test_import_into_a_content_folder_is_refused(
     forced = victim(tmp_path / "victim")
     assert syncd("import", media, "--root", forced).code == 2 and untouched(forced)
     assert syncd("import", media, "--root", forced, "--force").code == 0
+
+
+def test_an_empty_source_never_empties_the_far_side(
+    tiny_months: dict[int, Path], tmp_path: Path
+) -> None:
+    """An unmounted file system looks like an empty SRC: push and export refuse it, so a
+    far side is never wiped by accident; --allow-empty says it is meant."""
+    far = copy_tree(tiny_months[1], tmp_path / "far")
+    before = snapshot_id(far)
+    empty = tmp_path / "mnt"
+    (empty / "not-mounted-yet").mkdir(parents=True)  # folders, no file
+    refused = run_push(empty, str(far))
+    assert refused.returncode == 2 and "holds no files" in refused.stderr
+    assert "--allow-empty" in refused.stderr and "Traceback" not in refused.stderr
+    assert snapshot_id(far) == before
+    assert push(empty, str(far), "--no-delete")["files_deleted"] == 0  # deletes nothing
+    ran = syncd("export", empty, "--to", tmp_path / "media", "--full")
+    assert ran.code == 2 and "holds no files" in ran.err
+    assert not (tmp_path / "media").exists() or not any((tmp_path / "media").iterdir())
+    assert syncd("export", empty, "--to", tmp_path / "media", "--full", "--allow-empty").code == 0
+    emptied = push(empty, str(far), "--allow-empty")
+    assert emptied["status"] == "applied" and emptied["files_deleted"] > 0

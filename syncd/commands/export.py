@@ -68,6 +68,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="one-way link (data diode): build on the last export made with this option as "
         "if its receipt had come back, so each export holds only what is new",
     )
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="export a SRC that holds no files (refused otherwise: importing it would empty "
+        "the far side; an unmounted file system looks just like that)",
+    )
     parser.add_argument("--state", type=Path, help="SRC's state folder (default: SRC/.syncd)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object")
     parser.set_defaults(run=run)
@@ -104,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         require_signed_by=args.require_signed_by,
         parity=args.parity,
         assume_delivered=args.assume_delivered,
+        allow_empty=args.allow_empty,
     )
 
     def report(problem: Problem) -> None:

@@ -24,6 +24,7 @@ from syncd.scan.problems import Problem
 from syncd.session.client import PushOptions, PushOutcome, push_session
 from syncd.session.wire import Channel
 from syncd.snapshot import SnapshotReader
+from syncd.sourceguard import refuse_empty_source
 from syncd.state import StateDir
 from syncd.targetguard import refuse_nested, refuse_unknown_target
 from syncd.transport.connect import open_channel
@@ -79,6 +80,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="replace a TARGET that holds other files and looks like no oc-mirror root, "
         "registry storage or syncd root (the far side refuses it otherwise; a forced "
         "command on the far side decides this in its own arguments)",
+    )
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="push a SRC that holds no files (refused otherwise: with delete, it would empty "
+        "the far side; an unmounted file system looks just like that)",
     )
     parser.add_argument("--state", type=Path, help="SRC's state folder (default: SRC/.syncd)")
     add_target_policy(parser)  # for a local TARGET; over SSH, `serve` has its own
@@ -185,7 +192,8 @@ async def _push(
     try:
         with contextlib.ExitStack() as readers:
             # The session says HELLO now and OFFERs once the scan is done.
-            source = asyncio.create_task(_open_snapshot(scanning, readers))
+            allowed = args.allow_empty or not args.delete
+            source = asyncio.create_task(_open_snapshot(scanning, readers, args.src, allowed))
             try:
                 outcome = await push_session(channel, source, options, progress)
             finally:
@@ -200,8 +208,10 @@ async def _push(
             await asyncio.wait_for(asyncio.shield(channel.close()), STOP_CLOSE)
         raise
     except (SyncdError, ProtocolError) as exc:
-        if scanning.done() and not scanning.cancelled() and scanning.exception() is exc:
-            raise  # the source's own scan failed: nothing about the far side to add
+        if isinstance(exc, UsageError) or (
+            scanning.done() and not scanning.cancelled() and scanning.exception() is exc
+        ):
+            raise  # the source's own scan failed or was refused: nothing about the far side
         await channel.close()  # wait for the far side: its last words explain the most
         words = _far_words(channel)
         if words and isinstance(exc, ProtocolError) and exc.code is ErrorCode.TRUNCATED:
@@ -214,9 +224,13 @@ async def _push(
 
 
 async def _open_snapshot(
-    scanning: asyncio.Future[ScanResult], readers: contextlib.ExitStack
+    scanning: asyncio.Future[ScanResult], readers: contextlib.ExitStack, src: Path, empty: bool
 ) -> SnapshotReader:
-    return readers.enter_context(SnapshotReader((await scanning).snapshot_path))
+    """The scan's snapshot, once it is done, for the OFFER; an empty one is refused
+    (syncd/sourceguard.py) before anything is offered unless `empty` allows it."""
+    scan = await scanning
+    refuse_empty_source(src, scan.summary, what="a push would delete", allowed=empty)
+    return readers.enter_context(SnapshotReader(scan.snapshot_path))
 
 
 class PushFailed(SyncdError):

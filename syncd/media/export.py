@@ -45,6 +45,7 @@ from syncd.progress import NoProgress, Progress
 from syncd.scan.api import ScanResult, scan_root
 from syncd.scan.problems import Reporter
 from syncd.snapshot import SnapshotReader
+from syncd.sourceguard import refuse_empty_source
 from syncd.state import StateDir
 from syncd.units import format_bytes
 
@@ -64,6 +65,7 @@ class ExportOptions:
     require_signed_by: Path | None = None
     parity: int = 0  # parity volumes to add (parity/)
     assume_delivered: bool = False  # one-way link: build on the last export as if confirmed
+    allow_empty: bool = False  # an empty SRC is refused otherwise (syncd/sourceguard.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,8 @@ def export(
     state = StateDir(options.src, options.state)
     with state.lock():
         scan = scan_root(options.src, state, report=report)
+        what = "importing the export would delete"
+        refuse_empty_source(options.src, scan.summary, what=what, allowed=options.allow_empty)
         book = SiteBook.load(state, options.site)
         if options.assume_delivered and not (options.full or options.receipt):
             basis = assumed_basis(book, required_key=required)
