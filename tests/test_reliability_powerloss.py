@@ -33,8 +33,5 @@ def test_a_missing_fsync_is_caught(
         monkeypatch.setattr(executor.Executor, "_sync_changed", lambda self: None)
     else:
         monkeypatch.setattr(executor, "_sync_built", _no_sync)
-        # Built just before renamed in: else the sample's few entries are all built
-        # before the first phase's closing sync, which makes them durable anyway.
-        monkeypatch.setattr(executor, "AHEAD", 0)
     outcome = powerloss.run(Context(SEED, tmp_path, quick=True))
     assert outcome.failures, f"{broken}: the power-loss model found nothing wrong"
