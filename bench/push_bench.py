@@ -15,7 +15,10 @@ Figures (targets from the push issue):
 - month-2 push wall time / rsync's (<= 0.8);
 - no-change push of a >= 200k-link registry tree: wire bytes (<= 4 KB) and wall time /
   rsync's (<= 0.5);
-- cold push of month 1 / rsync's wall time (<= 1.0).
+- cold push of month 1 / rsync's wall time (<= 1.0);
+- cold push of the registry link tree (`coldlinks`: a registry is mostly small link
+  files, so this one is bound by per-file work and durability, not bytes) / rsync's
+  wall time (<= 1.0).
 
 "Truly new" is the distinct new content: every file of month 2 (cache and working-dir)
 and every member of its archives whose bytes appear nowhere in month 1, counted once
@@ -162,25 +165,33 @@ def rsync_wire(setup: Setup, name: str) -> int:
 # -- the runs ---------------------------------------------------------------------------
 
 
-PHASES = ("cold", "month2", "nochange")
+PHASES = ("cold", "month2", "nochange", "coldlinks")
 
 
 def run(
-    workdir: Path, runs: int, quick: bool, phases: tuple[str, ...] = PHASES
+    workdir: Path,
+    runs: int,
+    quick: bool,
+    phases: tuple[str, ...] = PHASES,
+    links: int | None = None,
 ) -> tuple[list[Row], dict[str, Any]]:
     # A push's far side (sshd, `syncd serve`, rsync's receiver) is part of the work, not
     # another process's noise: wait for an idle machine before each run, but do not
     # count the far side's CPU as a disturbance.
     QUIET.retries = 0
     code, digest = freeze_code(workdir)
-    spec, links = (SMALL, 20_000) if quick else (LARGE, 200_000)
-    one, two = month_trees(workdir, spec, "ocmirror-small" if quick else "ocmirror-large", log)
+    spec, default_links = (SMALL, 20_000) if quick else (LARGE, 200_000)
+    links = links or default_links
+    months = {"cold", "month2"} & set(phases)
+    name = "ocmirror-small" if quick else "ocmirror-large"
+    one, two = month_trees(workdir, spec, name, log) if months else (workdir, workdir)
     tree_k = link_tree(workdir, links)
     setup = Setup(workdir, code)
     rows: list[Row] = []
     data: dict[str, Any] = {"code": digest, "runs": runs}
     try:
-        for src in (one, two, tree_k):  # the sources' own state is warm, as on a connected host
+        sources = (one, two, tree_k) if months else (tree_k,)
+        for src in sources:  # the sources' own state is warm, as on a connected host
             argv = [setup.python, "-m", "syncd", "scan", str(src)]
             subprocess.run(argv, env=setup.env, check=True, capture_output=True)
         if "cold" in phases:
@@ -189,6 +200,8 @@ def run(
             rows += _month2(setup, one, two, runs, data)
         if "nochange" in phases:
             rows += _no_change(setup, tree_k, links, runs, data)
+        if "coldlinks" in phases:
+            rows += _cold_links(setup, tree_k, links, runs)
         data["series"] = setup.series
     finally:
         setup.close()
@@ -215,6 +228,12 @@ def _cold(setup: Setup, one: Path, runs: int, data: dict[str, Any]) -> list[Row]
     log("cold push of month 1 (far side empty)")
     a, b = _pair(setup, "cold", one, lambda far, _: remover(far), runs)
     return [ratio_row("cold push of month 1 / rsync (wall)", a, b, 1.0)]
+
+
+def _cold_links(setup: Setup, tree: Path, links: int, runs: int) -> list[Row]:
+    log(f"cold push of {tree.name} (far side empty)")
+    a, b = _pair(setup, "coldk", tree, lambda far, _: remover(far), runs)
+    return [ratio_row(f"cold push of {links // 1000}k links / rsync (wall)", a, b, 1.0)]
 
 
 def _month2(setup: Setup, one: Path, two: Path, runs: int, data: dict[str, Any]) -> list[Row]:
@@ -269,14 +288,18 @@ def _no_change(setup: Setup, tree: Path, links: int, runs: int, data: dict[str, 
 def main(argv: list[str] | None = None) -> int:
     parser = arguments(__doc__, runs=3)
     parser.add_argument("--only", choices=PHASES, action="append", help="run only these parts")
+    parser.add_argument(
+        "--links", type=int, help="links in the registry tree (default 200,000; quick 20,000)"
+    )
     args = parser.parse_args(argv)
     settle(args, log)
     phases = tuple(args.only) if args.only else PHASES
-    rows, data = run(args.workdir, max(1, args.runs), args.quick, phases)
+    rows, data = run(args.workdir, max(1, args.runs), args.quick, phases, args.links)
     table = markdown_table(rows)
     print(table)
     data = {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data}
     suffix = "-" + "-".join(phases) if args.only else ""
+    suffix += f"-{args.links // 1000}k" if args.links else ""
     save_results("push", args, table + "\n", data, suffix)
     return 0
 

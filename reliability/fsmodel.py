@@ -6,6 +6,7 @@ The model (POSIX's promise, nothing more):
   a run, so the number is an identity);
 - `fsync(fd)` makes durable the object's state as it is at that moment: a file's bytes,
   mode and mtime; a directory's entries (name -> inode, kind, symlink target) and mode;
+  `syncfs(fd)` (syncd.apply.durable.syncfs) does so for every object at once;
 - nothing else is ever durable: not a file's data before its fsync, not a new name, a
   rename or an unlink before its directory's fsync (and a file's fsync does not persist
   the entry that names it); a rename is atomic per directory - each directory shows the
@@ -15,11 +16,12 @@ The model (POSIX's promise, nothing more):
   began, everything then being durable); an object never fsynced is empty: a file of no
   bytes, mode 0600, a directory with no entries.
 
-`Recorder` wraps `os.fsync` and `os.fdatasync` in this process; at each call it records
-the object's durable image and, for the mixed states, an image of the whole tree as it
-is (what a power loss could also keep, object by object). `durable_after(k)` is the worst
-crash state after the first k fsyncs; `mixed` picks, per object, its durable or its
-current image; `materialize` writes a state out as a real tree.
+`Recorder` wraps `os.fsync`, `os.fdatasync` and `durable.syncfs` in this process; at
+each call it records the durable images it made and, for the mixed states, an image of
+the whole tree as it is (what a power loss could also keep, object by object).
+`durable_after(k)` is the worst crash state after the first k syncs; `mixed` picks, per
+object, its durable or its current image; `materialize` writes a state out as a real
+tree.
 """
 
 # It works on str paths and /proc/self/fd links with os-level calls, as the scanner does:
@@ -34,6 +36,8 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from syncd.apply import durable
 
 Ino = tuple[int, int]
 _EMPTY_FILE_MODE = 0o100600
@@ -131,7 +135,8 @@ class Recorder:
 
     root: Path
     initial: Images = field(default_factory=dict)
-    events: list[tuple[Ino, Image, str]] = field(default_factory=list)  # (object, image, path)
+    # What each sync made durable, and what it synced (a path, or "syncfs").
+    events: list[tuple[Images, str]] = field(default_factory=list)
     # The whole tree at each event (the unsynced changes made before it), then at the end.
     currents: list[Images] = field(default_factory=list)
     _reader: _Reader = field(default_factory=_Reader)
@@ -140,24 +145,33 @@ class Recorder:
 
     def __enter__(self) -> Recorder:
         self.initial = self._reader.tree(self.root)
-        self._saved = [os.fsync, os.fdatasync]
-        os.fsync = self._wrap(self._saved[0])
-        os.fdatasync = self._wrap(self._saved[1])
+        self._saved = [os.fsync, os.fdatasync, durable.syncfs]
+        os.fsync = self._wrap(self._saved[0], self._record)
+        os.fdatasync = self._wrap(self._saved[1], self._record)
+        durable.syncfs = self._wrap(self._saved[2], self._record_all)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        os.fsync, os.fdatasync = self._saved
+        os.fsync, os.fdatasync, durable.syncfs = self._saved
         # What a power loss after the last fsync could also keep: the tree as it ends.
         self.currents.append(self._reader.tree(self.root))
 
-    def _wrap(self, real: Callable[..., None]) -> Callable[..., None]:
+    def _wrap(
+        self, real: Callable[..., None], record: Callable[[int], None]
+    ) -> Callable[..., None]:
         def synced(fd: int) -> None:
-            # One at a time: the image is taken right after the fsync it describes.
+            # One at a time: the image is taken right after the sync it describes.
             with self._lock:
                 real(fd)
-                self._record(fd)
+                record(fd)
 
         return synced
+
+    def _record_all(self, fd: int) -> None:
+        """A syncfs: every object as it is now is durable."""
+        images = self._reader.tree(self.root)
+        self.events.append((images, "syncfs"))
+        self.currents.append(images)
 
     def _record(self, fd: int) -> None:
         path = os.readlink(f"/proc/self/fd/{fd}")
@@ -169,14 +183,14 @@ class Recorder:
             image: Image = self._reader.directory(proc, st)
         else:
             image = self._reader.file(proc, st)
-        self.events.append((_ino(st), image, path.removeprefix(str(self.root))))
+        self.events.append(({_ino(st): image}, path.removeprefix(str(self.root))))
         self.currents.append(self._reader.tree(self.root))
 
     def durable_after(self, k: int) -> Images:
         """The worst crash state after the first k fsyncs: only what they made durable."""
         images = dict(self.initial)
-        for ino, image, _ in self.events[:k]:
-            images[ino] = image
+        for synced, _ in self.events[:k]:
+            images.update(synced)
         return images
 
     @property
@@ -184,12 +198,12 @@ class Recorder:
         return _ino(os.stat(self.root))
 
 
-def mixed(durable: Images, current: Images, rng: random.Random) -> Images:
-    """Each object as durable or as it was at the crash, independently (never-fsynced
-    objects may so keep their current state too)."""
-    images = dict(durable)
+def mixed(durable_images: Images, current: Images, rng: random.Random) -> Images:
+    """Each object as durable or as it was at the crash, independently (a never-synced
+    object's durable state is empty: a file of no bytes, a directory with no entries)."""
+    images = dict(durable_images)
     for ino, image in current.items():
-        if ino not in durable or rng.random() < 0.5:
+        if rng.random() < 0.5:
             images[ino] = image
     return images
 

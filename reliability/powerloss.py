@@ -19,6 +19,7 @@ must bring it to month 2: its fresh scan equal to month 2's snapshot, every tag 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -29,7 +30,7 @@ from pathlib import Path
 from reliability.campaign import Context, Figure, Outcome
 from reliability.farside import Months, copy_far, equals, far_at_month1, make_months, problems
 from reliability.fsmodel import Images, Recorder, materialize, mixed
-from syncd.apply import Staging, apply_target, resume_pending
+from syncd.apply import Staging, apply_target, executor, resume_pending
 from syncd.state import StateDir
 from tests.test_apply_support import records_of, registry_problems, scan_id, stage_transfer
 
@@ -57,10 +58,24 @@ def prepare(scratch: Path) -> tuple[Months, Path]:
 def record(months: Months, base: Path, shm: Path) -> Recorder:
     """The real apply from month 1 to month 2, every fsync recorded."""
     far = copy_far(base, shm / "recorded")
-    with Recorder(far) as recorder:
+    with Recorder(far) as recorder, built_one_by_one():
         reapply(far, months)
     assert scan_id(far) == months.two.id, "the recorded apply did not reach month 2"
     return recorder
+
+
+@contextlib.contextmanager
+def built_one_by_one() -> Iterator[None]:
+    """Each entry built right before its rename, as in an apply larger than the
+    executor's look-ahead (AHEAD entries): else the sample's few entries are all built,
+    and one syncfs covers them, before the first live step, and the crash points between
+    the steps vanish."""
+    saved = executor.AHEAD
+    executor.AHEAD = 0
+    try:
+        yield
+    finally:
+        executor.AHEAD = saved
 
 
 def reapply(far: Path, months: Months) -> None:
@@ -136,7 +151,7 @@ def run(ctx: Context) -> Outcome:
         mixes = MIXED_PER_PREFIX[0 if ctx.quick else 1]
         for k in chosen_prefixes(count, ctx):
             total.prefixes += 1
-            label = f"after fsync {k}/{count}" + (f" ({recorder.events[k - 1][2]})" if k else "")
+            label = f"after fsync {k}/{count}" + (f" ({recorder.events[k - 1][1]})" if k else "")
             for kind, images in states(recorder, k, mixes, ctx):
                 merge(total, replay(images, recorder, months, shm / "state", f"{label}, {kind}"))
             print(f"powerloss: {label}: {len(total.failures)} failures", file=sys.stderr)

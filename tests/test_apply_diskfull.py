@@ -14,7 +14,15 @@ from pathlib import Path
 import blake3
 import pytest
 
-from syncd.apply import ApplyHooks, DiskFull, Staging, StagingError, apply_target, resume_pending
+from syncd.apply import (
+    ApplyHooks,
+    DiskFull,
+    Staging,
+    StagingError,
+    apply_target,
+    executor,
+    resume_pending,
+)
 from syncd.state import StateDir
 from tests.test_apply_support import (
     copy_tree,
@@ -63,8 +71,11 @@ def test_staging_survives_a_full_disk(small_fs: Path) -> None:
 
 
 def test_a_full_disk_mid_apply_leaves_a_consistent_tree_that_resumes(
-    small_fs: Path, tmp_path: Path
+    small_fs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Each entry built right before its rename: else the whole of this small apply is
+    # built ahead, and the disk fills before the first live step.
+    monkeypatch.setattr(executor, "AHEAD", 0)
     month1 = make_source(tmp_path / "m1", 1)
     copy_tree(month1.root, tmp_path / "m2")
     month2 = make_source(tmp_path / "m2", 2, first=2)

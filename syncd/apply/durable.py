@@ -1,8 +1,11 @@
-"""Small state files replaced atomically, and directory fsyncs."""
+"""Small state files replaced atomically, directory fsyncs, and whole-file-system syncs."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -27,3 +30,32 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.close(fd)
     tmp.replace(path)
     fsync_dir(path.parent)
+
+
+def _libc_syncfs() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        function: Callable[[int], int] = ctypes.CDLL(name, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+_SYNCFS = _libc_syncfs()
+
+
+def syncfs(fd: int) -> None:
+    """Make everything on the file system holding `fd` durable: every file's data and
+    metadata, every directory's entries (syncfs(2); `os` has no binding for it). One call
+    replaces an fsync of each of many small files, each of which would cost a journal
+    commit. Where libc lacks it, sync(2) does the same for every file system.
+
+    Callers use it as `durable.syncfs`, so that the power-loss model
+    (reliability/fsmodel.py) can watch it as it watches os.fsync.
+    """
+    if _SYNCFS is None:
+        os.sync()
+        return
+    if _SYNCFS(fd) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))

@@ -1,18 +1,20 @@
 """Running an ordered plan against the live tree, one atomic step at a time.
 
 Each entry is built complete in the workspace (builder.py), made durable, then renamed
-into place. Building runs up to AHEAD entries ahead of the renames, and their fsyncs run
-on a few threads meanwhile: fsyncs issued together are committed together, where one
-after another each costs a journal commit. An entry is renamed in only after all of its
-own files and directories are durable, and the renames keep the plan's order. A tree
-too large to keep all of its descriptors open (a cold push places the whole root as one
-tree) has its fsyncs started in batches while it is still being built.
+into place. Building runs up to AHEAD entries ahead of the renames. Durability is
+batched: a syncfs(2) of the file system (the workspace and the live tree share it)
+makes everything built before it started durable at once, files and directories alike,
+where an fsync of each would cost a journal commit per file (a registry is mostly small
+link files: a cold push of 114k of them made 250k fsyncs). One is started on a thread
+every SYNC_EVERY built entries, so building goes on meanwhile, and an entry is renamed
+in only once a syncfs started after it was built has returned; the renames keep the
+plan's order. syncfs also writes back other writers' dirty data on that file system;
+for many small files that is still far cheaper than a commit per file.
 
-Every directory a step changed is fsynced at the end of its phase, before the next
-phase starts, so no step of a later phase can outlive, in a power loss, a step of an
-earlier one: a tag link is never durable before the data it names. (Only our own files
-and directories are synced: syncfs(2) would be cheaper for many small files, but it
-waits for every other writer's dirty data on the file system too.)
+At the end of each phase that changed the live tree another syncfs makes its changes
+durable before the next phase starts, so no step of a later phase can outlive, in a
+power loss, a step of an earlier one: a tag link is never durable before the data it
+names.
 
 Each live mutation (mkdir, rename in or out, unlink, chmod) is one step; the hook is
 called before it, numbered from 1. Stopping anywhere leaves the tree as the last
@@ -23,7 +25,6 @@ steps that change it and its mode put back at the end (writable.py).
 from __future__ import annotations
 
 import os
-import resource
 import stat
 from collections import deque
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from protocol.tree import DirNode
 from syncd import faults
+from syncd.apply import durable
 from syncd.apply.builder import Builder
 from syncd.apply.livetree import LiveTree, os_error
 from syncd.apply.workspace import Workspace
@@ -47,59 +49,61 @@ from syncd.plan.order import (
 )
 
 StepHook = Callable[[int, str], None]
-AHEAD = 64  # entries built ahead of the renames
-AHEAD_FDS = 4096  # open descriptors waiting for their fsync, at most (roughly)
-SYNC_THREADS = 4
+AHEAD = 1024  # entries built ahead of the renames
+SYNC_EVERY = 512  # entries built between two syncfs started ahead of need
 
 
-def fd_budget() -> int:
-    """Descriptors waiting for their fsync, at most: AHEAD_FDS, or a quarter of the
-    process's limit when that is lower. The entries built ahead and one large tree's
-    batches may each hold this many; the staging, the scan and the connection need some
-    of their own."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return AHEAD_FDS
-    return max(16, min(AHEAD_FDS, soft // 4))
+def _sync_built(fd: int) -> None:
+    """What makes the built entries durable (a test replaces it to prove the model sees
+    its absence)."""
+    durable.syncfs(fd)
 
 
-def _sync_and_close(fds: list[int]) -> None:
-    try:
-        for fd in fds:
-            os.fsync(fd)
-    finally:
-        for fd in fds:
-            os.close(fd)
+class _Barrier:
+    """Built entries are numbered 1, 2, ... as built; entry n is durable once a syncfs
+    started after n was built has returned. Syncs run one at a time, in order, on one
+    thread."""
 
+    def __init__(self, pool: ThreadPoolExecutor, fd: int) -> None:
+        self._pool, self._fd = pool, fd
+        self.built = 0
+        self._started = 0  # entries covered by the syncs started so far
+        self._syncs: deque[tuple[int, Future[None]]] = deque()
 
-class _Early:
-    """The fsyncs of a large tree's parts, started while the rest of it is still being
-    built (the builder's `spill`). Once more than `budget` descriptors are in flight it
-    waits for the oldest batches: building outruns fsyncs, and every queued batch keeps
-    its descriptors open."""
+    def add(self) -> int:
+        """Count one more built entry; its number."""
+        self.built += 1
+        if self.built - self._started >= SYNC_EVERY:
+            self._start()
+        return self.built
 
-    def __init__(self, pool: ThreadPoolExecutor, budget: int) -> None:
-        self._pool, self._budget = pool, budget
-        self._running: deque[tuple[Future[None], int]] = deque()
-        self.fds = 0  # descriptors in the batches still listed
+    def _start(self) -> None:
+        self._syncs.append((self.built, self._pool.submit(_sync_built, self._fd)))
+        self._started = self.built
 
-    def __call__(self, fds: list[int]) -> None:
-        self._running.append((self._pool.submit(_sync_and_close, fds), len(fds)))
-        self.fds += len(fds)
-        while self.fds > self._budget:
-            future, count = self._running.popleft()
+    def wait(self, number: int) -> None:
+        """Return once entry `number` is durable (raises what the syncfs raised)."""
+        if self._started < number:
+            self._start()
+        while True:
+            covered, future = self._syncs[0]
             future.result()
-            self.fds -= count
+            if covered >= number:
+                return
+            self._syncs.popleft()
 
-    def futures(self) -> list[Future[None]]:
-        return [future for future, _ in self._running]
+    def drain(self) -> None:
+        """Let the syncs started end (stopping early: their errors do not matter)."""
+        for _, future in self._syncs:
+            future.exception()
 
 
 class _Built:
-    """An entry built in the workspace, its fsyncs running."""
+    """An entry built in the workspace (`number` in the barrier's count; 0: nothing was
+    built)."""
 
-    def __init__(self, index: int, op: Op, temp: str | None, synced: list[Future[None]], fds: int):
-        self.index, self.op, self.temp, self.synced, self.fds = index, op, temp, synced, fds
+    def __init__(self, index: int, op: Op, temp: str | None, number: int):
+        self.index, self.op, self.temp, self.number = index, op, temp, number
 
 
 class Executor:
@@ -112,40 +116,31 @@ class Executor:
         self._hook = hook
         self.steps = 0
         self.deleted = 0  # entries removed (a directory counts once)
-        self._changed: set[str] = set()  # directories changed since their last fsync
+        self._changed = False  # the live tree changed since the last syncfs
         self._opener = Opener(self._step)
 
     def run(self, ops: list[Op]) -> None:
         ahead: deque[_Built] = deque()
-        open_fds = 0
-        budget = fd_budget()
-        with ThreadPoolExecutor(SYNC_THREADS, "syncd-fsync") as pool:
+        with ThreadPoolExecutor(1, "syncd-syncfs") as pool:
+            barrier = _Barrier(pool, self._work.work_fd)
             try:
                 for i, op in enumerate(ops):
-                    early = _Early(pool, budget)
-                    temp = self._prepare(op, early, max(1, budget // 8))
-                    fds = self._builder.take_pending()
-                    synced = early.futures()
-                    if fds:
-                        synced.append(pool.submit(_sync_and_close, fds))
-                    ahead.append(_Built(i, op, temp, synced, early.fds + len(fds)))
-                    open_fds += early.fds + len(fds)
-                    while len(ahead) > AHEAD or open_fds > budget:
-                        open_fds -= self._finish(ahead.popleft(), ops)
+                    temp = self._prepare(op)
+                    number = barrier.add() if isinstance(op, WriteFile | PlaceTree) else 0
+                    ahead.append(_Built(i, op, temp, number))
+                    while len(ahead) > AHEAD:
+                        self._finish(ahead.popleft(), ops, barrier)
                 while ahead:
-                    open_fds -= self._finish(ahead.popleft(), ops)
+                    self._finish(ahead.popleft(), ops, barrier)
                 self._close_opened(ops)
             finally:
-                for built in ahead:  # stopped early: let the pending fsyncs end
-                    for future in built.synced:
-                        future.exception()
+                barrier.drain()
 
-    def _finish(self, built: _Built, ops: list[Op]) -> int:
-        """Rename one built entry in, once its own fsyncs are done; returns its fds."""
-        if built.synced:
+    def _finish(self, built: _Built, ops: list[Op], barrier: _Barrier) -> None:
+        """Rename one built entry in, once it is durable."""
+        if built.number:
             try:
-                for future in built.synced:
-                    future.result()
+                barrier.wait(built.number)
             except OSError as exc:
                 raise os_error(
                     f"{self._live.describe(built.op.path)} (built in {self._work.work})",
@@ -159,11 +154,10 @@ class Executor:
             raise self._live.error(op.path, exc, _doing(op)) from exc
         if built.index + 1 == len(ops) or ops[built.index + 1].phase != op.phase:
             self._sync_changed()
-        return built.fds
 
     # -- building ---------------------------------------------------------------------
 
-    def _prepare(self, op: Op, spill: _Early, spill_at: int) -> str | None:
+    def _prepare(self, op: Op) -> str | None:
         if not isinstance(op, WriteFile | MakeSymlink | PlaceTree):
             return None
         name = self._work.new_name()
@@ -177,7 +171,7 @@ class Executor:
                 # Owner-writable until Phase.MODES: a directory moved into another one must
                 # be writable for a far side that is not root (its `..` changes).
                 mode = op.mode | stat.S_IRWXU
-                self._builder.tree(op.tree, mode, fd, name, spill=spill, spill_at=spill_at)
+                self._builder.tree(op.tree, mode, fd, name)
         except OSError as exc:
             raise os_error(
                 f"{self._live.describe(op.path)} (built in {self._work.work})", exc, "building"
@@ -192,12 +186,14 @@ class Executor:
             raise os_error(str(self._live.root), exc, "setting directory modes back") from exc
 
     def _sync_changed(self) -> None:
-        for path in sorted(self._changed):
-            try:
-                self._live.sync_dir(path)
-            except OSError as exc:
-                raise self._live.error(path, exc, "syncing the directory") from exc
-        self._changed.clear()
+        """Make the phase's changes to the live tree durable, all at once."""
+        if not self._changed:
+            return
+        try:
+            durable.syncfs(self._work.work_fd)
+        except OSError as exc:
+            raise os_error(str(self._live.root), exc, "syncing the changes") from exc
+        self._changed = False
 
     # -- changing the live tree -----------------------------------------------------------
 
@@ -215,7 +211,7 @@ class Executor:
         # right before a step as a concurrent writer would.
         self._step(f"{_doing(op)} {op.path}")
         head = op.path.rpartition("/")[0]
-        self._changed.add(head)
+        self._changed = True
         with self._live.parent(op.path) as (parent, name):
             self._opener.parent(parent, head)
             if temp is not None:
@@ -236,8 +232,8 @@ class Executor:
             if stat.S_IMODE(os.fstat(fd).st_mode) == op.mode:
                 return  # already right: nothing to change
             self._step(f"{_doing(op)} {op.path}")
+            self._changed = True  # made durable with the rest of the phase
             os.fchmod(fd, op.mode)
-            os.fsync(fd)
         finally:
             os.close(fd)
 
