@@ -5,8 +5,11 @@ one copy, as `cp` makes, instead of a read into this process and a write back ou
 a group of about 16 MiB at a time. Each group is then hashed as the pack now holds it
 (through a read-only mapping, without another copy): every piece against its digest,
 so a source file that changed since the scan is named, never exported as if it
-matched; and the whole group into the pack's checksum. Where the kernel cannot copy
-between the two file systems (e.g. onto FAT media), pieces are read and written.
+matched; and the whole group into the pack's checksum. The hashing of one group runs on
+a worker thread while the next group is copied (BLAKE3 and copy_file_range both release
+the GIL), and a piece counts only once its group has been verified. Where the kernel
+cannot copy between the two file systems (e.g. onto FAT media), pieces are read and
+written.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import errno
 import mmap
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -132,20 +136,33 @@ class _PackWriter:
         hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
         offset = 0
         try:
-            for group in _groups(pack.blobs):
-                start, placed = offset, []
-                for digest, length in group:
-                    placed.append(self._place(fd, path, _Piece(digest, offset, length, "")))
-                    offset += length
-                _verify(fd, start, offset, placed, hasher)
-                self.entries.extend(BlobEntry(p.digest, file_no, p.at, p.length) for p in placed)
-                self._advance(offset - start)
+            # One worker, so groups are hashed into the pack's checksum in order. Leaving
+            # the block waits for it, so the pack is never closed under its mapping.
+            with ThreadPoolExecutor(1, "syncd-export-verify") as pool:
+                verifying: tuple[Future[None], list[_Piece]] | None = None
+                for group in _groups(pack.blobs):
+                    start, placed = offset, []
+                    for digest, length in group:
+                        placed.append(self._place(fd, path, _Piece(digest, offset, length, "")))
+                        offset += length
+                    future = pool.submit(_verify, fd, start, offset, placed, hasher)
+                    if verifying is not None:
+                        self._verified(file_no, *verifying)
+                    verifying = (future, placed)
+                if verifying is not None:
+                    self._verified(file_no, *verifying)
             os.fsync(fd)
         except OSError as exc:
             raise MediaError(f"{path}: cannot write: {exc.strerror}") from exc
         finally:
             os.close(fd)
         return PackFile(path.name, offset, hasher.digest())
+
+    def _verified(self, file_no: int, future: Future[None], placed: list[_Piece]) -> None:
+        """Wait for a group's verification (raising what it raised); then it counts."""
+        future.result()
+        self.entries.extend(BlobEntry(p.digest, file_no, p.at, p.length) for p in placed)
+        self._advance(sum(p.length for p in placed))
 
     def _place(self, fd: int, path: Path, piece: _Piece) -> _Piece:
         """Copy one piece to its offset in the pack; the piece, naming its source file."""
