@@ -4,11 +4,12 @@ Opening a volume checks everything that can be checked without reading the packs
 index (bounded decoding, its checksum, every name and tree record), the signature
 policy, and that each pack file is a regular file of the size the index says. Reading
 then goes through each pack once, front to back, in large reads made a little ahead on
-a worker thread (the medium is read while the last read is being staged): the whole
-file is hashed against its checksum, and every blob against its digest (those the caller
-wants before they are handed over). A blob or file that fails is noted as a problem; the
-blobs that proved themselves are still handed over (they are named by their content,
-so keeping them is safe), and the caller refuses the volume.
+a worker thread, which also hashes what it read (the medium is read and hashed while the
+last group is being staged; BLAKE3 releases the GIL): the whole file against its
+checksum, and every blob against its digest, before any blob is handed over. A blob or
+file that fails is noted as a problem; the blobs that proved themselves are still handed
+over (they are named by their content, so keeping them is safe), and the caller refuses
+the volume.
 """
 
 from __future__ import annotations
@@ -131,12 +132,11 @@ def _read_pack(
     before = len(volume.problems)
     try:
         with ThreadPoolExecutor(1, "syncd-import-read") as pool:
-            for group, chunk in _read_ahead(pool, fd, _groups(entries)):
-                if chunk is None:
+            for group, read in _read_ahead(pool, fd, _groups(entries), hasher):
+                if read is None:
                     volume.problems.append(f"{pack.name} ends before offset {group[0].offset}")
                     return
-                hasher.update(chunk)
-                yield from _verified(volume, pack, group, chunk, wanted)
+                yield from _verified(volume, pack, group, read, wanted)
         if os.fstat(fd).st_size != pack.size:
             volume.problems.append(f"{pack.name} changed size while it was read")
     except OSError as exc:
@@ -160,15 +160,26 @@ def _groups(entries: tuple[BlobEntry, ...]) -> Iterator[tuple[BlobEntry, ...]]:
         yield entries[start:]
 
 
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A group's bytes, hashed into the pack's checksum, and which of its blobs match."""
+
+    chunk: memoryview
+    matches: list[bool]
+
+
 def _read_ahead(
-    pool: ThreadPoolExecutor, fd: int, groups: Iterator[tuple[BlobEntry, ...]]
-) -> Iterator[tuple[tuple[BlobEntry, ...], memoryview | None]]:
-    """Each group with its bytes, read on the pool up to READ_AHEAD groups ahead, so
-    that the medium is read while what came before is being staged."""
-    pending: deque[tuple[tuple[BlobEntry, ...], Future[memoryview | None]]] = deque()
+    pool: ThreadPoolExecutor,
+    fd: int,
+    groups: Iterator[tuple[BlobEntry, ...]],
+    hasher: blake3.blake3,
+) -> Iterator[tuple[tuple[BlobEntry, ...], _Read | None]]:
+    """Each group with its bytes, read and hashed on the pool up to READ_AHEAD groups
+    ahead, so that the medium is read and hashed while what came before is staged. The
+    pool has one worker: groups go into the pack's checksum in order."""
+    pending: deque[tuple[tuple[BlobEntry, ...], Future[_Read | None]]] = deque()
     for group in groups:
-        length = group[-1].offset + group[-1].length - group[0].offset
-        pending.append((group, pool.submit(pread_exactly, fd, group[0].offset, length)))
+        pending.append((group, pool.submit(_read_hashed, fd, group, hasher)))
         if len(pending) > READ_AHEAD:
             first, future = pending.popleft()
             yield first, future.result()
@@ -177,20 +188,33 @@ def _read_ahead(
         yield first, future.result()
 
 
+def _read_hashed(fd: int, group: tuple[BlobEntry, ...], hasher: blake3.blake3) -> _Read | None:
+    base = group[0].offset
+    chunk = pread_exactly(fd, base, group[-1].offset + group[-1].length - base)
+    if chunk is None:
+        return None
+    hasher.update(chunk)
+    matches = [
+        blake3.blake3(chunk[e.offset - base : e.offset - base + e.length]).digest() == e.digest
+        for e in group
+    ]
+    return _Read(chunk, matches)
+
+
 def _verified(
     volume: Volume,
     pack: PackFile,
     group: tuple[BlobEntry, ...],
-    chunk: memoryview,
+    read: _Read,
     wanted: Callable[[bytes], bool],
 ) -> Iterator[tuple[bytes, bytes]]:
     base = group[0].offset
-    for entry in group:
+    for entry, matches in zip(group, read.matches, strict=True):
         # Every entry is checked, wanted or not: the import records which blobs each volume
         # holds from its index, so an entry naming a blob the pack does not hold (a forged
         # or mis-written index whose pack still matches its checksum) must refuse the volume.
-        data = chunk[entry.offset - base : entry.offset - base + entry.length]
-        if blake3.blake3(data).digest() != entry.digest:
+        data = read.chunk[entry.offset - base : entry.offset - base + entry.length]
+        if not matches:
             volume.problems.append(
                 f"{pack.name}: the blob at offset {entry.offset} does not match its digest "
                 f"{entry.digest.hex()[:16]} (damaged copy?)"
