@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TypeVar
 
-from syncd.errors import SyncdError
 from syncd.exitcodes import ExitCode
 
 GRACE = 1.5  # seconds between the signal and the process's end, at most
@@ -65,8 +64,13 @@ def stop_early(command: str | None) -> None:
             signal.signal(signum, _early)
 
 
-class Interrupted(SyncdError):
-    """The command was stopped by a signal; the message says what was kept."""
+class Interrupted(BaseException):
+    """The command was stopped by a signal; the message says what was kept.
+
+    Not an Exception (as KeyboardInterrupt is not): raised by the signal handler wherever
+    the main thread happens to be, it must not be caught by a handler meant for errors
+    (a decoder's `except Exception` once reported a Ctrl-C as a malformed snapshot,
+    exit 2), and no error path may note it as the apply's failure."""
 
     def __init__(self, signum: int, kept: str, stopper: Stopper | None = None) -> None:
         super().__init__(f"interrupted by {signal.Signals(signum).name}: {kept}")

@@ -20,7 +20,6 @@ from protocol.errors import ProtocolError
 from protocol.limits import DIGEST_SIZE
 from syncd.apply.durable import fsync_dir, write_atomically
 from syncd.apply.errors import ApplyError
-from syncd.interrupt import Interrupted
 from syncd.state import StateDir
 
 FORMAT = 1
@@ -76,11 +75,9 @@ def remove_journal(state: StateDir) -> None:
 
 def note_failure(state: StateDir, target: bytes, error: Exception) -> None:
     """Record in the journal (if it is about `target`) that its apply failed, and how.
-    Best effort: a disk too full to take the note leaves the journal as it was. A stop
-    by the operator (Ctrl-C, SIGTERM) is no failure: two of them at the same step must
-    not give the apply up."""
-    if isinstance(error, Interrupted):
-        return
+    Best effort: a disk too full to take the note leaves the journal as it was. (A stop
+    by the operator, syncd.interrupt.Interrupted, is no Exception and never comes here:
+    two Ctrl-Cs at the same step must not give the apply up.)"""
     with contextlib.suppress(ApplyError, OSError):
         journal = read_journal(state)
         if journal is None or journal.target != target:

@@ -25,7 +25,6 @@ from syncd.apply.journal import TARGET_FILE, Journal, read_journal, remove_journ
 from syncd.apply.staging import Staging
 from syncd.apply.workspace import Workspace
 from syncd.errors import SyncdError
-from syncd.interrupt import Interrupted
 from syncd.state import StateDir
 
 log = logging.getLogger("syncd.apply")
@@ -57,8 +56,6 @@ def resume_or_abandon(root: Path, state: StateDir, *, staging: Staging | None = 
         return Resumed()
     try:
         return Resumed(result=resume_pending(root, state, staging=staging))
-    except Interrupted:
-        raise  # the operator stopped it: no failure of the apply (journal.note_failure)
     except SyncdError as exc:
         failed = f"{type(exc).__name__}: {exc}"
         after = _journal_or_none(state)
