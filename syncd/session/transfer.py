@@ -28,6 +28,7 @@ import blake3
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import Blobs, Rest, Want
 from syncd.apply.routing import Routing
+from syncd.session.hangup import DRAIN_MAX, DRAIN_PAUSE
 from syncd.session.wire import PeerError, Wire
 
 log = logging.getLogger("syncd.serve")
@@ -146,6 +147,9 @@ class Transfer:
         and the first bytes of the blob the cut fell in."""
         connection = self._wire.connection
         kept: list[Blob] = []
+        # A failed write ends the session before the input that had already arrived is
+        # read (the crash campaign's killed sshd session lost a whole frame that way).
+        await self._wire.take_input(DRAIN_MAX, DRAIN_PAUSE)
         with contextlib.suppress(ProtocolError):
             while isinstance(event := connection.next_event(), Blobs):
                 kept += event.blobs

@@ -130,6 +130,21 @@ class Wire:
             self.bytes_received += len(data)
             self.connection.receive_data(data)
 
+    async def take_input(self, limit: int, pause: float) -> None:
+        """After the conversation broke (our writes failed: the link is gone), read what
+        had already reached this side's input into the connection, so that the caller
+        keeps the whole blobs in it: until EOF, `pause` seconds with nothing, or `limit`
+        bytes (a live peer would keep sending)."""
+        taken = 0
+        with contextlib.suppress(OSError, TimeoutError, SyncdError):
+            while taken < limit:
+                data = await asyncio.wait_for(self.channel.read(READ_SIZE), pause)
+                if not data:
+                    return
+                taken += len(data)
+                self.bytes_received += len(data)
+                self.connection.receive_data(data)
+
     def _check_writer(self) -> None:
         if self._writer is not None and self._writer.done() and not self._writer.cancelled():
             error = self._writer.exception()
