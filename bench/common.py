@@ -582,6 +582,18 @@ def settle(
     return round(wait_for_quiet(LOAD_THRESHOLD, patience, log), 2)
 
 
+def report_rows(
+    kind: str, args: argparse.Namespace, rows: Sequence[Row], data: dict[str, Any], suffix: str = ""
+) -> dict[str, Any]:
+    """Print the rows' table and save it with `data`, the machine and the rows (the
+    benches that report one table); returns what was saved as JSON."""
+    table = markdown_table(rows)
+    print(table)
+    saved = {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data}
+    save_results(kind, args, table + "\n", saved, suffix)
+    return saved
+
+
 def save_results(
     kind: str, args: argparse.Namespace, text: str, data: dict[str, Any], suffix: str = ""
 ) -> Path:

@@ -38,10 +38,8 @@ from bench.common import (
     Row,
     arguments,
     freeze_code,
-    machine,
     make_log,
-    markdown_table,
-    save_results,
+    report_rows,
     settle,
 )
 from bench.samples import month_trees
@@ -300,10 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         args.runs, args.idle = 1, 15.0
     settle(args, log)
     rows, data = run(args.workdir, max(1, args.runs), args.large, args.idle)
-    table = markdown_table(rows)
-    print(table)
-    data = {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data}
-    save_results("daemon", args, table + "\n", data)
+    data = report_rows("daemon", args, rows, data)
     log(json.dumps({"rows": data["rows"]}))
     return 0
 

@@ -41,11 +41,9 @@ from bench.common import (
     arguments,
     bytes_row,
     freeze_code,
-    machine,
     make_log,
-    markdown_table,
     remover,
-    save_results,
+    report_rows,
     seconds_text,
     settle,
 )
@@ -186,10 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = arguments(__doc__, runs=3).parse_args(argv)
     settle(args, log)
     rows, data = run(args.workdir, max(1, args.runs), args.quick)
-    table = markdown_table(rows)
-    print(table)
-    data = {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data}
-    save_results("media", args, table + "\n", data)
+    data = report_rows("media", args, rows, data)
     return 0
 
 

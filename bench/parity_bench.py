@@ -35,10 +35,8 @@ from bench.common import (
     alternate,
     arguments,
     freeze_code,
-    machine,
-    markdown_table,
     remover,
-    save_results,
+    report_rows,
     seconds_text,
     settle,
 )
@@ -155,10 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = arguments(__doc__, runs=3).parse_args(argv)
     settle(args, log)
     rows, data = run(args.workdir, max(1, args.runs), args.quick)
-    table = markdown_table(rows)
-    print(table)
-    data = {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data}
-    save_results("parity", args, table + "\n", data)
+    data = report_rows("parity", args, rows, data)
     return 0
 
 

@@ -49,12 +49,10 @@ from bench.common import (
     arguments,
     bytes_row,
     freeze_code,
-    machine,
     make_log,
-    markdown_table,
     ratio_row,
     remover,
-    save_results,
+    report_rows,
     settle,
 )
 from bench.linktree import LinkTreeSpec
@@ -295,12 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     settle(args, log)
     phases = tuple(args.only) if args.only else PHASES
     rows, data = run(args.workdir, max(1, args.runs), args.quick, phases, args.links)
-    table = markdown_table(rows)
-    print(table)
-    data = {"machine": machine(args.workdir), "rows": [r.as_json() for r in rows], **data}
     suffix = "-" + "-".join(phases) if args.only else ""
     suffix += f"-{args.links // 1000}k" if args.links else ""
-    save_results("push", args, table + "\n", data, suffix)
+    report_rows("push", args, rows, data, suffix)
     return 0
 
 
