@@ -8,6 +8,7 @@ keys and trailing bytes are errors, and every failure surfaces as ProtocolError.
 
 from __future__ import annotations
 
+import struct
 import threading
 from typing import Any
 
@@ -36,6 +37,64 @@ def pack(obj: object) -> bytes:
         # one 16 MiB blob frame): start afresh rather than hold that for the process.
         _local.packer = None
     return data
+
+
+# A bytes value of at least this many bytes is handed out by pack_parts as it is.
+SPLIT_BYTES = 64 << 10
+
+
+def pack_parts(obj: object, split: int = SPLIT_BYTES) -> list[bytes]:
+    """pack(obj) as pieces to be written in order, without copying large values: every
+    `bytes` of `split` bytes or more inside `obj`'s lists and tuples is a piece of its
+    own, the very object given. A blob frame then costs its blobs and a few headers,
+    where pack() would hold the packer's buffer (grown to twice the frame) and the
+    result besides. The headers are msgpack's own, so b"".join() of the pieces is
+    exactly pack(obj)."""
+    packer = msgpack.Packer(use_bin_type=True, datetime=False, autoreset=False)
+    parts: list[bytes] = []
+    try:
+        _pack_into(packer, parts, obj, split)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ProtocolError(ErrorCode.MALFORMED, f"cannot encode: {exc}") from exc
+    _flush(packer, parts)
+    return parts
+
+
+def _pack_into(packer: msgpack.Packer, parts: list[bytes], obj: object, split: int) -> None:
+    kind = type(obj)
+    if kind is list or kind is tuple:
+        items: list[object] | tuple[object, ...] = obj  # type: ignore[assignment]
+        packer.pack_array_header(len(items))
+        for item in items:
+            _pack_into(packer, parts, item, split)
+    elif kind is bytes and len(obj) >= split:  # type: ignore[arg-type]
+        large: bytes = obj  # type: ignore[assignment]
+        _flush(packer, parts)
+        parts += (_bin_header(len(large)), large)
+    else:
+        packer.pack(obj)
+        with packer.getbuffer() as pending:  # released at once: the packer grows on
+            full = len(pending) >= split
+        if full:  # small values are joined into pieces of about `split` bytes
+            _flush(packer, parts)
+
+
+def _bin_header(length: int) -> bytes:
+    """msgpack's smallest bin header for `length` (its Packer has no method for it)."""
+    if length < 1 << 8:
+        return struct.pack(">BB", 0xC4, length)
+    if length < 1 << 16:
+        return struct.pack(">BH", 0xC5, length)
+    if length < 1 << 32:
+        return struct.pack(">BI", 0xC6, length)
+    raise ValueError(f"bytes of {length} are too long for msgpack")
+
+
+def _flush(packer: msgpack.Packer, parts: list[bytes]) -> None:
+    pending: bytes = packer.bytes()
+    if pending:
+        parts.append(pending)
+        packer.reset()
 
 
 def _unpacker_args(limits: Limits, max_buffer: int) -> dict[str, Any]:

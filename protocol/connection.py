@@ -19,8 +19,9 @@ from enum import Enum, auto
 
 import blake3
 
+from protocol.codec import SPLIT_BYTES
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.framing import FrameDecoder, encode_frame
+from protocol.framing import HEADER, FrameDecoder, encode_frame, encode_frame_parts
 from protocol.limits import CHUNK_SIZE, DEFAULT_LIMITS, Limits
 from protocol.messages import (
     Blobs,
@@ -178,13 +179,18 @@ class Connection:
         """Check that `message` may be sent now and return its frame. A message that may
         not (out of order, too large for the peer) is never framed, and it ends the
         conversation just as a bad message received does: the phase becomes ERROR."""
+        return b"".join(self.send_parts(message))
+
+    def send_parts(self, message: Message) -> list[bytes]:
+        """send(), the frame given as pieces to write in order: a BLOBS frame's large
+        blobs are pieces of their own, the very bytes objects of `message`."""
         try:
             return self._frame(message)
         except ProtocolError:
             self.phase = Phase.ERROR
             raise
 
-    def _frame(self, message: Message) -> bytes:
+    def _frame(self, message: Message) -> list[bytes]:
         self._advance(Dir.SEND, message)
         if isinstance(message, GetTrees):
             self._trees_due.extend(message.ids)
@@ -198,10 +204,11 @@ class Connection:
             self._answer_blobs(message)
         elif isinstance(message, Hello):
             self._sent_hello(message)
-        frame = encode_frame(encode_message(message))
-        if len(frame) - 4 > self.peer_max_frame:
+        payload = encode_message(message)
+        parts = encode_frame_parts(payload) if _has_large(message) else [encode_frame(payload)]
+        if sum(len(part) for part in parts) - HEADER.size > self.peer_max_frame:
             raise ProtocolError(ErrorCode.LIMIT, "outgoing frame exceeds the peer's limit")
-        return frame
+        return parts
 
     def _answer_trees(self, message: Trees) -> None:
         for key, _ in message.records:
@@ -410,3 +417,9 @@ class Connection:
     @property
     def blobs_due(self) -> int:
         return len(self._blobs_due)
+
+
+def _has_large(message: Message) -> bool:
+    """Whether a frame is worth encoding in pieces: only blobs are large, and a frame
+    of many small ones is packed faster whole (BLOBS frames of those are ~1 MiB)."""
+    return isinstance(message, Blobs) and any(len(data) >= SPLIT_BYTES for _, data in message.blobs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 
-from protocol.codec import pack, unpack
+from protocol.codec import pack, pack_parts, unpack
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import Limits
 
@@ -18,6 +18,13 @@ HEADER = struct.Struct(">I")
 def encode_frame(payload: object) -> bytes:
     body = pack(payload)
     return HEADER.pack(len(body)) + body
+
+
+def encode_frame_parts(payload: object) -> list[bytes]:
+    """encode_frame(payload) as pieces to write in order, its large bytes values not
+    copied (codec.pack_parts): for frames that carry blobs of up to 16 MiB."""
+    body = pack_parts(payload)
+    return [HEADER.pack(sum(len(part) for part in body)), *body]
 
 
 class FrameDecoder:

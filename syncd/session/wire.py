@@ -58,7 +58,9 @@ class Wire:
         self.channel = channel
         self.bytes_sent = 0
         self.bytes_received = 0
-        self._frames: asyncio.Queue[tuple[bytes, OnWritten | None] | None] = asyncio.Queue()
+        self._frames: asyncio.Queue[tuple[list[bytes], int, OnWritten | None] | None] = (
+            asyncio.Queue()
+        )
         self._queued = 0
         self._room = asyncio.Condition()
         self._writer: asyncio.Task[None] | None = None
@@ -80,10 +82,13 @@ class Wire:
             self._writer.exception()
 
     async def send(self, message: Message, on_written: OnWritten | None = None) -> None:
-        frame = self.connection.send(message)  # in call order, before any wait
-        self.bytes_sent += len(frame)
-        self._frames.put_nowait((frame, on_written))
-        self._queued += len(frame)
+        # In call order, before any wait. A BLOBS frame comes in pieces that are the
+        # blobs themselves: queued, a frame costs no copy of what it carries.
+        parts = self.connection.send_parts(message)
+        size = sum(len(part) for part in parts)
+        self.bytes_sent += size
+        self._frames.put_nowait((parts, size, on_written))
+        self._queued += size
         if self._queued > QUEUED_BYTES:
             async with self._room:
                 await self._room.wait_for(self._has_room)
@@ -101,20 +106,24 @@ class Wire:
     async def _write_frames(self) -> None:
         try:
             while (item := await self._frames.get()) is not None:
-                frame, on_written = item
-                if on_written is None:
-                    await self.channel.write(frame)
-                else:
-                    for start in range(0, len(frame), WRITE_PIECE):
-                        piece = frame[start : start + WRITE_PIECE]
-                        await self.channel.write(piece)
-                        on_written(len(piece), len(frame))
-                self._queued -= len(frame)
+                parts, size, on_written = item
+                for part in parts:
+                    await self._write_part(part, size, on_written)
+                self._queued -= size
                 async with self._room:
                     self._room.notify_all()
         finally:
             async with self._room:
                 self._room.notify_all()  # senders waiting for room must see the end
+
+    async def _write_part(self, part: bytes, size: int, on_written: OnWritten | None) -> None:
+        if on_written is None:
+            await self.channel.write(part)
+            return
+        for start in range(0, len(part), WRITE_PIECE):
+            piece = part[start : start + WRITE_PIECE]
+            await self.channel.write(piece)
+            on_written(len(piece), size)
 
     async def next_event(self) -> Event:
         """The next event from the peer; raises PeerError on ERROR, ProtocolError on
