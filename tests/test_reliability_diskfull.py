@@ -89,3 +89,29 @@ def test_import_onto_a_small_file_system_then_grown(mount: Path) -> None:
         done = run_syncd("import", media, "--root", far)
         assert done.returncode == 0, done.stderr
         assert snapshot_id(far) == snapshot_id(big)
+
+
+def test_import_status_on_a_full_disk_answers_from_the_last_scan(mount: Path) -> None:
+    """`import --status` is asked when an import stopped for want of space; its scan
+    could not write its snapshot then and it failed ('no space left while scanning').
+    It now answers from the root's last saved scan, and says so."""
+    months = make_months(mount / "sources")
+    media = mount / "media"
+    done = run_syncd("export", months.one.root, "--to", media, "--full", "--volume-size", "300K")
+    assert done.returncode == 0, done.stderr
+    volumes = sorted(media.glob("*/vol-*"))
+    assert len(volumes) >= 2
+    with small_tmpfs(mount / "far-fs", 32 << 20) as far_fs:
+        assert far_fs is not None
+        far = far_fs / "far"
+        far.mkdir()
+        done = run_syncd("import", volumes[0], "--root", far)
+        assert done.returncode == 1, done.stderr  # staged, volumes still missing
+        ballast = fill(far_fs, 0)
+        status = run_syncd("import", "--status", "--root", far)
+        assert status.returncode == 1 and "Traceback" not in status.stderr, status.stderr
+        assert "not scanned afresh" in status.stdout and "last scan" in status.stdout
+        assert "still missing volume(s) 2" in status.stdout, status.stdout
+        ballast.unlink()
+        status = run_syncd("import", "--status", "--root", far)
+        assert "not scanned afresh" not in status.stdout, status.stdout

@@ -23,6 +23,7 @@ from syncd.media.ordering import Allowances
 from syncd.media.parity.status import parity_hint, parity_json
 from syncd.media.progress import ImportProgress
 from syncd.media.signing import load_public_key
+from syncd.media.status import Missing
 from syncd.roots import real_root
 from syncd.safetext import escape
 from syncd.state import StateDir
@@ -201,11 +202,15 @@ def _status(report: StatusReport, as_json: bool, state: StateDir) -> int:
             **_progress(progress),
             "interrupted_apply": report.interrupted is not None,
             "interrupted_failures": report.interrupted.failures if report.interrupted else 0,
+            "stale_scan": report.stale,
             "missing": missing.as_json() if missing else None,
             **hint,
         }
         print(dumps("import", fields))
-    elif progress is None:
+        return _status_code(missing)
+    if report.stale:
+        print(f"note: {report.stale}")
+    if progress is None:
         print("no import in progress")
     elif progress.applied:
         print(f"export {progress.export_id} is applied")
@@ -217,5 +222,9 @@ def _status(report: StatusReport, as_json: bool, state: StateDir) -> int:
             print(line)
     if report.interrupted:
         print(report.describe_interrupted())
+    return _status_code(missing)
+
+
+def _status_code(missing: Missing | None) -> int:
     incomplete = missing is not None and not missing.complete
     return int(ExitCode.PROBLEMS if incomplete else ExitCode.OK)

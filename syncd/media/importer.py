@@ -18,6 +18,7 @@ a volume of an older export, or one made for another site, is refused by name.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from protocol.tree import Node, decode_tree
 from syncd import faults
 from syncd.apply.canon import TargetPolicy
 from syncd.apply.engine import ApplyResult, scan_far
+from syncd.apply.errors import DiskFull
 from syncd.apply.journal import Journal, read_journal
 from syncd.apply.resume import Resumed
 from syncd.apply.room import StagingLimit, expire, make_room
@@ -343,6 +345,7 @@ class StatusReport:
     progress: ImportProgress | None
     missing: Missing | None  # None when nothing is in progress (or it is applied)
     interrupted: Journal | None  # an apply was cut short (and perhaps failed since)
+    stale: str = ""  # why the answer comes from the last saved scan, not a fresh one
 
     def describe_interrupted(self) -> str:
         journal = self.interrupted
@@ -368,15 +371,33 @@ def import_status(root: Path, state: StateDir) -> StatusReport:
         interrupted = _journal(state)
         if progress is None or progress.applied:
             return StatusReport(progress, None, interrupted)
-        scanned = scan_far(root, state)
-        with SnapshotReader(scanned.snapshot_path) as current, Staging.open(state) as staging:
+        snapshot, stale = _status_snapshot(root, state)
+        with SnapshotReader(snapshot) as current, Staging.open(state) as staging:
             live = LiveBlobs(current)
             descent = far_descent(progress.target, current, staging, live, None)
             try:
                 _settle(descent, progress.target)
             except TreesNotStaged:
-                return StatusReport(progress, trees_missing(progress), interrupted)
-            return StatusReport(progress, missing(state, progress, descent.wanted), interrupted)
+                return StatusReport(progress, trees_missing(progress), interrupted, stale)
+            lacking = missing(state, progress, descent.wanted)
+            return StatusReport(progress, lacking, interrupted, stale)
+
+
+def _status_snapshot(root: Path, state: StateDir) -> tuple[Path, str]:
+    """A fresh scan's snapshot, or on a full disk the last one saved, and why. --status is
+    asked exactly when an import stopped for want of space, and a scan writes its
+    snapshot onto the far root's own file system."""
+    try:
+        return scan_far(root, state).snapshot_path, ""
+    except DiskFull:
+        if not state.snapshot.is_file():
+            raise
+        saved = time.localtime(state.snapshot.stat().st_mtime)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", saved)
+        return state.snapshot, (
+            f"the far file system is full, so {root} was not scanned afresh: this answer "
+            f"is from its last scan ({when}); free space and ask again for a fresh one"
+        )
 
 
 def _journal(state: StateDir) -> Journal | None:
