@@ -23,12 +23,15 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reliability.farside import Months, equals, problems, run_syncd
 from syncd.faults import ENV
 from tests.pushutil import PROJECT
+
+RECORD_WAIT = 60.0  # seconds for the relay to write its record after the push ended
 
 MODES = ("eof", "hup")
 
@@ -63,8 +66,23 @@ def push_through(
     """The push of `source` through the relay: its exit code and stderr."""
     ssh = far.startswith("ssh://")
     remote = relay_command(record, drop_at, mode, ssh=ssh)
+    record.unlink(missing_ok=True)
     done = run_syncd("push", source, far, "--remote-syncd", remote, env=env)
     return done.returncode, done.stderr
+
+
+def relay_record(record: Path) -> dict[str, int | bool]:
+    """What the relay saw. The push can end before its relay does (with sshd killed, the
+    client's connection ends at once while the relay still waits for serve), so this
+    waits for the relay to write its record: reading it earlier found the last drop's
+    record, or an empty file."""
+    deadline = time.monotonic() + RECORD_WAIT
+    while not record.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"linkdrop: the relay wrote no record in {RECORD_WAIT} s")
+        time.sleep(0.05)
+    seen: dict[str, int | bool] = json.loads(record.read_text())
+    return seen
 
 
 def far_syncd(*, ssh: bool) -> str:
@@ -88,7 +106,7 @@ def calibrate(source: Path, far: str, record: Path, env: dict[str, str]) -> tupl
     code, stderr = push_through(source, far, record, -1, "eof", env)
     if code != 0:
         raise SystemExit(f"linkdrop: the calibration push failed: {stderr}")
-    seen = json.loads(record.read_text())
+    seen = relay_record(record)
     return int(seen["forwarded"]), int(seen["whole_blob_bytes"])
 
 
@@ -105,7 +123,7 @@ def one_drop(
 ) -> None:
     where = f"link dropped ({mode}) after {drop_at} bytes"
     push_through(months.two.root, target, record, drop_at, mode, env)
-    seen = json.loads(record.read_text())
+    seen = relay_record(record)
     if not seen["dropped"]:
         drops.failures += equals(far, months.two, f"{where}: not dropped")
         return

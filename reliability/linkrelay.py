@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         "dropped": dropped.is_set(),
         "far_exit": child.returncode,
     }
-    args.record.write_text(json.dumps(record))
+    # Whole or not at all: the campaign waits for this file to appear.
+    partial = args.record.with_name(args.record.name + ".part")
+    partial.write_text(json.dumps(record))
+    partial.replace(args.record)
     return 0
 
 
