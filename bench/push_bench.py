@@ -12,7 +12,9 @@ the source's own stat cache would then (rightly) read everything again.
 Figures (targets from the push issue):
 - month-2 bytes on the wire / bytes truly new in month 2 (<= 1.03), also for rsync and
   for shipping oc-mirror's cumulative (non-differential) archives;
-- month-2 push wall time / rsync's (<= 0.8);
+- month-2 push wall time / rsync's (<= 0.8), and the same over a 100 Mbit/s link
+  (`month2-tbf`: sshd, the push and rsync all run in a network namespace whose loopback
+  is rate-limited by tbf, bench/netns.py; <= 0.55: syncd ships half rsync's bytes);
 - no-change push of a >= 200k-link registry tree: wire bytes (<= 4 KB) and wall time /
   rsync's (<= 0.5);
 - cold push of month 1 / rsync's wall time (<= 1.0);
@@ -38,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import linktree
+from bench import linktree, netns
 from bench.common import (
     QUIET,
     SYNCD_STATE,
@@ -53,6 +55,7 @@ from bench.common import (
     ratio_row,
     remover,
     report_rows,
+    run_timed,
     settle,
 )
 from bench.linktree import LinkTreeSpec
@@ -71,16 +74,24 @@ def link_tree(workdir: Path, links: int) -> Path:
 
 
 class Setup:
-    def __init__(self, workdir: Path, code: Path) -> None:
+    """An sshd and the commands that reach it; with a `prefix` (`ip netns exec NAME`),
+    sshd and every timed command run behind it."""
+
+    def __init__(
+        self, workdir: Path, code: Path, scratch: Path | None = None, prefix: tuple[str, ...] = ()
+    ) -> None:
         self.workdir = workdir
-        self.scratch = workdir / "push"
+        self.code = code
+        self.scratch = scratch or workdir / "push"
+        self.prefix = prefix
         shutil.rmtree(self.scratch, ignore_errors=True)
         self.scratch.mkdir(parents=True)
-        self.sshd = SSHServer.start(self.scratch / "sshd")
+        self.sshd = SSHServer.start(self.scratch / "sshd", prefix=prefix)
         self.env = self.sshd.env()
         self.env["PYTHONPATH"] = str(code)
         self.python = sys.executable
         self.series: list[dict[str, Any]] = []
+        self.masters: set[Path] = set()
         self.ssh = (
             f"ssh -F {self.sshd.ssh_dir / 'config'} -o UserKnownHostsFile={self.sshd.known_hosts}"
         )
@@ -92,6 +103,7 @@ class Setup:
         out = self.scratch / f"{name}.json"
         remote = f"{self.python} -m syncd"
         argv = [
+            *self.prefix,
             self.python,
             "-m",
             "syncd",
@@ -107,6 +119,7 @@ class Setup:
     def rsync(self, name: str, src: Path, far: Path, prepare: Callable[[], None]) -> Command:
         out = self.scratch / f"{name}.txt"
         argv = [
+            *self.prefix,
             "rsync",
             "-a",
             "--delete",
@@ -140,11 +153,14 @@ class Setup:
         return prepare
 
     def master(self, tree: Path) -> Path:
-        """A real copy of `tree` to hard-link far copies from (see the module docstring)."""
+        """A real copy of `tree` to hard-link far copies from (see the module docstring),
+        made once per run."""
         master = self.scratch / f"master-{tree.name}"
-        shutil.rmtree(master, ignore_errors=True)
-        subprocess.run(["cp", "-a", str(tree), str(master)], check=True)
-        shutil.rmtree(master / SYNCD_STATE, ignore_errors=True)
+        if master not in self.masters:
+            shutil.rmtree(master, ignore_errors=True)
+            subprocess.run(["cp", "-a", str(tree), str(master)], check=True)
+            shutil.rmtree(master / SYNCD_STATE, ignore_errors=True)
+            self.masters.add(master)
         return master
 
 
@@ -163,7 +179,10 @@ def rsync_wire(setup: Setup, name: str) -> int:
 # -- the runs ---------------------------------------------------------------------------
 
 
-PHASES = ("cold", "month2", "nochange", "coldlinks")
+PHASES = ("cold", "month2", "month2-tbf", "nochange", "coldlinks")
+TBF = netns.Tbf()  # the month2-tbf link: 100 Mbit/s
+LINK = "100 Mbit/s (tbf, netns)"
+LINK_CHECK_BYTES = 100_000_000  # sent through the shaped link's ssh to measure it
 
 
 def run(
@@ -180,7 +199,7 @@ def run(
     code, digest = freeze_code(workdir)
     spec, default_links = (SMALL, 20_000) if quick else (LARGE, 200_000)
     links = links or default_links
-    months = {"cold", "month2"} & set(phases)
+    months = {"cold", "month2", "month2-tbf"} & set(phases)
     name = "ocmirror-small" if quick else "ocmirror-large"
     one, two = month_trees(workdir, spec, name, log) if months else (workdir, workdir)
     tree_k = link_tree(workdir, links)
@@ -196,6 +215,8 @@ def run(
             rows += _cold(setup, one, runs, data)
         if "month2" in phases:
             rows += _month2(setup, one, two, runs, data)
+        if "month2-tbf" in phases:
+            rows += _month2_tbf(setup, one, two, runs, data)
         if "nochange" in phases:
             rows += _no_change(setup, tree_k, links, runs, data)
         if "coldlinks" in phases:
@@ -234,24 +255,30 @@ def _cold_links(setup: Setup, tree: Path, links: int, runs: int) -> list[Row]:
     return [ratio_row(f"cold push of {links // 1000}k links / rsync (wall)", a, b, 1.0)]
 
 
-def _month2(setup: Setup, one: Path, two: Path, runs: int, data: dict[str, Any]) -> list[Row]:
-    log("month-2 push (far side holds month 1)")
-    master = setup.master(one)
+def _update(
+    setup: Setup, name: str, master: Path, src: Path, runs: int
+) -> tuple[Series, Series, dict[str, Any]]:
+    """Alternating pushes of `src` onto hard-linked copies of `master` (scanned for
+    syncd); the pair and the wire bytes of each side's last run."""
     a, b = _pair(
-        setup, "m2", two, lambda far, scanned: setup.far_copy(master, far, scanned=scanned), runs
+        setup, name, src, lambda far, scanned: setup.far_copy(master, far, scanned=scanned), runs
     )
-    summary = syncd_wire(setup, "m2-syncd")
-    new = truly_new(one, two)
-    ours = summary["wire_bytes_sent"] + summary["wire_bytes_received"]
-    theirs = rsync_wire(setup, "m2-rsync")
-    cumulative = cumulative_archive_bytes(two)
-    data["month2"] = {
-        "truly_new": new,
-        "syncd_wire": ours,
-        "rsync_wire": theirs,
-        "cumulative_archives": cumulative,
+    summary = syncd_wire(setup, f"{name}-syncd")
+    wire = {
+        "syncd_wire": summary["wire_bytes_sent"] + summary["wire_bytes_received"],
+        "rsync_wire": rsync_wire(setup, f"{name}-rsync"),
         "syncd_summary": summary,
     }
+    return a, b, wire
+
+
+def _month2(setup: Setup, one: Path, two: Path, runs: int, data: dict[str, Any]) -> list[Row]:
+    log("month-2 push (far side holds month 1)")
+    a, b, wire = _update(setup, "m2", setup.master(one), two, runs)
+    new = truly_new(one, two)
+    ours, theirs = wire["syncd_wire"], wire["rsync_wire"]
+    cumulative = cumulative_archive_bytes(two)
+    data["month2"] = {"truly_new": new, "cumulative_archives": cumulative, **wire}
     return [
         ratio_row("month-2 push / rsync (wall)", a, b, 0.8),
         bytes_row("month-2 wire bytes / truly new: syncd", ours, new["total"], 1.03),
@@ -260,15 +287,66 @@ def _month2(setup: Setup, one: Path, two: Path, runs: int, data: dict[str, Any])
     ]
 
 
+def _month2_tbf(setup: Setup, one: Path, two: Path, runs: int, data: dict[str, Any]) -> list[Row]:
+    """The month-2 pair again, sshd, push and rsync all inside a network namespace whose
+    loopback is limited to 100 Mbit/s (bench/netns.py); skipped where that cannot be
+    made."""
+    log(f"month-2 push over a {TBF.rate} link (tbf on lo in a network namespace)")
+    master = setup.master(one)  # shared with `month2`
+    try:
+        with netns.shaped_link(TBF) as link:
+            shaped = Setup(setup.workdir, setup.code, setup.scratch / "tbf", link.prefix)
+            try:
+                measured = _link_check(shaped)
+                a, b, wire = _update(shaped, "m2tbf", master, two, runs)
+            finally:
+                shaped.close()
+                setup.series += shaped.series
+    except netns.Unavailable as exc:
+        log(f"SKIPPED month2-tbf: no rate-limited link here: {exc}")
+        data["month2_tbf"] = {"skipped": str(exc)}
+        return []
+    data["month2_tbf"] = {"link": link.as_json() | measured, **wire}
+    rate = measured["ssh_bytes_per_second"]
+    return [
+        ratio_row(f"month-2 push / rsync over SSH, {LINK} (wall)", a, b, 0.55),
+        bytes_row(
+            f"month-2 over {LINK}: wire bytes, syncd / rsync -a",
+            wire["syncd_wire"],
+            wire["rsync_wire"],
+            None,
+        ),
+        Row(
+            f"{LINK}: {LINK_CHECK_BYTES / 1e6:.0f} MB through ssh (MB/s; nominal)",
+            f"{rate / 1e6:.2f} MB/s",
+            f"{TBF.rate_bytes / 1e6:.2f} MB/s",
+            rate / TBF.rate_bytes,
+            f"{rate / TBF.rate_bytes:.3f}",
+            "report",
+            None,
+        ),
+    ]
+
+
+def _link_check(shaped: Setup) -> dict[str, Any]:
+    """Time LINK_CHECK_BYTES sent through ssh over the shaped link: the rate really
+    holds (an unshaped loopback carries ssh at hundreds of MB/s here)."""
+    pipe = f"head -c {LINK_CHECK_BYTES} /dev/zero | {shaped.ssh} far 'cat > /dev/null'"
+    argv = [*shaped.prefix, "sh", "-c", pipe]
+    timed = run_timed(Command("link-check", argv, env=shaped.env), log)
+    rate = LINK_CHECK_BYTES / timed.seconds
+    log(f"  shaped link: {LINK_CHECK_BYTES / 1e6:.0f} MB through ssh at {rate / 1e6:.2f} MB/s")
+    return {
+        "check_bytes": LINK_CHECK_BYTES,
+        "check_seconds": round(timed.seconds, 3),
+        "ssh_bytes_per_second": round(rate),
+    }
+
+
 def _no_change(setup: Setup, tree: Path, links: int, runs: int, data: dict[str, Any]) -> list[Row]:
     log(f"no-change push of {tree.name}")
-    master = setup.master(tree)
-    a, b = _pair(
-        setup, "nc", tree, lambda far, scanned: setup.far_copy(master, far, scanned=scanned), runs
-    )
-    nc = syncd_wire(setup, "nc-syncd")
-    wire = nc["wire_bytes_sent"] + nc["wire_bytes_received"]
-    theirs = rsync_wire(setup, "nc-rsync")
+    a, b, nc = _update(setup, "nc", setup.master(tree), tree, runs)
+    wire, theirs = nc["syncd_wire"], nc["rsync_wire"]
     return [
         ratio_row(f"no-change push of {links // 1000}k links / rsync (wall)", a, b, 0.5),
         Row(

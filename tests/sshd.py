@@ -14,6 +14,9 @@
 It runs `/usr/sbin/sshd -D -e -f sshd_config -E sshd.log` and waits until the port
 accepts connections; `stop()` terminates it (kills it if it lingers). `extra_config` lines
 go first in sshd_config, where they win: sshd keeps the first value of each keyword.
+`prefix` goes before sshd's argv (the push benchmark runs it in a network namespace with
+`ip netns exec NAME`); the port is then out of this process's reach, so it waits for
+sshd's own "Server listening" line in its log instead.
 
 Fixtures: `sshd_server` (session scope) starts one server; `sshd` (function scope) resets
 the client files and authorized keys to the defaults above, makes the client HOME
@@ -84,6 +87,7 @@ class SSHServer:
     client_key: str  # public line of home/.ssh/id_ed25519
     forced_key: str  # public line of home/.ssh/id_forced
     process: subprocess.Popen[bytes] | None = None
+    prefix: tuple[str, ...] = ()  # before sshd's argv, e.g. ("ip", "netns", "exec", NAME)
 
     @property
     def server_dir(self) -> Path:
@@ -116,7 +120,9 @@ class SSHServer:
     # -- lifecycle -------------------------------------------------------------------
 
     @classmethod
-    def start(cls, base: Path, extra_config: Sequence[str] = ()) -> SSHServer:
+    def start(
+        cls, base: Path, extra_config: Sequence[str] = (), prefix: Sequence[str] = ()
+    ) -> SSHServer:
         server_dir, ssh_dir = base / "server", base / "home" / ".ssh"
         server_dir.mkdir(parents=True)
         ssh_dir.mkdir(parents=True, mode=0o700)
@@ -127,6 +133,7 @@ class SSHServer:
             host_key=" ".join(host_pub.split()[:2]),
             client_key=make_key(ssh_dir / "id_ed25519", "client"),
             forced_key=make_key(ssh_dir / "id_forced", "forced"),
+            prefix=tuple(prefix),
         )
         server._write_sshd_config(extra_config)
         server.reset()
@@ -169,7 +176,7 @@ class SSHServer:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
         config = self.server_dir / "sshd_config"
         self.process = subprocess.Popen(
-            [str(SSHD), "-D", "-e", "-f", str(config), "-E", str(self.log)],
+            [*self.prefix, str(SSHD), "-D", "-e", "-f", str(config), "-E", str(self.log)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -178,13 +185,20 @@ class SSHServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"sshd exited at start:\n{self.log_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
+            if self._listening():
+                return
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"sshd did not listen on port {self.port}:\n{self.log_text()}")
+
+    def _listening(self) -> bool:
+        if self.prefix:  # another network namespace's 127.0.0.1: ask sshd's log
+            return f"Server listening on 127.0.0.1 port {self.port}" in self.log_text()
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.process is None:
