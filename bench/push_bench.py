@@ -158,7 +158,9 @@ class Setup:
         master = self.scratch / f"master-{tree.name}"
         if master not in self.masters:
             shutil.rmtree(master, ignore_errors=True)
-            subprocess.run(["cp", "-a", str(tree), str(master)], check=True)
+            # The tree's real path: `cp -a` of a symlinked tree copies the link, and far
+            # copies of it would then be the tree itself, which pushes would overwrite.
+            subprocess.run(["cp", "-a", str(tree.resolve()), str(master)], check=True)
             shutil.rmtree(master / SYNCD_STATE, ignore_errors=True)
             self.masters.add(master)
         return master
