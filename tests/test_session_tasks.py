@@ -12,7 +12,7 @@ import asyncio
 from protocol.connection import Connection, Role
 from protocol.messages import Hello
 from syncd.session.client import ITEM_SLACK, pack_frames
-from syncd.session.wire import Wire
+from syncd.session.wire import QUEUED_BYTES, Wire
 from syncd.tasks import cancel_and_wait
 
 SETTLE = 20  # event-loop turns for a cancellation to reach its task
@@ -117,3 +117,30 @@ def test_frames_keep_order_and_fit_the_budget() -> None:
         size = sum(len(data) + ITEM_SLACK for _, data in frame)
         assert size <= budget or len(frame) == 1  # a lone oversized item goes alone
     assert list(pack_frames([], budget)) == []
+
+
+class GatedChannel(StubbornChannel):
+    """A channel whose writes each wait for `release`."""
+
+    async def write(self, data: bytes) -> None:
+        self.writing.set()
+        await self.release.wait()
+
+
+def test_room_for_a_large_frame_waits_until_the_queue_is_written() -> None:
+    """Issue 17 (the push client's memory): a 16 MiB blob frame waits to be built until
+    the frame ahead of it is written, instead of queueing behind it."""
+
+    async def run() -> None:
+        channel = GatedChannel()
+        wire = Wire(Connection(Role.CLIENT), channel)
+        async with wire:
+            await wire.send(Hello((1, 1), "test", (), {}))
+            await wire.room_for(1000)  # small frames still queue behind it
+            waiting = asyncio.create_task(wire.room_for(QUEUED_BYTES))
+            await _settle()
+            assert channel.writing.is_set() and not waiting.done()
+            channel.release.set()
+            await asyncio.wait_for(waiting, 5)
+
+    asyncio.run(run())

@@ -293,6 +293,7 @@ class _Session:
                     return
                 for frame in pack_frames(await ahead.popleft(), budget):
                     payload = sum(len(data) for _, data in frame)
+                    await self.wire.room_for(payload)
                     await self.wire.send(Blobs(frame), _pro_rata(payload, self.progress.advance))
                     self.outcome.blobs_sent += len(frame)
                     self.outcome.payload_bytes += payload

@@ -93,8 +93,23 @@ class Wire:
             async with self._room:
                 await self._room.wait_for(self._has_room)
 
-    def _has_room(self) -> bool:
-        return self._queued <= QUEUED_BYTES or self._writer is None or self._writer.done()
+    def _has_room(self, more: int = 0) -> bool:
+        return (
+            self._queued + more <= QUEUED_BYTES
+            or (more > 0 and self._queued == 0)
+            or self._writer is None
+            or self._writer.done()
+        )
+
+    async def room_for(self, size: int) -> None:
+        """Wait until a frame of `size` bytes fits the queue (any frame, once it is empty).
+        A sender of large frames calls this first: the frame it is about to build then
+        waits in its own memory instead of the queue's, so that one large frame is
+        written while the next one is read (a 16 MiB blob frame queued behind another
+        added 16 MiB to a push's peak)."""
+        if not self._has_room(size):
+            async with self._room:
+                await self._room.wait_for(lambda: self._has_room(size))
 
     async def flush(self) -> None:
         """Wait until every queued frame has been written (or the writer failed)."""
