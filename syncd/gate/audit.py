@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from protocol.manifest import TransferManifest
+from protocol.manifest import ImageChange, TransferManifest
 from syncd.apply.durable import fsync_dir
 from syncd.errors import SyncdError
 from syncd.gate.origin import Origin
@@ -47,12 +47,19 @@ class Entry:
     before: bytes
     after: bytes | None
     target: bytes
-    change: TransferManifest
+    files: dict[str, int]  # files added, changed, removed (TransferManifest.counts)
+    images: tuple[ImageChange, ...]
     inspection: dict[str, object] | None = None
     problem: str = ""
 
+    @classmethod
+    def of(cls, origin: Origin, before: bytes, target: bytes, change: TransferManifest) -> Entry:
+        """An "applied" entry for `change` (`after` to come), keeping its counts and
+        images, not its paths."""
+        files = {k[6:]: v for k, v in change.counts().items() if k.startswith("files_")}
+        return cls(origin, "applied", before, None, target, files, change.images)
+
     def as_json(self) -> dict[str, object]:
-        counts = self.change.counts()
         return {
             **self.origin.as_json(),
             "status": self.status,
@@ -60,7 +67,7 @@ class Entry:
             "before": self.before.hex(),
             "target": self.target.hex(),
             "after": self.after.hex() if self.after is not None else None,
-            "files": {k[6:]: v for k, v in counts.items() if k.startswith("files_")},
+            "files": dict(self.files),
             "images": [
                 {
                     "change": i.change.word,
@@ -70,7 +77,7 @@ class Entry:
                     "previous": i.previous or None,
                     "platforms": list(i.platforms),
                 }
-                for i in self.change.images
+                for i in self.images
             ],
             "inspection": self.inspection,
         }

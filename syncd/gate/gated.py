@@ -11,24 +11,24 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from protocol.manifest import TransferManifest
 from protocol.tree import Node, decode_tree
 from syncd.apply.canon import TargetPolicy
-from syncd.apply.durable import write_atomically
+from syncd.apply.durable import write_chunks_atomically
 from syncd.apply.engine import ApplyResult, apply_target
 from syncd.apply.routing import LiveBlobs
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
 from syncd.gate import audit
-from syncd.gate.inspection import GatePolicy, InspectionRefused, inspect, manifest_json
+from syncd.gate.inspection import GatePolicy, InspectionRefused, inspect, manifest_head
 from syncd.gate.origin import Origin
 from syncd.media.farpieces import FarPieces
 from syncd.media.images import TreeView
-from syncd.media.manifest import describe_change
+from syncd.media.manifest import change_json_chunks, describe_change
 from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
 
@@ -58,12 +58,12 @@ def gated_apply(
         new = TreeView(_lookup(records), target, pieces.read)
         old = TreeView(_lookup(current.record), current.root, pieces.read)
         change = describe_change(new, old, f"far snapshot {current.root.hex()[:16]}", current.root)
-        entry = audit.Entry(origin, "applied", current.root, None, target, change)
-        manifest = manifest_json(origin, current.root, target, change)
-        save_pending(state, manifest)
+        entry = audit.Entry.of(origin, current.root, target, change)
+        head = manifest_head(origin, current.root, target)
+        save_pending(state, head, change)
         if gate.inspect:
             try:
-                verdict = inspect(state, gate, new, manifest, change)
+                verdict = inspect(state, gate, new, head, change)
             except InspectionRefused as exc:
                 audit.append(state, _with(entry, "refused", problem=str(exc)))
                 raise
@@ -78,6 +78,10 @@ def gated_apply(
                 raise InspectionRefused(f"{why}\n{verdict.output.rstrip()}".rstrip())
     finally:
         pieces.close()
+    # The description holds every path it names (a cold push of a million files: some
+    # 250 MB); the audit entry keeps only its counts and images, so the apply that
+    # follows does not carry it.
+    del change, new, old
     try:
         result = apply_target(root, state, target, records, staging, delete=delete, policy=policy)
     except SyncdError as exc:
@@ -98,9 +102,9 @@ def pending_path(state: StateDir) -> Path:
     return state.path / PENDING
 
 
-def save_pending(state: StateDir, manifest: dict[str, object]) -> None:
+def save_pending(state: StateDir, head: dict[str, object], change: TransferManifest) -> None:
     try:
-        write_atomically(pending_path(state), (json.dumps(manifest) + "\n").encode())
+        write_chunks_atomically(pending_path(state), change_json_chunks(head, change))
     except OSError as exc:
         raise audit.AuditError(f"{pending_path(state)}: cannot write: {exc.strerror}") from exc
 
@@ -124,7 +128,8 @@ def _with(
         entry.before,
         after,
         entry.target,
-        entry.change,
+        entry.files,
+        entry.images,
         inspection if inspection is not None else entry.inspection,
         problem,
     )

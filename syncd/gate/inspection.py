@@ -27,7 +27,6 @@ writes. That is checked first and a shortfall refuses the apply by name.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -43,7 +42,7 @@ from protocol.tree import FileNode
 from syncd.errors import SyncdError
 from syncd.gate.origin import Origin
 from syncd.media.images import TreeView
-from syncd.media.manifest import change_json
+from syncd.media.manifest import change_json_chunks
 from syncd.state import StateDir
 from syncd.transport.tail import TailBuffer
 from syncd.units import format_bytes
@@ -81,24 +80,17 @@ class Verdict:
         }
 
 
-def manifest_json(
-    origin: Origin, before: bytes, target: bytes, change: TransferManifest
-) -> dict[str, object]:
-    """What CMD reads in manifest.json (and `syncd show ROOT` prints)."""
-    return {
-        "format": 1,
-        **origin.as_json(),
-        "before": before.hex(),
-        "target": target.hex(),
-        **change_json(change),
-    }
+def manifest_head(origin: Origin, before: bytes, target: bytes) -> dict[str, object]:
+    """The first fields of what CMD reads in manifest.json (and `syncd show ROOT`
+    prints); the change follows them (media.manifest.change_json_chunks)."""
+    return {"format": 1, **origin.as_json(), "before": before.hex(), "target": target.hex()}
 
 
 def inspect(
     state: StateDir,
     policy: GatePolicy,
     target: TreeView,
-    manifest: dict[str, object],
+    head: dict[str, object],
     change: TransferManifest,
 ) -> Verdict:
     """Lay out the files and run the command; InspectionRefused unless it exits 0."""
@@ -110,15 +102,16 @@ def inspect(
         files = folder / "files"
         files.mkdir(parents=True)
         _lay_out(files, target, change)
-        (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        with (folder / "manifest.json").open("wb") as stream:
+            stream.writelines(change_json_chunks(head, change))
         env = {
             **os.environ,
             "SYNCD_INSPECT_FILES": str(files),
             "SYNCD_INSPECT_MANIFEST": str(folder / "manifest.json"),
             "SYNCD_ROOT": str(state.root),
-            "SYNCD_SOURCE": str(manifest["source"]),
-            "SYNCD_EXPORT": str(manifest["export"] or ""),
-            "SYNCD_TARGET": str(manifest["target"]),
+            "SYNCD_SOURCE": str(head["source"]),
+            "SYNCD_EXPORT": str(head["export"] or ""),
+            "SYNCD_TARGET": str(head["target"]),
         }
         env.pop("SSH_ORIGINAL_COMMAND", None)
         return run_command(policy.inspect, folder, env, policy.timeout)

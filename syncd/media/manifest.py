@@ -9,6 +9,7 @@ removed; a folder added or removed is listed by what it holds. Images: images.py
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 from protocol.manifest import MAX_BASIS_TEXT, Change, PathChange, TransferManifest
@@ -17,6 +18,7 @@ from syncd.apply.incoming import content_key
 from syncd.media.images import TreeView, image_changes
 from syncd.plan.diff import Side, diff_trees
 
+_PATHS_PER_CHUNK = 4096
 EMPTY_RECORD = encode_tree([])
 EMPTY_TREE = tree_id(EMPTY_RECORD)
 
@@ -79,7 +81,26 @@ def _entry(path: str, node: Node, change: Change) -> PathChange:
 
 
 def change_json(change: TransferManifest) -> dict[str, object]:
-    """A manifest as JSON (`syncd show --json`, the inspection's manifest.json)."""
+    """A manifest as JSON (`syncd show --json`)."""
+    return {**_summary_json(change), "paths": [_path_json(p) for p in change.paths]}
+
+
+def change_json_chunks(head: dict[str, object], change: TransferManifest) -> Iterator[bytes]:
+    """The JSON text of {**head, **change_json(change)}, one path per line, in pieces:
+    a change of a million paths is written without its JSON ever held whole (as dicts
+    and text it would take some 600 bytes a path)."""
+    opening = json.dumps({**head, **_summary_json(change)})
+    yield f'{opening[:-1]}, "paths": [\n'.encode()
+    lines: list[str] = []
+    for index, path in enumerate(change.paths):
+        lines.append(("," if index else "") + json.dumps(_path_json(path)) + "\n")
+        if len(lines) >= _PATHS_PER_CHUNK:
+            yield "".join(lines).encode()
+            lines = []
+    yield ("".join(lines) + "]}\n").encode()
+
+
+def _summary_json(change: TransferManifest) -> dict[str, object]:
     return {
         "basis": change.basis,
         "basis_snapshot": change.basis_root.hex() if change.basis_root else None,
@@ -96,13 +117,13 @@ def change_json(change: TransferManifest) -> dict[str, object]:
             }
             for i in change.images
         ],
-        "paths": [
-            {
-                "change": p.change.word,
-                "path": p.path,
-                "size": p.size,
-                "content": p.content.hex() if p.content is not None else None,
-            }
-            for p in change.paths
-        ],
+    }
+
+
+def _path_json(p: PathChange) -> dict[str, object]:
+    return {
+        "change": p.change.word,
+        "path": p.path,
+        "size": p.size,
+        "content": p.content.hex() if p.content is not None else None,
     }
