@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -60,3 +62,17 @@ def test_the_audit_entry_keeps_counts_and_images_not_paths() -> None:
             "platforms": [],
         }
     ]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> None:
+    target = tmp_path / "pending.json"
+    target.write_text("old")
+
+    def chunks() -> Iterator[bytes]:
+        yield b"new"
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        write_chunks_atomically(target, chunks())
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]

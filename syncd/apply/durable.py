@@ -23,17 +23,22 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def write_chunks_atomically(path: Path, chunks: Iterable[bytes]) -> None:
-    """write_atomically of the bytes `chunks` yields, never all held at once."""
+    """write_atomically of the bytes `chunks` yields, never all held at once. A write
+    that fails (a full disk) leaves `path` as it was and no temp file behind."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        for data in chunks:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        try:
+            for data in chunks:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
     fsync_dir(path.parent)
 
