@@ -52,6 +52,7 @@ from typing import Any
 from bench import linktree
 from bench.linktree import LinkTreeSpec
 from reliability.campaign import Context, Figure, Outcome
+from syncd.state import STATE_NAME
 from tests.pushutil import syncd_env
 
 FULL_LINKS = 880_000  # link files: with the manifest blobs, just over 1,000,000 files
@@ -108,8 +109,11 @@ class Runner:
         return shlex.join([*self._timed(self.out / f"{name}.far"), *self.syncd])
 
     def run(self, name: str, *args: str | Path) -> Run:
+        return self.command(name, [*self.syncd, *map(str, args)])
+
+    def command(self, name: str, command: list[str]) -> Run:
         usage, far = self.out / f"{name}.usage", self.out / f"{name}.far"
-        argv = [*self._timed(usage), *self.syncd, *map(str, args)]
+        argv = [*self._timed(usage), *command]
         stdout, stderr = self.out / f"{name}.out", self.out / f"{name}.err"
         with stdout.open("wb") as out, stderr.open("wb") as err:
             started = time.monotonic()
@@ -306,6 +310,7 @@ class Exercise:
         pushed = self.push("no-change push", snapshot, "up-to-date")
         if pushed is not None and pushed["blobs_sent"]:
             self.fail(f"no-change push: sent {pushed['blobs_sent']} blobs")
+        self.rsync_no_change()
         self.far_equals(snapshot, "after the cold push")
         if self.diff():
             self.push("repair push", snapshot, "applied")
@@ -349,6 +354,27 @@ class Exercise:
             self.fail(f"{name}: {summary['status']}, far {summary['far_after']} (want {status})")
             return None
         return summary
+
+    def rsync_no_change(self) -> None:
+        """rsync's own no-change run over the same pair, the no-change push's baseline
+        (local, as the push is: sender and receiver over a pipe). It runs on a hard-linked
+        copy of the far tree, so that neither the tree nor its state changes, after one
+        untimed run that brings over what rsync keeps and syncd does not (directory
+        times): the timed run is rsync's steady state."""
+        copy = self.far.with_name("far-rsync")
+        subprocess.run(["cp", "-al", str(self.far), str(copy)], check=True)
+        exclude = f"/{STATE_NAME}"
+        argv = ["rsync", "-a", "--delete", "--exclude", exclude, f"{self.root}/", f"{copy}/"]
+        try:
+            subprocess.run(argv, check=True, capture_output=True)
+            run = self.runner.command(f"{self.size.key}-rsync-no-change", argv)
+            log(f"{self.size.label} rsync no-change: exit {run.code}, {run.seconds:.1f} s")
+            if run.code != 0:
+                self.fail(f"rsync no-change: exit {run.code}: {run.stderr.strip()[-300:]}")
+            else:
+                self.size.runs[RSYNC_STEP] = run
+        finally:
+            shutil.rmtree(copy)
 
     def far_equals(self, snapshot: str, when: str) -> Path | None:
         """The far tree's own scan (its state: FAR/.syncd, the far side's): its snapshot
@@ -407,6 +433,7 @@ MEASURED = (
     ("repair push: far serve", "repair push", "far"),
 )
 SCANS = ("cold scan", "no-change rescan")
+RSYNC_STEP = "rsync no-change"
 
 
 def peak_of(run: Run, which: str) -> int | None:
@@ -473,6 +500,18 @@ def growth_figure(
     return Figure(title, value, f"<= {SCAN_TARGET} B per added file", per_file <= SCAN_TARGET)
 
 
+def rsync_figure(size: Size) -> Figure | None:
+    """The no-change push's time over rsync's on the same pair (issue 17's bar: 0.5)."""
+    ours, theirs = size.runs.get("no-change push"), size.runs.get(RSYNC_STEP)
+    if ours is None or theirs is None or theirs.seconds <= 0:
+        return None
+    value = (
+        f"{ours.seconds:.1f} s / {theirs.seconds:.1f} s = {ours.seconds / theirs.seconds:.2f} "
+        f"(rsync -a --delete, no change; peak RSS {mib(theirs.peak_rss)})"
+    )
+    return Figure(f"no-change push / rsync no-change at {size.label}", value)
+
+
 def figures(small: Size, large: Size, ctx: Context, failures: list[str]) -> list[Figure]:
     out = [tree_figure(size, ctx.quick) for size in (large, small)]
     for name, step, which in MEASURED:
@@ -482,6 +521,7 @@ def figures(small: Size, large: Size, ctx: Context, failures: list[str]) -> list
             growth_figure(small, large, name, step, which, ctx.quick),
         ]
         out += [row for row in rows if row is not None]
+    out += [row for row in (rsync_figure(size) for size in (large, small)) if row is not None]
     edits = edit_count(ctx) // 3 * 3
     out += [
         Figure("far entries edited, then named exactly by `syncd diff`", f"{edits:,} per size"),

@@ -78,5 +78,23 @@ def test_digests_sharing_a_prefix_are_told_apart(tmp_path: Path) -> None:
     assert not index.has(digest("samepref3"))
 
 
+def test_an_index_of_wanted_pieces_holds_only_them_and_their_files(tmp_path: Path) -> None:
+    tree = {
+        "a/one": [("x", 3), ("y", 5)],
+        "b/two": [("z", 2)],
+        "d/three": [("w", 1), ("y", 5)],
+        "e/four": [("v", 7), ("u", 4)],
+    }
+    with snapshot_of(tmp_path / "snap", tree) as snapshot:
+        index = BlobIndex.build(snapshot, wanted={digest("y"), digest("u"), digest("gone")})
+    assert len(index) == 2
+    assert index.locate(digest("y")) == _loc("a/one", 3, 5)  # offsets count every piece
+    assert index.locate(digest("u")) == _loc("e/four", 7, 4)
+    assert not index.has(digest("x")) and not index.has(digest("gone"))
+    # Only the files holding a wanted piece, and the folders above them, are numbered.
+    assert sorted(index._file_name) == ["four", "one", "three"]
+    assert sorted(index._dir_name) == ["", "a", "d", "e"]
+
+
 def _loc(path: str, offset: int, length: int, *, weak: bool = False) -> Location:
     return Location(path, offset, length, weak)

@@ -6,6 +6,9 @@ the index is columns, not objects: about 56 bytes per distinct piece, plus one i
 name and two integers per file and directory. Lookups bisect a sorted column of 64-bit
 digest prefixes and compare the full digest.
 
+An apply asks only for the pieces it must read from the live tree (`wanted`): a
+repair of a few files in a million-file tree then indexes a few pieces, not a million.
+
 The first occurrence in walk order wins, except that files the caller calls `weak`
 (those an apply is about to replace or remove) only count when no other file holds the
 piece: a piece found only there must be copied to staging before the apply starts.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import bisect
 import sys
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 
 from protocol.paths import join
@@ -71,40 +74,47 @@ class BlobIndex:
 
     @classmethod
     def build(
-        cls, snapshot: SnapshotReader, weak: Callable[[str], bool] | None = None
+        cls,
+        snapshot: SnapshotReader,
+        weak: Callable[[str], bool] | None = None,
+        wanted: Container[bytes] | None = None,
     ) -> BlobIndex:
+        """Index `snapshot`'s pieces; with `wanted`, only those pieces (and only the files
+        and directories that hold them), so that what an apply looks for in a large live
+        tree costs memory in proportion to the change, not the tree."""
         index = cls()
         strong, feeble = _Columns(), _Columns()
-        for path, dir_no, node in index._files(snapshot):
-            is_weak = weak is not None and weak(path)
+        for folder, node in _files(snapshot):
+            if wanted is not None and not any(d in wanted for d, _ in node.recipe):
+                continue
+            is_weak = weak is not None and weak(join(folder.path, node.name))
             file_no = len(index._file_name)
-            index._file_dir.append(dir_no)
+            index._file_dir.append(index._number(folder))
             index._file_name.append(sys.intern(node.name))
             index._file_weak.append(is_weak)
             columns = feeble if is_weak else strong
             offset = 0
             for digest, length in node.recipe:
-                columns.add(digest, file_no, offset, length)
+                if wanted is None or digest in wanted:
+                    columns.add(digest, file_no, offset, length)
                 offset += length
         strong.extend(feeble)  # weak ones after: a stable sort keeps them behind
         index._pieces = _sorted_unique(strong)
         return index
 
-    def _files(self, snapshot: SnapshotReader) -> Iterator[tuple[str, int, FileNode]]:
-        """Every file with its path and directory number, depth-first in name order."""
-        stack: list[tuple[Iterator[Node], int, str]] = [(iter(snapshot.tree(snapshot.root)), 0, "")]
-        while stack:
-            children, dir_no, prefix = stack[-1]
-            node = next(children, None)
-            if node is None:
-                stack.pop()
-            elif isinstance(node, DirNode):
-                self._dir_parent.append(dir_no)
-                self._dir_name.append(sys.intern(node.name))
-                path = join(prefix, node.name)
-                stack.append((iter(snapshot.tree(node.tree)), len(self._dir_name) - 1, path))
-            elif isinstance(node, FileNode):
-                yield join(prefix, node.name), dir_no, node
+    def _number(self, folder: _Folder) -> int:
+        """The folder's number, numbering it and the folders above it on first use."""
+        unnumbered: list[_Folder] = []
+        while folder.number < 0:
+            unnumbered.append(folder)
+            assert folder.parent is not None  # the root is numbered 0
+            folder = folder.parent
+        for below in reversed(unnumbered):
+            self._dir_parent.append(folder.number)
+            self._dir_name.append(sys.intern(below.name))
+            below.number = len(self._dir_name) - 1
+            folder = below
+        return folder.number
 
     def __len__(self) -> int:
         return len(self._pieces.prefix)
@@ -139,6 +149,32 @@ class BlobIndex:
             names.append(self._dir_name[dir_no])
             dir_no = self._dir_parent[dir_no]
         return "/".join(reversed(names))
+
+
+@dataclass(slots=True)
+class _Folder:
+    """A directory of the walk; numbered in the index only once a file below it is kept."""
+
+    parent: _Folder | None
+    name: str
+    path: str
+    number: int = -1
+
+
+def _files(snapshot: SnapshotReader) -> Iterator[tuple[_Folder, FileNode]]:
+    """Every file with its folder, depth-first in name order."""
+    root = _Folder(None, "", "", 0)
+    stack: list[tuple[Iterator[Node], _Folder]] = [(iter(snapshot.tree(snapshot.root)), root)]
+    while stack:
+        children, folder = stack[-1]
+        node = next(children, None)
+        if node is None:
+            stack.pop()
+        elif isinstance(node, DirNode):
+            below = _Folder(folder, node.name, join(folder.path, node.name))
+            stack.append((iter(snapshot.tree(node.tree)), below))
+        elif isinstance(node, FileNode):
+            yield folder, node
 
 
 def _sorted_unique(pieces: _Columns) -> _Columns:

@@ -275,7 +275,9 @@ class _Apply:
             self._refuse_state_folder(ops)
             if not ops:
                 return _Changes(Built(), Copied(0, 0))
-            index = BlobIndex.build(current, touched(ops))
+            files = _files_to_write(ops, self.target) if current.summary.files else iter(())
+            wanted = _unstaged(files, self.staging)
+            index = BlobIndex.build(current, touched(ops), wanted)
             files_deleted = _files_removed(ops, current)
         reader = PieceReader(self.staging, index, live)
         try:
@@ -358,6 +360,14 @@ def _files_to_write(ops: list[Op], target: SnapshotReader) -> Iterator[tuple[str
             for path, node in target.walk(op.tree, op.path):
                 if isinstance(node, FileNode):
                     yield path, node
+
+
+def _unstaged(files: Iterator[tuple[str, FileNode]], staging: Staging) -> set[bytes]:
+    """The pieces of `files` that staging does not hold: the only ones the apply looks
+    for in the live tree (a repair of a few files in a million indexes a few pieces)."""
+    return {
+        digest for _, node in files for digest, _ in node.recipe if not staging.has_blob(digest)
+    }
 
 
 def _not_assembled(

@@ -30,6 +30,15 @@ from syncd.store.recordfile import replace_atomically
 Records = Callable[[bytes], bytes | None]
 
 
+# A subtree of at least this many entries keeps its totals for the rest of the pass, so
+# that an equal subtree met again is not walked again. A smaller one is walked again each
+# time it is met, which costs fewer entries than this: a registry's million small leaf
+# directories (a folder and its link file) then hold no memory once their parent is
+# written, and a target made of one subtree referenced many times over still costs at
+# most this factor in work over its distinct records.
+REMEMBER_MIN = 64
+
+
 @dataclass(frozen=True, slots=True)
 class _Totals:
     files: int
@@ -38,6 +47,10 @@ class _Totals:
     size: int
     written: bytes  # the directory's id as written here
     extent: Extent
+
+    @property
+    def entries(self) -> int:
+        return self.files + self.dirs + self.symlinks
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +89,7 @@ def write_target(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return Written(summary, target, pass_.renamed)
+    return Written(summary, target, list(pass_.renamed.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,35 +99,59 @@ class _Record:
     nodes: list[Node]
 
 
+@dataclass(slots=True)
+class _Frame:
+    """A directory of the pass: fetched once its turn comes, written once every
+    subdirectory's totals are in `done`; its own totals go `into` its parent's."""
+
+    key: bytes
+    into: dict[bytes, _Totals]
+    got: _Record | None = None
+    done: dict[bytes, _Totals] = field(default_factory=dict)
+
+
 class _Pass:
-    """Every reachable record once, bottom-up: canonicalised, counted as a scan would
-    count it (with repeats), its extent computed; the root's extent checked last."""
+    """Every reachable record, bottom-up: canonicalised, counted as a scan would count it
+    (with repeats), its extent computed; the root's extent checked last. Memory is the
+    open directories' own (the current path, each with its subdirectories' totals) and
+    the totals of subtrees of REMEMBER_MIN entries and up."""
 
     def __init__(self, records: Records, canon: Canon, aliases: Aliases, out: SnapshotWriter):
         self.records, self.canon, self.aliases, self.out = records, canon, aliases, out
-        self.totals: dict[bytes, _Totals] = {}
-        self.renamed: list[tuple[bytes, bytes]] = []
+        self.remembered: dict[bytes, _Totals] = {}
+        self.renamed: dict[bytes, bytes] = {}  # offered id -> the id written here
         self._root = b""
 
     def run(self, target: bytes) -> _Totals:
         self._root = target
-        stack: list[tuple[bytes, _Record | None]] = [(target, None)]
-        while stack:
-            key, got = stack.pop()
-            if key in self.totals:
-                continue  # an equal subtree met before
-            if got is None:
-                got = self._fetch(key)
-                waiting = [n.tree for n in got.nodes if isinstance(n, DirNode)]
-                waiting = [tree for tree in waiting if tree not in self.totals]
-                if waiting:
-                    stack.append((key, got))
-                    stack.extend((sub, None) for sub in waiting)
-                    continue
-            self.totals[key] = self._write(key, got)
-        root = self.totals[target]
+        root = self._solve(target)
         check_root(root.extent, self._children, self._below)
         return root
+
+    def _solve(self, top: bytes) -> _Totals:
+        """The totals of `top`, each record below it written (again, for a small subtree
+        met before)."""
+        out: dict[bytes, _Totals] = {}
+        stack = [_Frame(top, out)]
+        while stack:
+            frame = stack[-1]
+            if frame.got is None:
+                remembered = self.remembered.get(frame.key)
+                if remembered is not None:
+                    frame.into[frame.key] = remembered
+                    stack.pop()
+                    continue
+                frame.got = self._fetch(frame.key)
+                subdirs = (n.tree for n in frame.got.nodes if isinstance(n, DirNode))
+                waiting = dict.fromkeys(t for t in subdirs if t not in self.remembered)
+                stack.extend(_Frame(tree, frame.done) for tree in waiting)
+                continue
+            stack.pop()
+            totals = self._write(frame.key, frame.got, frame.done)
+            frame.into[frame.key] = totals
+            if totals.entries >= REMEMBER_MIN:
+                self.remembered[frame.key] = totals
+        return out[top]
 
     def _fetch(self, key: bytes) -> _Record:
         """The record of `key`: the one this side holds for it under an alias, else the
@@ -130,10 +167,14 @@ class _Pass:
         except ProtocolError as exc:
             raise ApplyError(f"tree record {key.hex()} of the target is invalid: {exc}") from exc
 
-    def _write(self, key: bytes, got: _Record) -> _Totals:
+    def _write(self, key: bytes, got: _Record, done: dict[bytes, _Totals]) -> _Totals:
+        def below(tree: bytes) -> _Totals:
+            found = done.get(tree)
+            return self.remembered[tree] if found is None else found
+
         nodes = got.nodes
         written = [
-            self.canon.node(n, self.totals[n.tree].written if isinstance(n, DirNode) else None)
+            self.canon.node(n, below(n.tree).written if isinstance(n, DirNode) else None)
             for n in nodes
         ]
         if all(w is n for w, n in zip(written, nodes, strict=True)):
@@ -142,25 +183,31 @@ class _Pass:
         else:
             ident = self.out.add_tree(encode_tree(written))
         if ident != key:
-            self.renamed.append((key, ident))
+            self.renamed[key] = ident
         links = not self.canon.policy.allow_outside_symlinks
-        return self._count(nodes, ident, extent(nodes, self._below, links=links))
+        reach = extent(nodes, lambda node: below(node.tree).extent, links=links)
+        return _count(nodes, ident, reach, below)
 
     def _below(self, node: DirNode) -> Extent:
-        return self.totals[node.tree].extent
+        """A subdirectory's extent, for naming what the root's extent refuses."""
+        remembered = self.remembered.get(node.tree)
+        return (self._solve(node.tree) if remembered is None else remembered).extent
 
     def _children(self, tree: bytes | None) -> list[Node]:
         return self._fetch(self._root if tree is None else tree).nodes
 
-    def _count(self, nodes: list[Node], ident: bytes, reach: Extent) -> _Totals:
-        files = dirs = symlinks = size = 0
-        for node in nodes:
-            if isinstance(node, FileNode):
-                files, size = files + 1, size + node.size
-            elif isinstance(node, LinkNode):
-                symlinks += 1
-            else:
-                below = self.totals[node.tree]
-                files, dirs = files + below.files, dirs + 1 + below.dirs
-                symlinks, size = symlinks + below.symlinks, size + below.size
-        return _Totals(files, dirs, symlinks, size, ident, reach)
+
+def _count(
+    nodes: list[Node], ident: bytes, reach: Extent, below: Callable[[bytes], _Totals]
+) -> _Totals:
+    files = dirs = symlinks = size = 0
+    for node in nodes:
+        if isinstance(node, FileNode):
+            files, size = files + 1, size + node.size
+        elif isinstance(node, LinkNode):
+            symlinks += 1
+        else:
+            sub = below(node.tree)
+            files, dirs = files + sub.files, dirs + 1 + sub.dirs
+            symlinks, size = symlinks + sub.symlinks, size + sub.size
+    return _Totals(files, dirs, symlinks, size, ident, reach)
