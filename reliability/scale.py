@@ -357,12 +357,14 @@ class Exercise:
 
     def rsync_no_change(self) -> None:
         """rsync's own no-change run over the same pair, the no-change push's baseline
-        (local, as the push is: sender and receiver over a pipe). It runs on a hard-linked
-        copy of the far tree, so that neither the tree nor its state changes, after one
-        untimed run that brings over what rsync keeps and syncd does not (directory
-        times): the timed run is rsync's steady state."""
+        (local, as the push is: sender and receiver over a pipe). It runs on a copy of
+        the far tree (a real one: hard links would move every far file's ctime, and the
+        far side's next scan would read them all again), after one untimed run that
+        brings over what rsync keeps and syncd does not (directory times): the timed run
+        is rsync's steady state."""
         copy = self.far.with_name("far-rsync")
-        subprocess.run(["cp", "-al", str(self.far), str(copy)], check=True)
+        subprocess.run(["cp", "-a", str(self.far), str(copy)], check=True)
+        shutil.rmtree(copy / STATE_NAME)
         exclude = f"/{STATE_NAME}"
         argv = ["rsync", "-a", "--delete", "--exclude", exclude, f"{self.root}/", f"{copy}/"]
         try:
