@@ -96,5 +96,12 @@ def test_an_index_of_wanted_pieces_holds_only_them_and_their_files(tmp_path: Pat
     assert sorted(index._dir_name) == ["", "a", "d", "e"]
 
 
+def test_an_index_of_no_wanted_piece_does_not_walk_the_tree(tmp_path: Path) -> None:
+    with snapshot_of(tmp_path / "snap", {"a/one": [("x", 3)]}) as snapshot:
+        snapshot.tree = None  # type: ignore[method-assign,assignment]  # walking would fail
+        index = BlobIndex.build(snapshot, wanted=set())
+    assert len(index) == 0 and not index.has(digest("x"))
+
+
 def _loc(path: str, offset: int, length: int, *, weak: bool = False) -> Location:
     return Location(path, offset, length, weak)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import sys
 from array import array
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 from protocol.paths import join
@@ -77,12 +77,14 @@ class BlobIndex:
         cls,
         snapshot: SnapshotReader,
         weak: Callable[[str], bool] | None = None,
-        wanted: Container[bytes] | None = None,
+        wanted: Collection[bytes] | None = None,
     ) -> BlobIndex:
         """Index `snapshot`'s pieces; with `wanted`, only those pieces (and only the files
         and directories that hold them), so that what an apply looks for in a large live
         tree costs memory in proportion to the change, not the tree."""
         index = cls()
+        if wanted is not None and not wanted:
+            return index  # nothing to look for: the tree is not walked
         strong, feeble = _Columns(), _Columns()
         for folder, node in _files(snapshot):
             if wanted is not None and not any(d in wanted for d, _ in node.recipe):

@@ -363,10 +363,16 @@ def _files_to_write(ops: list[Op], target: SnapshotReader) -> Iterator[tuple[str
 
 
 def _unstaged(files: Iterator[tuple[str, FileNode]], staging: Staging) -> set[bytes]:
-    """The pieces of `files` that staging does not hold: the only ones the apply looks
-    for in the live tree (a repair of a few files in a million indexes a few pieces)."""
+    """The pieces the build reads that no pack holds: those of `files` not assembled
+    already (see _not_assembled). Only these are looked for in the live tree: a repair of
+    a few files in a million indexes a few pieces, a push whose pieces all came over the
+    wire none."""
     return {
-        digest for _, node in files for digest, _ in node.recipe if not staging.has_blob(digest)
+        digest
+        for _, node in files
+        if not (node.recipe and staging.incoming.complete(node.recipe))
+        for digest, _ in node.recipe
+        if not staging.has_blob(digest)
     }
 
 
