@@ -364,16 +364,21 @@ def _files_to_write(ops: list[Op], target: SnapshotReader) -> Iterator[tuple[str
 
 def _unstaged(files: Iterator[tuple[str, FileNode]], staging: Staging) -> set[bytes]:
     """The pieces the build reads that no pack holds: those of `files` not assembled
-    already (see _not_assembled). Only these are looked for in the live tree: a repair of
-    a few files in a million indexes a few pieces, a push whose pieces all came over the
-    wire none."""
+    already. Only these are looked for in the live tree: a repair of a few files in a
+    million indexes a few pieces, a push whose pieces all came over the wire none."""
     return {
         digest
         for _, node in files
-        if not (node.recipe and staging.incoming.complete(node.recipe))
+        if not _assembled(node, staging)
         for digest, _ in node.recipe
         if not staging.has_blob(digest)
     }
+
+
+def _assembled(node: FileNode, staging: Staging) -> bool:
+    """Whether a finished work file holds the node's content (incoming.py): the build
+    links or copies it in instead of reading its pieces."""
+    return bool(node.recipe) and staging.incoming.complete(node.recipe)
 
 
 def _not_assembled(
@@ -383,7 +388,7 @@ def _not_assembled(
     gigabyte); counts in `uses` how many files each assembled content serves, complete
     once this is exhausted."""
     for path, node in files:
-        if node.recipe and staging.incoming.complete(node.recipe):
+        if _assembled(node, staging):
             uses[content_key(node.recipe)] += 1
         else:
             yield path, node
