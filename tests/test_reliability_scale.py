@@ -5,9 +5,7 @@ could not be applied, and the far side's memory grew by kilobytes per entry."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -18,10 +16,8 @@ from typing import Any, cast
 
 from bench.linktree import LinkTreeSpec, generate
 from protocol.messages import Blobs, Want
-from protocol.tree import FileNode
 from reliability import scale
 from reliability.campaign import Context
-from syncd.apply import engine
 from syncd.session import transfer
 from tests.pushutil import snapshot_id, syncd_env
 
@@ -67,19 +63,6 @@ def test_a_tree_of_more_entries_than_open_descriptors_is_pushed(tmp_path: Path) 
     summary = json.loads(done.stdout)
     assert summary["status"] == "applied"
     assert snapshot_id(far) == summary["snapshot"]
-
-
-def test_the_check_after_an_apply_remembers_only_large_files(tmp_path: Path) -> None:
-    """Regression: every file an apply wrote was remembered (path, stat, recipe: ~600
-    bytes) for the check after it; a small file is read again instead."""
-    sizes = {"small": 71, "edge": engine.KNOWN_MIN_SIZE, "large": engine.KNOWN_MIN_SIZE + 1}
-    files = []
-    for name, size in sizes.items():
-        data = os.urandom(size)
-        (tmp_path / name).write_bytes(data)
-        recipe = ((hashlib.sha256(data).digest(), size),)
-        files.append((name, FileNode(name, 0o644, size, 0, recipe)))
-    assert set(engine._written(tmp_path, iter(files))) == {"edge", "large"}
 
 
 class _Peer:

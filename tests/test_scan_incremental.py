@@ -11,8 +11,9 @@ import blake3
 import pytest
 
 from protocol.limits import CHUNK_SIZE
+from syncd.apply.written import WrittenFiles
 from syncd.scan import hashing, scanner
-from syncd.scan.hashing import SETTLE_NS, StatKey
+from syncd.scan.hashing import SETTLE_NS
 from tests import stallwrite
 from tests.scanutil import files, scan, set_mtimes
 
@@ -252,12 +253,12 @@ def test_known_files_are_trusted_only_with_their_exact_settled_stat(tmp_path: Pa
     (tmp_path / "b").write_bytes(b"B" * 7000)
     time.sleep(SETTLE_NS / 1e9 * 2)
     recipe_a = ((blake3.blake3(b"A" * 5000).digest(), 5000),)
-    stale = StatKey.of((tmp_path / "b").stat())
+    known = WrittenFiles()
+    known.add(os.lstat(tmp_path / "a"), recipe_a)
+    known.add(os.lstat(tmp_path / "b"), ((blake3.blake3(b"B" * 7000).digest(), 7000),))
+    time.sleep(SETTLE_NS / 1e9 * 2)  # the rewrite below gets a ctime of its own
     (tmp_path / "b").write_bytes(b"C" * 7000)  # written after the hint was taken
-    known = {
-        "a": (StatKey.of((tmp_path / "a").stat()), recipe_a),
-        "b": (stale, ((blake3.blake3(b"B" * 7000).digest(), 7000),)),
-    }
+    time.sleep(SETTLE_NS / 1e9 * 2)
     result = scan(tmp_path, known=known)
     assert result.hashed_bytes == 7000  # only b, whose hint no longer matches
     found = files(tmp_path)
@@ -273,7 +274,8 @@ def test_known_files_with_a_fresh_ctime_are_read(
     monkeypatch.setattr(scanner, "SETTLE_NS", 3600 * 10**9)
     data = b"fresh" * 1000
     (tmp_path / "f").write_bytes(data)
-    known = {"f": (StatKey.of((tmp_path / "f").stat()), ((b"\0" * 32, len(data)),))}
+    known = WrittenFiles()
+    known.add(os.lstat(tmp_path / "f"), ((b"\0" * 32, len(data)),))
     result = scan(tmp_path, known=known)
     assert result.hashed_bytes == len(data)
     assert files(tmp_path)["f"].recipe == ((blake3.blake3(data).digest(), len(data)),)

@@ -4,9 +4,12 @@ renamed in.
 A file is written from its pieces (each verified as read) and given its mode and mtime
 through the descriptor it was written with. A placed tree is built depth-first,
 descriptor-relative; each directory gets its target mode only after everything below it
-is in, so that a read-only mode never stops the build. The builder does not fsync: the
-executor makes what it built durable, many entries at once (one syncfs), before any of
-them is renamed into the live tree.
+is in, so that a read-only mode never stops the build. Each file of a placed tree is
+recorded in `written` with its stat as written: moving the tree into place later does
+not change its files' stat, so the check after the apply need not read them again.
+
+The builder does not fsync: the executor makes what it built durable, many entries at
+once (one syncfs), before any of them is renamed into the live tree.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from protocol.tree import DirNode, FileNode, LinkNode, Node
 from syncd.apply.incoming import Incoming, content_key
 from syncd.apply.pieces import PieceReader
+from syncd.apply.written import WrittenFiles
 from syncd.plan.diff import TreeLookup
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -46,14 +50,20 @@ class Builder:
         target: TreeLookup,
         incoming: Incoming | None = None,
         uses: Counter[bytes] | None = None,
+        written: WrittenFiles | None = None,
     ) -> None:
         self._pieces = pieces
         self._target = target
         self._incoming = incoming
         self._uses: Counter[bytes] = uses if uses is not None else Counter()
+        self._written = written
         self.built = Built()
 
     def file(self, node: FileNode, dir_fd: int, name: str) -> None:
+        """Write one file (renamed in on its own later, so its stat is not recorded)."""
+        self._file(node, dir_fd, name, None)
+
+    def _file(self, node: FileNode, dir_fd: int, name: str, written: WrittenFiles | None) -> None:
         assembled = self._assembled(node, dir_fd, name)
         if assembled:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
@@ -65,6 +75,8 @@ class Builder:
                     _write_all(fd, self._pieces.read(digest, length))
             os.fchmod(fd, node.mode)
             os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
+            if written is not None:
+                written.add(os.fstat(fd), node.recipe)
         finally:
             os.close(fd)
         self.built.files += 1
@@ -103,7 +115,7 @@ class Builder:
                     child = self._mkdir(fd, node.name)
                     stack.append((iter(self._target(node.tree)), child, node.mode))
                 elif isinstance(node, FileNode):
-                    self.file(node, fd, node.name)
+                    self._file(node, fd, node.name, self._written)
                 else:
                     assert isinstance(node, LinkNode)
                     self.symlink(node.target, fd, node.name)

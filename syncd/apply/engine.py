@@ -33,11 +33,11 @@ import os
 import stat
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol.tree import DirNode, FileNode, Node, Recipe
+from protocol.tree import DirNode, FileNode, Node
 from syncd import faults
 from syncd.apply.aliases import Aliases, save_aliases
 from syncd.apply.blobindex import BlobIndex
@@ -59,23 +59,18 @@ from syncd.apply.pieces import Copied, PieceReader, ensure_pieces
 from syncd.apply.staging import Staging
 from syncd.apply.target import write_target
 from syncd.apply.workspace import Workspace
+from syncd.apply.written import WrittenFiles
 from syncd.errors import SnapshotFileError, SyncdError
 from syncd.plan.order import Delete, MoveAside, Op, PlaceTree, WriteFile, plan_apply, touched
 from syncd.scan.api import ScanFailed, ScanResult, scan_root
-from syncd.scan.cutting import fixed_cuts
-from syncd.scan.hashing import StatKey, settle
+from syncd.scan.hashing import settle
 from syncd.scan.problems import Reporter
-from syncd.scan.scanner import ScanOptions
+from syncd.scan.scanner import KnownFiles, ScanOptions
 from syncd.snapshot import SnapshotReader
 from syncd.state import STATE_NAME, StateDir
 
 log = logging.getLogger("syncd.apply")
 _SHOWN = 5
-# The check after an apply is told the stat and recipe of each file the apply wrote of
-# at least this size, so as not to read those bytes again. A smaller file is read again:
-# that costs about what its stat does, where remembering it costs some 600 bytes of
-# memory per file (a million registry link files: 600 MB).
-KNOWN_MIN_SIZE = 64 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +199,9 @@ class _Changes:
     files_deleted: int = 0
     entries_deleted: int = 0
     steps: int = 0
-    # What the apply wrote (files of KNOWN_MIN_SIZE and up): path -> (its stat now, its
-    # recipe), so the check that follows need not read those bytes again
-    # (ScanOptions.known).
-    written: dict[str, tuple[StatKey, Recipe]] = field(default_factory=dict)
+    # What the apply wrote, by its stat now, so the check that follows need not read
+    # those bytes again (ScanOptions.known).
+    written: WrittenFiles = field(default_factory=WrittenFiles)
 
 
 class _Apply:
@@ -287,17 +281,19 @@ class _Apply:
             self.staging.flush()
             write_journal(self.state, self.journal)
             faults.reached("journal")
-            builder = Builder(reader, self.target.tree, self.staging.incoming, uses)
+            written = WrittenFiles()
+            builder = Builder(reader, self.target.tree, self.staging.incoming, uses, written)
             hook = self.hooks.before_step if self.hooks else None
             executor = Executor(live, workspace, builder, hook)
             executor.run(ops)
         finally:
             reader.close()
-        changes = _Changes(builder.built, copied, files_deleted, executor.deleted, executor.steps)
-        changes.written = _written(self.root, _files_to_write(ops, self.target))
-        return changes
+        _stat_written(self.root, ops, written)
+        return _Changes(
+            builder.built, copied, files_deleted, executor.deleted, executor.steps, written
+        )
 
-    def _scan(self, known: Mapping[str, tuple[StatKey, Recipe]] | None = None) -> bytes:
+    def _scan(self, known: KnownFiles | None = None) -> bytes:
         return scan_far(self.root, self.state, ScanOptions(known=known)).summary.root
 
     def _refuse_state_folder(self, ops: list[Op]) -> None:
@@ -317,11 +313,11 @@ class _Apply:
                     f"{self.state.path}: refusing to apply it"
                 )
 
-    def _verify(self, written: Mapping[str, tuple[StatKey, Recipe]]) -> bytes:
+    def _verify(self, written: WrittenFiles) -> bytes:
         """The tree's id after the apply, which must be the target (with delete=False, a
         tree holding the target and extras): nothing would be left to plan."""
         if written:  # a stat younger than that is not trusted: its file would be read again
-            settle(max(key.ctime_ns for key, _ in written.values()))
+            settle(written.latest_ctime_ns)
         scanned = self._scan(written)
         if scanned == self.target.root:
             return scanned
@@ -394,25 +390,20 @@ def _not_assembled(
             yield path, node
 
 
-def _written(
-    root: Path, files: Iterator[tuple[str, FileNode]]
-) -> dict[str, tuple[StatKey, Recipe]]:
-    """The stat of each file the apply wrote, as it is now, with its recipe: files of
-    KNOWN_MIN_SIZE and up, and any file the target cut otherwise than this side's scanner
-    would (SPEC.md 3.1 leaves the cut to the sender: a 21-byte file may come as two
-    pieces). The check then compares what it must, the bytes written, which the build
-    verified piece by piece, and not how they were cut."""
-    written: dict[str, tuple[StatKey, Recipe]] = {}
-    for path, node in files:
-        if node.size < KNOWN_MIN_SIZE and _plainly_cut(node):
+def _stat_written(root: Path, ops: list[Op], written: WrittenFiles) -> None:
+    """Record the stat of each file renamed into place on its own, as it is now (the
+    rename moved its ctime; the files of placed trees were recorded as built). The check
+    then compares what it must, the bytes written, which the build verified piece by
+    piece, and not how they were cut (SPEC.md 3.1 leaves the cut to the sender)."""
+    for op in ops:
+        if not isinstance(op, WriteFile):
             continue
         try:
-            st = os.lstat(root / path)
+            st = os.lstat(root / op.path)
         except OSError:
             continue  # the check will find out what happened to it
-        if stat.S_ISREG(st.st_mode) and st.st_size == node.size:
-            written[path] = (StatKey.of(st), node.recipe)
-    return written
+        if stat.S_ISREG(st.st_mode) and st.st_size == op.node.size:
+            written.add(st, op.node.recipe)
 
 
 def _files_removed(ops: list[Op], current: SnapshotReader) -> int:
@@ -424,9 +415,3 @@ def _files_removed(ops: list[Op], current: SnapshotReader) -> int:
             elif isinstance(op.node, DirNode):
                 count += sum(isinstance(n, FileNode) for _, n in current.walk(op.node.tree))
     return count
-
-
-def _plainly_cut(node: FileNode) -> bool:
-    """Whether `node` is cut as this side cuts an ordinary file (syncd/scan/cutting.py)."""
-    lengths = [length for _, length in node.recipe]
-    return lengths == fixed_cuts(node.size)

@@ -17,10 +17,10 @@ import os
 import stat
 import time
 from collections import deque
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from protocol.paths import join
 from protocol.tree import (
@@ -67,15 +67,20 @@ Listing = list[tuple[str, os.stat_result, Row | None]]
 _Settled = tuple[bytes, tuple[int, int, int, int], list[tuple[str, str]]]
 
 
+class KnownFiles(Protocol):
+    def recipe(self, st: os.stat_result) -> Recipe | None:
+        """The recipe of the file with exactly this lstat, if the caller knows it."""
+
+
 @dataclass(frozen=True, slots=True)
 class ScanOptions:
     strict: bool = False
     workers: int = max(2, (os.cpu_count() or 2))
     exclude: frozenset[str] = frozenset()  # relative paths left out, besides ./.syncd
-    # Files whose bytes the caller knows (the apply just wrote them from verified pieces):
-    # relative path -> (the stat it saw after writing, recipe). Trusted like a stat cache
-    # entry, and only once its ctime is settled, so a later write is still seen.
-    known: Mapping[str, tuple[StatKey, Recipe]] | None = None
+    # Files whose bytes the caller knows (the apply just wrote them from verified pieces),
+    # by their stat after writing. Trusted like a stat cache entry, and only once its
+    # ctime is settled, so a later write is still seen.
+    known: KnownFiles | None = None
 
 
 @dataclass(slots=True)
@@ -408,7 +413,7 @@ class Scanner:
         rel = join(frame.rel, name)
         known = frame.cached.unchanged_file(name, st) if frame.cached else None
         if known is None:
-            hinted = self._known_recipe(rel, st)
+            hinted = self._known_recipe(st)
             known = None if hinted is None else (hinted, None)
         if known is not None:
             recipe, warning = known
@@ -425,13 +430,11 @@ class Scanner:
         frame.tree.children.append(_Hashing(name, path, st, lengths, parts, warning))
         self._pending += 1
 
-    def _known_recipe(self, rel: str, st: os.stat_result) -> Recipe | None:
-        known = self._options.known.get(rel) if self._options.known else None
-        if known is None or known[0] != StatKey.of(st):
-            return None
-        if st.st_ctime_ns + SETTLE_NS >= time.time_ns():
-            return None  # too recent to trust a stat (hashing.py says why)
-        return known[1]
+    def _known_recipe(self, st: os.stat_result) -> Recipe | None:
+        known = self._options.known
+        if known is None or st.st_ctime_ns + SETTLE_NS >= time.time_ns():
+            return None  # none, or too recent to trust a stat (hashing.py says why)
+        return known.recipe(st)
 
     def _resolve(self, item: _Hashing, tree: _Tree) -> _Known | None:
         """The file's node once hashed; retried if it changed, reported if it keeps changing."""
