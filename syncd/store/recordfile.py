@@ -50,10 +50,12 @@ FOOTER = struct.Struct("<QQQ8s")
 END_MAGIC = b"SYNCDEND"
 ENTRY_BYTES = 8 + 8 + 8 + 4
 # A lookup maps the pages it touches into this process (the kernel maps up to 16 pages
-# around each fault), and they count in its RSS until released: every 8,192 lookups let
-# a million-directory scan's readers hold over 300 MiB of file pages at once (the far side
-# of the scale campaign's repair push); every 1,024 bounds each reader to a few MiB.
-_RELEASE_EVERY = 1024
+# around each fault, 64 KiB), and they count in its RSS until released: every 8,192
+# lookups let a million-directory scan's readers hold over 300 MiB of file pages at once
+# (the far side of the scale campaign's repair push: 646 MiB); every 1,024 still let them
+# hold some 250 MiB (488 MiB). Every 256 bounds a reader to 16 MiB; a release is one
+# madvise over the mapping.
+_RELEASE_EVERY = 256
 _FLUSH_AT = 1 << 20
 _CHECK_SLICE = 8 << 20
 CHECKSUM_FIELD = "blake3"
