@@ -100,6 +100,9 @@ def test_a_full_disk_mid_apply_leaves_a_consistent_tree_that_resumes(
         assert "no space left" in str(raised.value)
         assert done, "some steps completed before the disk filled up"
         assert (state.path / "journal").exists()  # it failed among the live steps
+        # Regression: the half-built entries stayed, holding the space and inodes the next
+        # session's scan needed to write its state ("no space left while scanning").
+        assert not (state.path / "work").exists() and not (state.path / "trash").exists()
         entries = (listing(month1.root), listing(month2.root))
         for path, entry in listing(far).items():
             assert entry[0] == "dir" or entry in (e.get(path) for e in entries), path

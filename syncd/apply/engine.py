@@ -234,6 +234,11 @@ class _Apply:
                 root = self._verify(changes.written)
             except SyncdError as exc:
                 note_failure(self.state, self.target.root, exc)
+                # What was built but not renamed in is of no use to a resume (it starts
+                # from an empty workspace), and on a full disk it holds the space and
+                # inodes that the next session's own scan needs to write its state.
+                with contextlib.suppress(OSError):
+                    workspace.remove()
                 raise
             faults.reached("verified")
             remove_journal(self.state)

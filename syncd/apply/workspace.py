@@ -2,8 +2,9 @@
 
 `work/` holds entries being built until they are renamed into the live tree; `trash/`
 receives entries renamed out of it (deleted, or moved aside for a kind change). Both are
-emptied when an apply starts and when it ends, so a crash's leftovers never matter and
-the live tree never holds a half-built or hidden temporary entry.
+emptied when an apply starts and when it ends, succeeded or failed, so a crash's
+leftovers never matter and the live tree never holds a half-built or hidden temporary
+entry.
 """
 
 from __future__ import annotations
