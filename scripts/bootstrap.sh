@@ -1,7 +1,7 @@
 #!/bin/sh
 # Make this checkout runnable on a fresh Debian machine: system tools the tests and the
 # demo use for real (OpenSSH's sshd, Debian's docker-registry, skopeo, b3sum, rsync,
-# systemd-analyze to check the units),
+# systemd-analyze to check the units, mkfs.vfat and mtools for a FAT32 medium),
 # then a virtual environment with syncd installed in it. Safe to run again.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,7 +10,8 @@ venv=${SYNCD_VENV:-$here/.venv}
 need=""
 for tool in /usr/sbin/sshd:openssh-server /usr/bin/docker-registry:docker-registry \
             /usr/bin/skopeo:skopeo /usr/bin/b3sum:b3sum /usr/bin/rsync:rsync \
-            /usr/bin/setpriv:util-linux /usr/bin/systemd-analyze:systemd; do
+            /usr/bin/setpriv:util-linux /usr/bin/systemd-analyze:systemd \
+            /usr/sbin/mkfs.vfat:dosfstools /usr/bin/mcopy:mtools; do
     [ -x "${tool%%:*}" ] || need="$need ${tool#*:}"
 done
 python3 -c 'import ensurepip, venv' 2>/dev/null || need="$need python3-venv"
