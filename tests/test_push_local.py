@@ -47,6 +47,8 @@ def test_month_one_then_month_two_make_the_far_tree_equal(
     )
     assert second["payload_bytes"] < first["payload_bytes"]
     assert pull_every_tag(far) == {}
+    # The target snapshot written during the transfer was taken over by the apply.
+    assert sorted(p.name for p in (far / ".syncd").glob("apply-target*")) == []
 
 
 def test_unchanged_tree_is_one_round_trip(months: dict[int, Path], tmp_path: Path) -> None:
@@ -125,6 +127,7 @@ def test_interrupted_push_resumes_without_resending(
     total = sum(p.stat().st_size for p in src.rglob("*") if p.is_file() and ".syncd" not in p.parts)
     assert summary["payload_bytes"] <= total - (2 << 20)
     assert snapshot_id(far) == summary["snapshot"]
+    assert sorted(p.name for p in state.glob("apply-target*")) == []
 
 
 def _staged_bytes(state: Path) -> int:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from protocol.tree import DirNode, FileNode, Node
 from syncd import faults
+from syncd.apply.ahead import TargetAhead, adopt
 from syncd.apply.aliases import Aliases, save_aliases
 from syncd.apply.blobindex import BlobIndex
 from syncd.apply.builder import Builder, Built
@@ -106,15 +107,19 @@ def apply_target(
     delete: bool,
     hooks: ApplyHooks | None = None,
     policy: TargetPolicy | None = None,
+    ahead: TargetAhead | None = None,
 ) -> ApplyResult:
     """Make `root` equal the snapshot `target`, whose tree records `records` returns, as
-    this side writes it under the operator's `policy`."""
+    this side writes it under the operator's `policy`; `ahead`: its snapshot as written
+    while the blobs arrived (ahead.py), taken over if it is this target under this canon."""
     started = time.monotonic()
     state.ensure()
     remove_journal(state)  # a cut-short apply of another target is superseded by this one
     canon = far_canon(state, policy)
-    with Aliases.load(state, canon.key()) as aliases:
-        written = write_target(state.path / TARGET_FILE, target, records, canon, aliases)
+    written = adopt(state, ahead, target, canon)
+    if written is None:
+        with Aliases.load(state, canon.key()) as aliases:
+            written = write_target(state.path / TARGET_FILE, target, records, canon, aliases)
     with _open_target(state, written.summary.root) as snapshot:
         journal = Journal(written.summary.root, delete)
         run = _Apply(root, state, snapshot, staging, journal, hooks=hooks)

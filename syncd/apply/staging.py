@@ -13,6 +13,11 @@ whole. A session marks the packs holding what its target uses (`use_blob`, and a
 record it reads); the others, and the work files of other targets (incoming.py), are
 *unneeded*: room.py drops them by age, and oldest first when room is needed.
 
+Threads: one thread adds (a push's stager) while another may read tree records (the
+target written ahead, syncd/apply/ahead.py). The only state both write is the set of
+records in use (`_use`), under a lock; what the reader only reads (the tree locations,
+the descriptors by pack) it reads whole under the interpreter's lock.
+
 Memory: one entry per staged blob, about 100 bytes (a 60-bit digest prefix -> pack and
 offset; the full digest is compared against the pack header on lookup). Blob bytes stay
 on disk.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +127,7 @@ class Staging:
         # The first bytes of blobs a dropped link cut (partials.py).
         self.partials = Partials(folder / "partial")
         self._fds: dict[int, int] = {}  # pack number -> read/write descriptor
+        self._using = threading.Lock()  # see the module docstring
         self._reset()
 
     def _reset(self) -> None:
@@ -240,8 +247,11 @@ class Staging:
         return True
 
     def _use(self, loc: int) -> None:
-        if loc not in self._used:
-            self._used[loc] = packs.HEADER.size + _length_at(self._fds[loc >> _OFFSET_BITS], loc)
+        if loc in self._used:
+            return
+        size = packs.HEADER.size + _length_at(self._fds[loc >> _OFFSET_BITS], loc)
+        with self._using:
+            self._used[loc] = size
 
     def read_blob(self, digest: bytes) -> bytes:
         """The staged blob's bytes, verified against `digest` as read."""

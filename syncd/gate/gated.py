@@ -11,15 +11,20 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.manifest import TransferManifest
+from protocol.manifest import PathChange, TransferManifest
 from protocol.tree import Node, decode_tree
+from syncd.apply.ahead import TargetAhead, stoppable, write_ahead
+from syncd.apply.aliases import Aliases
 from syncd.apply.canon import TargetPolicy
 from syncd.apply.durable import write_chunks_atomically
-from syncd.apply.engine import ApplyResult, apply_target
+from syncd.apply.engine import ApplyResult, apply_target, far_canon
 from syncd.apply.routing import LiveBlobs
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
@@ -28,11 +33,15 @@ from syncd.gate.inspection import GatePolicy, InspectionRefused, inspect, manife
 from syncd.gate.origin import Origin
 from syncd.media.farpieces import FarPieces
 from syncd.media.images import TreeView
-from syncd.media.manifest import change_json_chunks, describe_change
+from syncd.media.manifest import change_json_chunks, describe_change, path_changes, sort_paths
 from syncd.snapshot import SnapshotReader
 from syncd.state import StateDir
 
 PENDING = "pending.json"
+# Paths listed while the blobs arrive, at most (~200 bytes each held): more would be held
+# on top of the transfer's own memory (a cold push of a million files: some 200 MB), so
+# a larger change is listed after the transfer, as before.
+EARLY_PATHS = 65_536
 
 log = logging.getLogger("syncd.gate")
 
@@ -49,15 +58,22 @@ def gated_apply(
     origin: Origin,
     gate: GatePolicy,
     policy: TargetPolicy | None = None,
+    prepared: Prepared | None = None,
 ) -> ApplyResult:
     """apply_target's arguments (`policy`: what a target may hold), plus what the gate
     needs: the live snapshot the apply starts from, where the content comes from, and the
-    operator's inspection command (`gate`)."""
+    operator's inspection command (`gate`); `prepared`: what `prepare_apply` worked out
+    for this target while its blobs arrived."""
+    if prepared is not None and prepared.target.written.offered != target:
+        prepared = None
     pieces = FarPieces(root, staging, LiveBlobs(current))
     try:
         new = TreeView(_lookup(records), target, pieces.read)
         old = TreeView(_lookup(current.record), current.root, pieces.read)
-        change = describe_change(new, old, f"far snapshot {current.root.hex()[:16]}", current.root)
+        basis = f"far snapshot {current.root.hex()[:16]}"
+        paths = prepared.take_paths() if prepared else None
+        change = describe_change(new, old, basis, current.root, paths)
+        del paths
         entry = audit.Entry.of(origin, current.root, target, change)
         head = manifest_head(origin, current.root, target)
         save_pending(state, head, change)
@@ -83,7 +99,10 @@ def gated_apply(
     # follows does not carry it.
     del change, new, old
     try:
-        result = apply_target(root, state, target, records, staging, delete=delete, policy=policy)
+        ahead = prepared.target if prepared else None
+        result = apply_target(
+            root, state, target, records, staging, delete=delete, policy=policy, ahead=ahead
+        )
     except SyncdError as exc:
         try:
             audit.append(state, _with(entry, "failed", problem=str(exc)))
@@ -95,6 +114,49 @@ def gated_apply(
     audit.append(state, _with(entry, "applied", after=result.root))
     clear_pending(state)
     return result
+
+
+@dataclass(slots=True)
+class Prepared:
+    """What an apply needs of a target's tree records alone, worked out while a push's
+    blobs arrive (syncd/session/server.py): the change's paths (None: more than
+    EARLY_PATHS; the images need pieces, so they wait) and the target snapshot, written
+    ahead (syncd/apply/ahead.py)."""
+
+    paths: tuple[PathChange, ...] | None
+    target: TargetAhead
+
+    def take_paths(self) -> tuple[PathChange, ...] | None:
+        """The paths, given up: at a million paths they are some 250 MB, which the apply
+        that follows the description must not carry (nor this object's holders)."""
+        paths, self.paths = self.paths, None
+        return paths
+
+
+def prepare_apply(
+    state: StateDir,
+    target: bytes,
+    records: Callable[[bytes], bytes | None],
+    current: SnapshotReader,
+    *,
+    policy: TargetPolicy | None,
+    stop: threading.Event,
+) -> Prepared:
+    """gated_apply's work that reads no piece; raises Stopped once `stop` is set. Its
+    errors are not the apply's: gated_apply redoes what this did not finish, and meets
+    them where it always did."""
+    read = stoppable(records, stop)
+    canon = far_canon(state, policy)
+    with Aliases.load(state, canon.key()) as aliases:
+        ahead = write_ahead(state, target, read, canon, aliases)
+    new = TreeView(_lookup(read), target, _no_piece)
+    old = TreeView(_lookup(stoppable(current.record, stop)), current.root, _no_piece)
+    listed = list(itertools.islice(path_changes(new, old), EARLY_PATHS + 1))
+    return Prepared(None if len(listed) > EARLY_PATHS else sort_paths(listed), ahead)
+
+
+def _no_piece(digest: bytes, length: int) -> bytes | None:
+    return None
 
 
 def pending_path(state: StateDir) -> Path:

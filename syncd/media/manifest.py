@@ -10,7 +10,7 @@ removed; a folder added or removed is listed by what it holds. Images: images.py
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from protocol.manifest import MAX_BASIS_TEXT, Change, PathChange, TransferManifest
 from protocol.tree import DirNode, FileNode, Node, encode_tree, tree_id
@@ -29,13 +29,24 @@ def empty_view() -> TreeView:
 
 
 def describe_change(
-    new: TreeView, old: TreeView | None, basis: str, basis_root: bytes | None
+    new: TreeView,
+    old: TreeView | None,
+    basis: str,
+    basis_root: bytes | None,
+    paths: tuple[PathChange, ...] | None = None,
 ) -> TransferManifest:
-    """The manifest of going from `old` (None: nothing) to `new`."""
+    """The manifest of going from `old` (None: nothing) to `new`; `paths`: their
+    path_changes as sort_paths orders them, when already known."""
     before = old or empty_view()
     text = "".join(c if c.isprintable() else "?" for c in basis)[:MAX_BASIS_TEXT]
-    paths = tuple(sorted(path_changes(new, before), key=lambda p: (p.path, p.change)))
+    if paths is None:
+        paths = sort_paths(path_changes(new, before))
     return TransferManifest(text, basis_root, tuple(image_changes(paths, new, before)), paths)
+
+
+def sort_paths(changes: Iterable[PathChange]) -> tuple[PathChange, ...]:
+    """A manifest's paths, in its order."""
+    return tuple(sorted(changes, key=lambda p: (p.path, p.change)))
 
 
 def path_changes(new: TreeView, old: TreeView) -> Iterator[PathChange]:

@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -37,20 +38,22 @@ from protocol.messages import (
     State,
 )
 from syncd import __version__
+from syncd.apply.ahead import discard
 from syncd.apply.canon import TargetPolicy
-from syncd.apply.engine import held_aliases, scan_far
+from syncd.apply.engine import ApplyResult, held_aliases, scan_far
 from syncd.apply.resume import Resumed
 from syncd.apply.room import StagingLimit, expire, make_room
 from syncd.apply.routing import LiveBlobs, Routing, far_descent
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
-from syncd.gate.gated import gated_apply
+from syncd.gate.gated import Prepared, gated_apply, prepare_apply
 from syncd.gate.inspection import GatePolicy
 from syncd.gate.origin import Origin
 from syncd.gate.resumed import resume_audited
 from syncd.plan.descent import Descent
 from syncd.scan.api import ScanResult
 from syncd.session.afterapply import AfterApplyRequest, PostApplyPolicy, after_apply
+from syncd.session.early import Early
 from syncd.session.rootguard import check_asked_root, root_names
 from syncd.session.transfer import Transfer
 from syncd.session.wire import Channel, Wire
@@ -108,6 +111,7 @@ async def _session(wire: Wire, options: ServeOptions, hello: Hello) -> Result:
     resumed = await asyncio.to_thread(resume_audited, options.root, options.state)
     if resumed.result is not None:
         log.info("%s", resumed.describe())
+    discard(options.state)  # a target written ahead by a session that crashed
     scan = asyncio.create_task(asyncio.to_thread(_scan, options))
     try:
         return await _converse(wire, options, scan, hello, _resume_note(resumed))
@@ -211,28 +215,21 @@ def _check_root(hello: Hello, options: ServeOptions) -> None:
 async def _sync(
     wire: Wire, options: ServeOptions, offer: Offer, current: SnapshotReader, staging: Staging
 ) -> Result:
-    await _fetch(wire, options, offer, current, staging)
-    delete = offer.delete and offer.complete
-    if offer.delete and not offer.complete:
-        log.warning("the source's scan was incomplete: nothing will be deleted")
-
     def records(tree: bytes) -> bytes | None:
         return staging.tree_record(tree) or current.record(tree)
 
-    applied = await asyncio.to_thread(
-        lambda: gated_apply(
-            options.root,
-            options.state,
-            offer.root,
-            records,
-            staging,
-            delete=delete,
-            current=current,
-            origin=Origin.of_push(),
-            gate=options.gate,
-            policy=options.policy,
-        )
+    early = Early(
+        lambda stop: prepare_apply(
+            options.state, offer.root, records, current, policy=options.policy, stop=stop
+        ),
+        options.state,
     )
+    try:
+        await _fetch(wire, options, offer, current, staging, early=early)
+        prepared = await early.result()
+        applied = await _apply(options, offer, records, current, staging, prepared=prepared)
+    finally:
+        await early.close()
     log.info(
         "apply: %d files written, %d deleted, %d bytes, %d steps; %.2f s",
         applied.files_written,
@@ -246,13 +243,48 @@ async def _sync(
     return Result("applied", root, applied.files_written, applied.files_deleted)
 
 
+async def _apply(
+    options: ServeOptions,
+    offer: Offer,
+    records: Callable[[bytes], bytes | None],
+    current: SnapshotReader,
+    staging: Staging,
+    *,
+    prepared: Prepared | None,
+) -> ApplyResult:
+    delete = offer.delete and offer.complete
+    if offer.delete and not offer.complete:
+        log.warning("the source's scan was incomplete: nothing will be deleted")
+    return await asyncio.to_thread(
+        lambda: gated_apply(
+            options.root,
+            options.state,
+            offer.root,
+            records,
+            staging,
+            delete=delete,
+            current=current,
+            origin=Origin.of_push(),
+            gate=options.gate,
+            policy=options.policy,
+            prepared=prepared,
+        )
+    )
+
+
 async def _fetch(
-    wire: Wire, options: ServeOptions, offer: Offer, current: SnapshotReader, staging: Staging
+    wire: Wire,
+    options: ServeOptions,
+    offer: Offer,
+    current: SnapshotReader,
+    staging: Staging,
+    *,
+    early: Early,
 ) -> None:
-    """Stage every tree and piece of the offer that this side lacks. What the descent
-    and the transfer index (the trees asked for, the pieces wanted, the live pieces) is
-    gone when this returns: the apply builds its own, and at a million entries each is
-    some hundred megabytes."""
+    """Stage every tree and piece of the offer that this side lacks, `early` started
+    once the trees are in. What the descent and the transfer index (the trees asked
+    for, the pieces wanted, the live pieces) is gone when this returns: the apply builds
+    its own, and at a million entries each is some hundred megabytes."""
     live = LiveBlobs(current)
     route = Routing(staging, live)
     with held_aliases(options.state, options.policy) as aliases:
@@ -272,6 +304,7 @@ async def _fetch(
     for note in room.notes:
         log.info("staging: %s", note)
     await asyncio.to_thread(route.start)
+    early.start()
     transfer = Transfer(wire, descent.wanted, route)
     await wire.send(Plan(len(descent.wanted), transfer.bytes_to_send))
     clock = time.monotonic()
