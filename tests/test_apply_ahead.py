@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from protocol.tree import DirNode, encode_tree, tree_id
 from syncd.apply import Staging, apply_target
 from syncd.apply.ahead import NEXT_FILE, Stopped, TargetAhead
 from syncd.apply.canon import TargetPolicy
+from syncd.apply.errors import NoRoom
 from syncd.apply.journal import TARGET_FILE
 from syncd.gate.gated import Prepared, gated_apply, pending_path, prepare_apply
 from syncd.gate.inspection import GatePolicy
@@ -221,3 +223,75 @@ def test_a_failed_preparation_gives_no_result(tmp_path: Path) -> None:
             await early.close()
 
     assert asyncio.run(session()) is None
+
+
+def stage_repeated_target(staging: Staging) -> bytes:
+    """A target of 10^9 empty folders (a/b*/c*/d*, 1,000 of each) from 5 staged records."""
+    tree = encode_tree([])
+    for name in ("d", "c", "b"):
+        staging.add_tree(tree_id(tree), tree)
+        tree = encode_tree([DirNode(f"{name}{i:04d}", 0o755, tree_id(tree)) for i in range(1000)])
+    staging.add_tree(tree_id(tree), tree)
+    top = encode_tree([DirNode("a", 0o755, tree_id(tree))])
+    staging.add_tree(tree_id(top), top)
+    return tree_id(top)
+
+
+def empty_far(tmp_path: Path) -> tuple[Path, StateDir]:
+    far = tmp_path / "far"
+    far.mkdir()
+    scan_id(far)
+    return far, StateDir(far)
+
+
+def test_a_target_repeating_one_subtree_is_stopped_at_once(tmp_path: Path) -> None:
+    """Such a target's walk reads no record after the first few (they are recent), and
+    must still stop when its session ends."""
+    _, state = empty_far(tmp_path)
+    staging = Staging.open(state)
+    target = stage_repeated_target(staging)
+    stop = threading.Event()
+    ended: list[BaseException] = []
+
+    def work() -> None:
+        with SnapshotReader(state.snapshot) as current:
+            try:
+                prepare_apply(state, target, staging.tree_record, current, policy=None, stop=stop)
+            except BaseException as exc:
+                ended.append(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    time.sleep(1)
+    stop.set()
+    worker.join(30)
+    assert not worker.is_alive()
+    assert len(ended) == 1 and isinstance(ended[0], Stopped)
+    staging.close()
+
+
+def test_a_target_with_more_entries_than_inodes_is_refused_before_it_is_described(
+    tmp_path: Path,
+) -> None:
+    """Describing it for the gate, like building it, would walk 10^9 folders while the
+    root stays locked; it is refused as soon as its snapshot says how many it holds."""
+    far, state = empty_far(tmp_path)
+    staging = Staging.open(state)
+    target = stage_repeated_target(staging)
+    with SnapshotReader(state.snapshot) as current, pytest.raises(NoRoom) as refused:
+        gated_apply(
+            far,
+            state,
+            target,
+            staging.tree_record,
+            staging,
+            delete=True,
+            current=current,
+            origin=Origin.of_push(),
+            gate=GatePolicy(),
+        )
+    assert "1,001,001,001 files, folders and symlinks" in str(refused.value)
+    assert "nothing was changed" in str(refused.value)
+    assert sorted(p.name for p in far.iterdir()) == [".syncd"]
+    assert not pending_path(state).exists()
+    staging.close()

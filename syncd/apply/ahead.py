@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from syncd.apply.aliases import Aliases
@@ -43,13 +44,24 @@ class TargetAhead:
     written: Written
 
 
-def stoppable(records: Records, stop: threading.Event) -> Records:
-    """`records`, raising Stopped once `stop` is set: a pass over a million records then
-    ends at its next record, not its last, and does not hold its session open."""
+def stop_check(stop: threading.Event) -> Callable[[], None]:
+    """A check that raises Stopped once `stop` is set, for a pass to call at each step:
+    a pass over a million records then ends at its next step, not its last, and does
+    not hold its session open."""
 
-    def read(tree: bytes) -> bytes | None:
+    def check() -> None:
         if stop.is_set():
             raise Stopped
+
+    return check
+
+
+def stoppable(records: Records, stop: threading.Event) -> Records:
+    """`records`, checking `stop` (stop_check) before each record."""
+    check = stop_check(stop)
+
+    def read(tree: bytes) -> bytes | None:
+        check()
         return records(tree)
 
     return read
@@ -84,5 +96,7 @@ def adopt(
 def discard(state: StateDir) -> None:
     """Remove a target written ahead that no apply took over."""
     # Should this fail, the next session tries again: the file is no part of any apply.
-    with contextlib.suppress(OSError):
-        (state.path / NEXT_FILE).unlink(missing_ok=True)
+    # `.tmp`: the one write_target was writing when a crash cut it short.
+    for name in (NEXT_FILE, NEXT_FILE + ".tmp"):
+        with contextlib.suppress(OSError):
+            (state.path / name).unlink(missing_ok=True)

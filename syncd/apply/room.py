@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from syncd.apply.errors import NoRoom
 from syncd.apply.staging import Staging
+from syncd.snapshot import Summary
 from syncd.state import StateDir
 from syncd.units import format_bytes
 
@@ -114,6 +115,25 @@ def state_need(state: StateDir, staging: Staging) -> int:
         except OSError:
             continue
     return staging.tree_bytes + 2 * sizes + STATE_SLACK
+
+
+def refuse_uncountable(state: StateDir, target: Summary, live: Summary) -> None:
+    """Raise NoRoom when the target holds more entries than the root's file system could:
+    those it holds now and its free inodes. A target that repeats one subtree is a
+    million million folders from a few records, cheap to send and to write as a snapshot
+    (target.py remembers repeated subtrees), and endless to describe or build; refused
+    here, nothing changed. File systems that count no inodes (f_files 0) are not asked."""
+    stats = os.statvfs(state.path)
+    if stats.f_files == 0:
+        return
+    entries = target.files + target.dirs + target.symlinks
+    held = live.files + live.dirs + live.symlinks
+    if entries > held + stats.f_favail:
+        raise NoRoom(
+            f"the target holds {entries:,} files, folders and symlinks; the file system of "
+            f"{state.root} holds {held:,} of them now and has {stats.f_favail:,} inodes free: "
+            "it cannot hold the target, nothing was changed"
+        )
 
 
 def free_bytes(state: StateDir) -> int:

@@ -13,10 +13,13 @@ whole. A session marks the packs holding what its target uses (`use_blob`, and a
 record it reads); the others, and the work files of other targets (incoming.py), are
 *unneeded*: room.py drops them by age, and oldest first when room is needed.
 
-Threads: one thread adds (a push's stager) while another may read tree records (the
-target written ahead, syncd/apply/ahead.py). The only state both write is the set of
-records in use (`_use`), under a lock; what the reader only reads (the tree locations,
-the descriptors by pack) it reads whole under the interpreter's lock.
+Threads: one thread adds blobs (a push's stager) while another may read tree records
+(the target written ahead, syncd/apply/ahead.py). The only state both write is the set
+of records in use (`_use`: one assignment each, under a lock); what the reader only
+reads (the tree locations, the descriptors by pack) it reads whole under the
+interpreter's lock. Whatever iterates that set or drops packs (`packs`, `compact_pack`,
+`drop_pack`: room.py) must run while no other thread uses the staging: a session makes
+room before the transfer starts.
 
 Memory: one entry per staged blob, about 100 bytes (a 60-bit digest prefix -> pack and
 offset; the full digest is compared against the pack header on lookup). Blob bytes stay

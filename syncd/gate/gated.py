@@ -1,5 +1,8 @@
 """`gated_apply`: the apply, behind the inspection gate and recorded in the audit log.
 
+0. Write the target snapshot (unless it was written while the blobs arrived:
+   `prepare_apply`), and refuse a target with more entries than the file system could
+   hold (syncd/apply/room.py): the steps below walk every entry.
 1. Describe the change (the far side's live tree against the staged target: paths and
    image changes; pieces read from staging or live files) - computed here, on the far
    side, from verified content, not taken from what the sender claims.
@@ -20,11 +23,12 @@ from pathlib import Path
 
 from protocol.manifest import PathChange, TransferManifest
 from protocol.tree import Node, decode_tree
-from syncd.apply.ahead import TargetAhead, stoppable, write_ahead
+from syncd.apply.ahead import TargetAhead, stop_check, stoppable, write_ahead
 from syncd.apply.aliases import Aliases
 from syncd.apply.canon import TargetPolicy
 from syncd.apply.durable import write_chunks_atomically
 from syncd.apply.engine import ApplyResult, apply_target, far_canon
+from syncd.apply.room import refuse_uncountable
 from syncd.apply.routing import LiveBlobs
 from syncd.apply.staging import Staging
 from syncd.errors import SyncdError
@@ -64,14 +68,16 @@ def gated_apply(
     needs: the live snapshot the apply starts from, where the content comes from, and the
     operator's inspection command (`gate`); `prepared`: what `prepare_apply` worked out
     for this target while its blobs arrived."""
-    if prepared is not None and prepared.target.written.offered != target:
-        prepared = None
+    if prepared is None or prepared.target.written.offered != target:
+        prepared = Prepared(None, _target_ahead(state, target, records, policy))
+    # Before the change is described: describing, like building, walks every entry.
+    refuse_uncountable(state, prepared.target.written.summary, current.summary)
     pieces = FarPieces(root, staging, LiveBlobs(current))
     try:
         new = TreeView(_lookup(records), target, pieces.read)
         old = TreeView(_lookup(current.record), current.root, pieces.read)
         basis = f"far snapshot {current.root.hex()[:16]}"
-        paths = prepared.take_paths() if prepared else None
+        paths = prepared.take_paths()
         change = describe_change(new, old, basis, current.root, paths)
         del paths
         entry = audit.Entry.of(origin, current.root, target, change)
@@ -99,9 +105,15 @@ def gated_apply(
     # follows does not carry it.
     del change, new, old
     try:
-        ahead = prepared.target if prepared else None
         result = apply_target(
-            root, state, target, records, staging, delete=delete, policy=policy, ahead=ahead
+            root,
+            state,
+            target,
+            records,
+            staging,
+            delete=delete,
+            policy=policy,
+            ahead=prepared.target,
         )
     except SyncdError as exc:
         try:
@@ -145,14 +157,24 @@ def prepare_apply(
     """gated_apply's work that reads no piece; raises Stopped once `stop` is set. Its
     errors are not the apply's: gated_apply redoes what this did not finish, and meets
     them where it always did."""
-    read = stoppable(records, stop)
-    canon = far_canon(state, policy)
-    with Aliases.load(state, canon.key()) as aliases:
-        ahead = write_ahead(state, target, read, canon, aliases)
-    new = TreeView(_lookup(read), target, _no_piece)
-    old = TreeView(_lookup(stoppable(current.record, stop)), current.root, _no_piece)
+    ahead = _target_ahead(state, target, stoppable(records, stop), policy)
+    check = stop_check(stop)
+    new = TreeView(_lookup(records), target, _no_piece, visit=check)
+    old = TreeView(_lookup(current.record), current.root, _no_piece, visit=check)
     listed = list(itertools.islice(path_changes(new, old), EARLY_PATHS + 1))
     return Prepared(None if len(listed) > EARLY_PATHS else sort_paths(listed), ahead)
+
+
+def _target_ahead(
+    state: StateDir,
+    target: bytes,
+    records: Callable[[bytes], bytes | None],
+    policy: TargetPolicy | None,
+) -> TargetAhead:
+    """The target snapshot, written for apply_target to take over (syncd/apply/ahead.py)."""
+    canon = far_canon(state, policy)
+    with Aliases.load(state, canon.key()) as aliases:
+        return write_ahead(state, target, records, canon, aliases)
 
 
 def _no_piece(digest: bytes, length: int) -> bytes | None:

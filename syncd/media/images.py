@@ -43,8 +43,12 @@ class TreeView:
     read: ReadPiece
     # Decoded records met last: paths share their upper folders (blobs/sha256/xx, ...).
     _recent: OrderedDict[bytes, list[Node]] = field(default_factory=OrderedDict)
+    # Called at every directory visited, read or recent: a walk that must be stoppable
+    # raises from it (a target that repeats one subtree can be walked long from 6 records).
+    visit: Callable[[], None] = field(default=lambda: None)
 
     def children(self, tree: bytes) -> list[Node]:
+        self.visit()
         found = self._recent.get(tree)
         if found is None:
             found = self._recent[tree] = self.lookup(tree) or []

@@ -9,7 +9,7 @@ CPU with the transfer.
 It is an optimisation only: whatever stops it (an error, a hostile target, the session
 ending) leaves gated_apply to do that work itself, where it always did, with the same
 errors. Its thread writes into the state folder, so the session waits for it (stopped
-at its next record) before it lets go of the root's lock.
+at its next record or directory visited) before it lets go of the root's lock.
 """
 
 from __future__ import annotations
