@@ -15,11 +15,11 @@ record it reads); the others, and the work files of other targets (incoming.py),
 
 Threads: one thread adds blobs (a push's stager) while another may read tree records
 (the target written ahead, syncd/apply/ahead.py). The only state both write is the set
-of records in use (`_use`: one assignment each, under a lock); what the reader only
-reads (the tree locations, the descriptors by pack) it reads whole under the
-interpreter's lock. Whatever iterates that set or drops packs (`packs`, `compact_pack`,
-`drop_pack`: room.py) must run while no other thread uses the staging: a session makes
-room before the transfer starts.
+of records in use (`_use`: one dict assignment each, whole under the interpreter's
+lock, and two threads assigning the same record assign the same size); what the reader
+only reads (the tree locations, the descriptors by pack) it reads whole too. Whatever
+iterates that set or drops packs (`packs`, `compact_pack`, `drop_pack`: room.py) must run
+while no other thread uses the staging: a session makes room before the transfer starts.
 
 Memory: one entry per staged blob, about 100 bytes (a 60-bit digest prefix -> pack and
 offset; the full digest is compared against the pack header on lookup). Blob bytes stay
@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +129,6 @@ class Staging:
         # The first bytes of blobs a dropped link cut (partials.py).
         self.partials = Partials(folder / "partial")
         self._fds: dict[int, int] = {}  # pack number -> read/write descriptor
-        self._using = threading.Lock()  # see the module docstring
         self._reset()
 
     def _reset(self) -> None:
@@ -250,11 +248,8 @@ class Staging:
         return True
 
     def _use(self, loc: int) -> None:
-        if loc in self._used:
-            return
-        size = packs.HEADER.size + _length_at(self._fds[loc >> _OFFSET_BITS], loc)
-        with self._using:
-            self._used[loc] = size
+        if loc not in self._used:
+            self._used[loc] = packs.HEADER.size + _length_at(self._fds[loc >> _OFFSET_BITS], loc)
 
     def read_blob(self, digest: bytes) -> bytes:
         """The staged blob's bytes, verified against `digest` as read."""
