@@ -13,7 +13,9 @@ import pytest
 from protocol.limits import CHUNK_SIZE
 from syncd.apply.written import WrittenFiles
 from syncd.scan import hashing, scanner
+from syncd.scan.api import scan_root
 from syncd.scan.hashing import SETTLE_NS
+from syncd.state import StateDir
 from tests import stallwrite
 from tests.scanutil import files, scan, set_mtimes
 
@@ -101,11 +103,53 @@ def test_unchanged_subtrees_beside_a_change_deep_down(tmp_path: Path) -> None:
     (tmp_path / "b" / "y" / "deep" / "f").write_bytes(b"changed" * 9)
     rescan = scan(tmp_path)
     assert rescan.hashed_bytes == 63
-    os.rename(tmp_path / ".syncd", tmp_path.parent / f"{tmp_path.name}-state")
-    cold = scan(tmp_path)
+    cold = scan_root(tmp_path, StateDir(tmp_path, tmp_path.parent / "cold-state"))
     assert rescan.summary == cold.summary
     assert len(cold.problems) == 5
     assert [str(p) for p in rescan.problems] == [str(p) for p in cold.problems]
+    before = _state_stats(tmp_path)
+    again = scan(tmp_path)  # the records copied beside the change settle it all
+    assert (again.hashed_bytes, again.summary) == (0, cold.summary)
+    assert [str(p) for p in again.problems] == [str(p) for p in cold.problems]
+    assert _state_stats(tmp_path) == before
+
+
+def _state_stats(root: Path) -> dict[str, tuple[int, int]]:
+    """(inode, mtime) of the state folder and of each file in it but the lock (whose
+    holder is written at each scan)."""
+    state = root / ".syncd"
+    found = {p.name: p.stat() for p in state.iterdir() if p.name != "lock"}
+    found["."] = state.stat()
+    return {name: (st.st_ino, st.st_mtime_ns) for name, st in found.items()}
+
+
+def test_a_rescan_that_finds_nothing_changed_writes_nothing(tmp_path: Path) -> None:
+    """Not even a temporary file: at 1M files the records it would copy are ~780 MB."""
+    make_tree(tmp_path)
+    (tmp_path / "d1" / "fake.tar").write_bytes(b"not a tar" * 100)
+    first = scan(tmp_path)
+    time.sleep(0.05)  # let the directories' ctimes settle so the cache trusts them
+    scan(tmp_path)
+    before = _state_stats(tmp_path)
+    again = scan(tmp_path)
+    assert (again.hashed_bytes, again.summary) == (0, first.summary)
+    assert [str(p) for p in again.problems] == [str(p) for p in first.problems]
+    assert _state_stats(tmp_path) == before
+
+
+def test_a_lost_snapshot_is_written_again_with_each_warning_said_once(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    (tmp_path / "d1" / "fake.tar").write_bytes(b"not a tar" * 100)
+    first = scan(tmp_path)
+    recipes = {path: node.recipe for path, node in files(tmp_path).items()}
+    time.sleep(0.05)
+    scan(tmp_path)
+    (tmp_path / ".syncd" / "snapshot").unlink()
+    again = scan(tmp_path)
+    assert (again.hashed_bytes, again.summary) == (0, first.summary)
+    assert [str(p) for p in again.problems] == [str(p) for p in first.problems]
+    assert {path: node.recipe for path, node in files(tmp_path).items()} == recipes
+    assert scan(tmp_path).hashed_bytes == 0
 
 
 def test_file_changing_during_hashing_is_rehashed(

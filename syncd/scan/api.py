@@ -12,7 +12,7 @@ from pathlib import Path
 from syncd.errors import SnapshotFileError, SyncdError, UsageError
 from syncd.roots import real_root
 from syncd.scan.problems import Problem, Reporter
-from syncd.scan.scanner import Scanner, ScanOptions
+from syncd.scan.scanner import Scanner, ScanOptions, Writers
 from syncd.scan.statcache import StatCache, StatCacheWriter
 from syncd.snapshot import SnapshotReader, SnapshotWriter, Summary
 from syncd.state import StateDir
@@ -88,24 +88,33 @@ def scan_root(
 def _scan_into_state(
     root: Path, state: StateDir, options: ScanOptions, report: Reporter
 ) -> tuple[Summary, int]:
-    snap_tmp = state.path / "snapshot.tmp"
-    cache_tmp = state.path / "statcache.tmp"
     cache = StatCache.open(state.statcache)
     try:
+        scanner = Scanner(root, cache, options=options, report=report)
+        summary = scanner.unchanged_summary(lambda found: _holds(state.snapshot, found))
+        if summary is not None:
+            return summary, 0  # the state files already say all of it: nothing is written
+        summary = _write_scan(scanner, state)
+    finally:
+        cache.close()
+    return summary, scanner.hashed_bytes
+
+
+def _write_scan(scanner: Scanner, state: StateDir) -> Summary:
+    snap_tmp = state.path / "snapshot.tmp"
+    cache_tmp = state.path / "statcache.tmp"
+    try:
         with snap_tmp.open("wb") as snap_out, cache_tmp.open("wb") as cache_out:
-            snapshot, statcache = SnapshotWriter(snap_out), StatCacheWriter(cache_out)
-            scanner = Scanner(root, cache, snapshot, statcache, options=options, report=report)
-            summary = scanner.run()
+            out = Writers(SnapshotWriter(snap_out), StatCacheWriter(cache_out))
+            summary = scanner.run(out)
             keep = scanner.unchanged and _holds(state.snapshot, summary)
             if not keep:
-                snapshot.finish(summary)
-                statcache.finish()
+                out.snapshot.finish(summary)
+                out.statcache.finish()
     except BaseException:
         for tmp in (snap_tmp, cache_tmp):
             tmp.unlink(missing_ok=True)
         raise
-    finally:
-        cache.close()
     if keep:
         # Every record was the last scan's: the state files already say all of it.
         for tmp in (snap_tmp, cache_tmp):
@@ -113,7 +122,7 @@ def _scan_into_state(
     else:
         replace_atomically(snap_tmp, state.snapshot)
         replace_atomically(cache_tmp, state.statcache)
-    return summary, scanner.hashed_bytes
+    return summary
 
 
 def _holds(path: Path, summary: Summary) -> bool:
