@@ -51,7 +51,9 @@ def read_all(path: Path, key: int) -> list[bytes]:
 # --- record files -------------------------------------------------------------------------
 
 
-def test_round_trip_of_many_records(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep_index", [False, True])
+def test_round_trip_of_many_records(tmp_path: Path, keep_index: bool) -> None:
+    """5,000 lookups: pages are released every 256, with or without the index."""
     rng = random.Random(7)
     # Enough to cross the writer's 1 MiB flush point several times.
     items = [(rng.getrandbits(64), rng.randbytes(rng.randint(0, 900))) for _ in range(5000)]
@@ -59,7 +61,7 @@ def test_round_trip_of_many_records(tmp_path: Path) -> None:
     items.append((2**64 - 1, b"largest key"))
     path = tmp_path / "records"
     write_records(path, items, {"name": "test", "n": len(items)})
-    with RecordFileReader(path, TEST_MAGIC) as reader:
+    with RecordFileReader(path, TEST_MAGIC, keep_index=keep_index) as reader:
         assert reader.meta == {"name": "test", "n": len(items)}
         assert reader.count == len(items)
         for key, record in items:

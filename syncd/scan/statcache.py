@@ -190,7 +190,8 @@ class StatCache:
     @classmethod
     def open(cls, path: Path) -> StatCache:
         try:
-            reader = RecordFileReader(path, MAGIC)
+            # Open only for a scan, which looks up every directory: its index stays mapped.
+            reader = RecordFileReader(path, MAGIC, keep_index=True)
         except SnapshotFileError:
             return cls(None)
         meta = reader.meta

@@ -54,7 +54,10 @@ ENTRY_BYTES = 8 + 8 + 8 + 4
 # lookups let a million-directory scan's readers hold over 300 MiB of file pages at once
 # (the far side of the scale campaign's repair push: 646 MiB); every 1,024 still let them
 # hold some 250 MiB (488 MiB). Every 256 bounds a reader to 16 MiB; a release is one
-# madvise over the mapping.
+# madvise over the mapping. A reader made with `keep_index` releases only its records:
+# a lookup's bisection lands on random index pages, and faulting three of them back in
+# after every release was a fifth of a no-change rescan at 1M files (29 s -> 23 s; the
+# index stays mapped, 20 bytes a record: +7 MiB RSS there).
 _RELEASE_EVERY = 256
 _FLUSH_AT = 1 << 20
 _CHECK_SLICE = 8 << 20
@@ -198,9 +201,10 @@ def _without_repeats(
 class RecordFileReader:
     """Read-only view of a record file; raises SnapshotFileError naming the file."""
 
-    def __init__(self, path: Path, magic: bytes) -> None:
+    def __init__(self, path: Path, magic: bytes, *, keep_index: bool = False) -> None:
         self.path = path
         self._gets = 0
+        self._keep_index = keep_index
         try:
             with path.open("rb") as stream:
                 self._map = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
@@ -285,7 +289,8 @@ class RecordFileReader:
     def _release_pages(self, start: int = 0, length: int = 0) -> None:
         # Clean file pages: dropping them costs a re-read from the page cache at most.
         if hasattr(mmap, "MADV_DONTNEED"):
-            self._map.madvise(mmap.MADV_DONTNEED, start, length or len(self._map) - start)
+            end = self._records_end if self._keep_index else len(self._map)
+            self._map.madvise(mmap.MADV_DONTNEED, start, length or end - start)
 
     def close(self) -> None:
         for name in ("_checks", "_offsets", "_lengths"):
