@@ -103,8 +103,11 @@ def test_unchanged_subtrees_beside_a_change_deep_down(tmp_path: Path) -> None:
     (tmp_path / "b" / "y" / "deep" / "f").write_bytes(b"changed" * 9)
     rescan = scan(tmp_path)
     assert rescan.hashed_bytes == 63
-    cold = scan_root(tmp_path, StateDir(tmp_path, tmp_path.parent / "cold-state"))
+    cold_state = tmp_path.parent / "cold-state"
+    cold = scan_root(tmp_path, StateDir(tmp_path, cold_state))
     assert rescan.summary == cold.summary
+    for name in ("snapshot", "statcache"):  # each record written once, as a cold scan does
+        assert (tmp_path / ".syncd" / name).stat().st_size == (cold_state / name).stat().st_size
     assert len(cold.problems) == 5
     assert [str(p) for p in rescan.problems] == [str(p) for p in cold.problems]
     before = _state_stats(tmp_path)

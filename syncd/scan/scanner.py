@@ -202,6 +202,7 @@ class Scanner:
         self._hashes: HashQueue | None = None
         # Unchanged subtrees met while checking a subtree that turned out changed.
         self._settled: dict[str, _Settled] = {}
+        self._changed: set[str] = set()  # directories a check found changed: walked
         self.unchanged = False  # after run(): nothing differs from the last scan
 
     @property
@@ -281,10 +282,13 @@ class Scanner:
         Most directories of a rescan are like that; checking them here, with no frames,
         listings or per-child objects, is what keeps a no-change rescan near `find`.
         A subtree that turns out changed is walked again by _push, which then finds its
-        unchanged subdirectories in self._settled instead of checking them twice.
+        unchanged subdirectories in self._settled, and the changed ones in self._changed,
+        instead of checking them again: a check of the changed child would otherwise
+        check (and write) each unchanged subtree beside the change once more per level
+        above it (a change ten levels down wrote the state files five times over).
         """
         done = self._settled.pop(rel, None)
-        if done is None and len(self._stack) < MAX_SETTLED_DEPTH:
+        if done is None and rel not in self._changed and len(self._stack) < MAX_SETTLED_DEPTH:
             done = self._check_settled(rel, path, st, len(self._stack))
         if done is None:
             return None
@@ -300,6 +304,12 @@ class Scanner:
         self, rel: str, path: str, st: os.stat_result, depth: int
     ) -> _Settled | None:
         """(tree id, counts, warnings) of an unchanged subtree, its records written."""
+        done = self._check_dir(rel, path, st, depth)
+        if done is None:
+            self._changed.add(rel)
+        return done
+
+    def _check_dir(self, rel: str, path: str, st: os.stat_result, depth: int) -> _Settled | None:
         key = dir_key(rel)
         cached = self._cache.lookup(key, rel)
         if cached is None or not cached.trusted or not same_dir(st, cached):
@@ -318,7 +328,9 @@ class Scanner:
                 child_rel = join(rel, row.name)
                 below = None
                 if stat.S_ISDIR(child_st.st_mode) and depth < MAX_SETTLED_DEPTH:
-                    below = self._check_settled(child_rel, child, child_st, depth + 1)
+                    below = self._settled.pop(child_rel, None)  # found by an earlier check
+                    if below is None:
+                        below = self._check_settled(child_rel, child, child_st, depth + 1)
                 if below is None:
                     self._settled.update(settled)  # for _push's walk of this subtree
                     return None
