@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -326,3 +327,48 @@ def test_known_files_with_a_fresh_ctime_are_read(
     result = scan(tmp_path, known=known)
     assert result.hashed_bytes == len(data)
     assert files(tmp_path)["f"].recipe == ((blake3.blake3(data).digest(), len(data)),)
+
+
+def test_a_subtree_replaced_after_the_check_is_not_taken_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check that nothing changed runs before the walk: a directory it found settled
+    and that is replaced before the walk reaches it is read again, not copied."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f").write_bytes(name.encode() * 10)
+    scan(tmp_path)
+    time.sleep(0.05)  # let the directories' ctimes settle so the cache trusts them
+    scan(tmp_path)
+    (tmp_path / "b" / "f").write_bytes(b"changed")
+    walk = scanner.Scanner.run
+
+    def replace_a_first(self: scanner.Scanner, out: scanner.Writers) -> object:
+        shutil.rmtree(tmp_path / "a")
+        (tmp_path / "a").mkdir()
+        (tmp_path / "a" / "g").write_bytes(b"a new directory")
+        return walk(self, out)
+
+    monkeypatch.setattr(scanner.Scanner, "run", replace_a_first)
+    rescan = scan(tmp_path)
+    monkeypatch.undo()
+    cold_state = tmp_path.parent / "cold-state"
+    cold = scan_root(tmp_path, StateDir(tmp_path, cold_state))
+    assert rescan.summary == cold.summary
+    for name in ("snapshot", "statcache"):  # no orphaned records of the old `a` either
+        assert (tmp_path / ".syncd" / name).stat().st_size == (cold_state / name).stat().st_size
+
+
+def test_a_killed_scans_temporary_files_are_removed_by_the_next(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    scan(tmp_path)
+    time.sleep(0.05)
+    scan(tmp_path)
+    for name in ("snapshot.tmp", "statcache.tmp"):
+        (tmp_path / ".syncd" / name).write_bytes(b"half written" * 1000)
+    assert scan(tmp_path).hashed_bytes == 0  # a rescan that finds nothing changed
+    assert sorted(p.name for p in (tmp_path / ".syncd").iterdir()) == [
+        "lock",
+        "snapshot",
+        "statcache",
+    ]

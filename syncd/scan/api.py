@@ -88,6 +88,8 @@ def scan_root(
 def _scan_into_state(
     root: Path, state: StateDir, options: ScanOptions, report: Reporter
 ) -> tuple[Summary, int]:
+    for tmp in _temporaries(state):
+        tmp.unlink(missing_ok=True)  # left by a scan that was killed while writing
     cache = StatCache.open(state.statcache)
     try:
         scanner = Scanner(root, cache, options=options, report=report)
@@ -101,8 +103,7 @@ def _scan_into_state(
 
 
 def _write_scan(scanner: Scanner, state: StateDir) -> Summary:
-    snap_tmp = state.path / "snapshot.tmp"
-    cache_tmp = state.path / "statcache.tmp"
+    snap_tmp, cache_tmp = _temporaries(state)
     try:
         with snap_tmp.open("wb") as snap_out, cache_tmp.open("wb") as cache_out:
             out = Writers(SnapshotWriter(snap_out), StatCacheWriter(cache_out))
@@ -123,6 +124,10 @@ def _write_scan(scanner: Scanner, state: StateDir) -> Summary:
         replace_atomically(snap_tmp, state.snapshot)
         replace_atomically(cache_tmp, state.statcache)
     return summary
+
+
+def _temporaries(state: StateDir) -> tuple[Path, Path]:
+    return state.path / "snapshot.tmp", state.path / "statcache.tmp"
 
 
 def _holds(path: Path, summary: Summary) -> bool:

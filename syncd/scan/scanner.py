@@ -71,8 +71,9 @@ MAX_SETTLED_DEPTH = 200
 
 # (name, lstat, the stat cache row when the listing came from a trusted cache)
 Listing = list[tuple[str, os.stat_result, Row | None]]
-# An unchanged subtree: (tree id, (files, dirs, symlinks, bytes) below it, its warnings)
-_Settled = tuple[bytes, tuple[int, int, int, int], list[tuple[str, str]]]
+# An unchanged subtree: (tree id, (files, dirs, symlinks, bytes) below it, its warnings,
+# the directory's (ino, mtime_ns, ctime_ns) when it was checked)
+_Settled = tuple[bytes, tuple[int, int, int, int], list[tuple[str, str]], tuple[int, int, int]]
 
 
 class KnownFiles(Protocol):
@@ -203,6 +204,8 @@ class Scanner:
         # Unchanged subtrees met while checking a subtree that turned out changed.
         self._settled: dict[str, _Settled] = {}
         self._changed: set[str] = set()  # directories a check found changed: walked
+        # Entries of _settled found by unchanged_summary, whose records are not written yet.
+        self._unwritten: set[str] = set()
         self.unchanged = False  # after run(): nothing differs from the last scan
 
     @property
@@ -220,7 +223,7 @@ class Scanner:
         done = self._check_settled("", self._root, st, 0)
         if done is None:
             return None
-        tree_id, counts, warnings = done
+        tree_id, counts, warnings, _ = done
         summary = Summary(tree_id, *counts, complete=True)
         if not kept(summary):
             return None  # run() walks it all again, and says its warnings then
@@ -233,8 +236,7 @@ class Scanner:
     def run(self, out: Writers) -> Summary:
         """Scan, writing every record of the new snapshot and stat cache to `out`."""
         self._out = out
-        for rel in self._settled:  # found by unchanged_summary, which wrote nothing
-            self._copy_settled(rel)
+        self._unwritten = set(self._settled)  # found by unchanged_summary: copied when used
         with ThreadPoolExecutor(self._options.workers, "syncd-hash") as pool:
             self._hashes = HashQueue(pool)
             try:
@@ -287,12 +289,12 @@ class Scanner:
         check (and write) each unchanged subtree beside the change once more per level
         above it (a change ten levels down wrote the state files five times over).
         """
-        done = self._settled.pop(rel, None)
+        done = self._take_settled(rel, st)
         if done is None and rel not in self._changed and len(self._stack) < MAX_SETTLED_DEPTH:
             done = self._check_settled(rel, path, st, len(self._stack))
         if done is None:
             return None
-        tree_id, counts, warnings = done
+        tree_id, counts, warnings, _ = done
         c = self.counters
         c.files, c.dirs = c.files + counts[0], c.dirs + counts[1]
         c.symlinks, c.bytes = c.symlinks + counts[2], c.bytes + counts[3]
@@ -328,7 +330,7 @@ class Scanner:
                 child_rel = join(rel, row.name)
                 below = None
                 if stat.S_ISDIR(child_st.st_mode) and depth < MAX_SETTLED_DEPTH:
-                    below = self._settled.pop(child_rel, None)  # found by an earlier check
+                    below = self._take_settled(child_rel, child_st)  # an earlier check's
                     if below is None:
                         below = self._check_settled(child_rel, child, child_st, depth + 1)
                 if below is None:
@@ -351,7 +353,19 @@ class Scanner:
                 warnings.append((join(rel, row.name), row.warning))
         if self._out is not None:
             self._copy_record(key, cached)
-        return cached.tree_id, (files, dirs, links, size), warnings
+        return cached.tree_id, (files, dirs, links, size), warnings, cached.stat
+
+    def _take_settled(self, rel: str, st: os.stat_result) -> _Settled | None:
+        """The subtree at `rel` an earlier check found settled, if the directory is still
+        the one it checked; its records are written now if they are not yet."""
+        done = self._settled.pop(rel, None)
+        if done is None or done[3] != (st.st_ino, st.st_mtime_ns, st.st_ctime_ns):
+            self._unwritten.discard(rel)
+            return None  # replaced or changed since: checked again
+        if rel in self._unwritten and self._out is not None:
+            self._unwritten.discard(rel)
+            self._copy_settled(rel)
+        return done
 
     def _copy_settled(self, rel: str) -> None:
         """Copy the last scan's records of the settled subtree at `rel`."""
