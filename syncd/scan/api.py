@@ -88,8 +88,7 @@ def scan_root(
 def _scan_into_state(
     root: Path, state: StateDir, options: ScanOptions, report: Reporter
 ) -> tuple[Summary, int]:
-    for tmp in _temporaries(state):
-        tmp.unlink(missing_ok=True)  # left by a scan that was killed while writing
+    _remove_temporaries(state)  # left by a scan that was killed while writing
     cache = StatCache.open(state.statcache)
     try:
         scanner = Scanner(root, cache, options=options, report=report)
@@ -113,13 +112,11 @@ def _write_scan(scanner: Scanner, state: StateDir) -> Summary:
                 out.snapshot.finish(summary)
                 out.statcache.finish()
     except BaseException:
-        for tmp in (snap_tmp, cache_tmp):
-            tmp.unlink(missing_ok=True)
+        _remove_temporaries(state)
         raise
     if keep:
         # Every record was the last scan's: the state files already say all of it.
-        for tmp in (snap_tmp, cache_tmp):
-            tmp.unlink(missing_ok=True)
+        _remove_temporaries(state)
     else:
         replace_atomically(snap_tmp, state.snapshot)
         replace_atomically(cache_tmp, state.statcache)
@@ -128,6 +125,11 @@ def _write_scan(scanner: Scanner, state: StateDir) -> Summary:
 
 def _temporaries(state: StateDir) -> tuple[Path, Path]:
     return state.path / "snapshot.tmp", state.path / "statcache.tmp"
+
+
+def _remove_temporaries(state: StateDir) -> None:
+    for tmp in _temporaries(state):
+        tmp.unlink(missing_ok=True)
 
 
 def _holds(path: Path, summary: Summary) -> bool:

@@ -305,7 +305,8 @@ class Scanner:
     def _check_settled(
         self, rel: str, path: str, st: os.stat_result, depth: int
     ) -> _Settled | None:
-        """(tree id, counts, warnings) of an unchanged subtree, its records written."""
+        """The _Settled of an unchanged subtree (its records written if the scan writes);
+        None, and the directory remembered as changed, otherwise."""
         done = self._check_dir(rel, path, st, depth)
         if done is None:
             self._changed.add(rel)
