@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -373,6 +374,17 @@ def freeze_code(workdir: Path, packages: Sequence[str] = ("syncd", "protocol")) 
                 digest.update(str(path.relative_to(code)).encode() + b"\0")
                 digest.update(path.read_bytes())
     return code, digest.hexdigest()[:16]
+
+
+def remote_syncd(python: str, code: Path) -> str:
+    """The `--remote-syncd` command that runs the far side from the frozen `code` too.
+
+    sshd builds the far command's environment itself (PYTHONPATH is not passed on), so a
+    bare `python -m syncd` there imports whatever the interpreter's environment holds,
+    such as an editable install of another checkout: a benchmark of a branch then
+    measured the branch's client against main's far side.
+    """
+    return f"env PYTHONPATH={shlex.quote(str(code))} {shlex.quote(python)} -m syncd"
 
 
 def remover(path: Path) -> Callable[[], None]:

@@ -39,6 +39,7 @@ from bench.common import (
     arguments,
     freeze_code,
     make_log,
+    remote_syncd,
     report_rows,
     settle,
 )
@@ -66,6 +67,7 @@ class Bench:
             workdir, self.spec, "ocmirror-large" if large else "ocmirror-small", log
         )
         self.sshd = SSHServer.start(self.scratch / "sshd")
+        self.code = code
         self.env = dict(self.sshd.env(), PYTHONPATH=str(code))
         self.env.pop("NOTIFY_SOCKET", None)
         self.python = sys.executable
@@ -93,7 +95,7 @@ class Bench:
         os.sync()
 
     def config(self, *, verify: bool) -> Path:
-        remote = f"{self.python} -m syncd"
+        remote = remote_syncd(self.python, self.code)
         lines = [
             "[source]",
             f'root = "{self.src}"',
@@ -213,7 +215,7 @@ def manual_month_two(bench: Bench) -> float:
     bench.prepare()
     generate_month(bench.src, 2, bench.spec, via_registry=False)
     os.sync()
-    remote = f"{bench.python} -m syncd"
+    remote = remote_syncd(bench.python, bench.code)
     started = time.perf_counter()
     for far in bench.fars.values():
         bench.syncd("push", str(bench.src), f"ssh://far{far}", "--json", "--remote-syncd", remote)

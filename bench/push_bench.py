@@ -53,6 +53,7 @@ from bench.common import (
     freeze_code,
     make_log,
     ratio_row,
+    remote_syncd,
     remover,
     report_rows,
     run_timed,
@@ -101,7 +102,7 @@ class Setup:
 
     def syncd_push(self, name: str, src: Path, far: Path, prepare: Callable[[], None]) -> Command:
         out = self.scratch / f"{name}.json"
-        remote = f"{self.python} -m syncd"
+        remote = remote_syncd(self.python, self.code)
         argv = [
             *self.prefix,
             self.python,

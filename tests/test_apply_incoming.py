@@ -159,3 +159,32 @@ def test_abandoned_work_files_are_sources_not_obligations(tmp_path: Path) -> Non
     second.drop(content_key(old))
     assert not (folder / content_key(old).hex()).exists()
     assert second.has(new[0][0])  # the new file still holds A
+
+
+@pytest.mark.parametrize("kernel_copy", ["works", "unsupported", "short"])
+def test_a_piece_in_several_files_lands_in_each_however_the_kernel_copies(
+    kernel_copy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first region is written from the verified bytes, the others copied from it in
+    the kernel; where the file system cannot (EXDEV, EOPNOTSUPP) or the copy comes up
+    short, the verified bytes are written instead."""
+    real = os.copy_file_range
+
+    def copy_file_range(src: int, dst: int, count: int, offset_src: int, offset_dst: int) -> int:
+        if kernel_copy == "unsupported":
+            raise OSError(18, "Invalid cross-device link")
+        if kernel_copy == "short":
+            return 0
+        return real(src, dst, count, offset_src, offset_dst)
+
+    monkeypatch.setattr(os, "copy_file_range", copy_file_range)
+    incoming = Incoming.open(tmp_path / "incoming")
+    first, second = recipe_of(B, A, C), recipe_of(A, C, A)
+    incoming.prepare(first)
+    incoming.prepare(second)
+    for data in (A, B, C):
+        incoming.put(blake3.blake3(data).digest(), data)
+    assert incoming.complete(first) and incoming.complete(second)
+    folder = tmp_path / "incoming"
+    assert (folder / content_key(first).hex()).read_bytes() == B + A + C
+    assert (folder / content_key(second).hex()).read_bytes() == A + C + A

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from syncd.media.signing import load_signer
+from syncd.media.volume import open_volume, read_blobs
 from tests.mediautil import (
     become,
     copy_tree,
@@ -237,3 +238,28 @@ def test_media_inside_the_tree_are_refused(months: dict[int, Path], tmp_path: Pa
     assert typo.code == 2 and "no such folder" in typo.err and typo.out == ""
     assert not (tmp_path / "nowhere").exists()
     assert syncd("import", "--status", "--root", src).out == "no import in progress\n"
+
+
+def test_damage_in_a_blob_no_one_wants_still_refuses_the_volume(volumes: list[Path]) -> None:
+    """Every entry is checked against its digest, wanted or not, and the entries tile the
+    pack: that is what lets the import skip hashing the whole pack for its checksum. A
+    byte flipped anywhere must still be found, with the blob's offset named, and the
+    blobs that are handed over are read-only views that hold exactly their bytes."""
+    volume = open_volume(volumes[0], None)
+    entries = volume.index.blobs
+    packs = [(volumes[0] / file.name).read_bytes() for file in volume.index.files]
+    for entry, (digest, data) in zip(entries, read_blobs(volume, lambda _: True), strict=True):
+        assert digest == entry.digest and data.readonly
+        assert bytes(data) == packs[entry.file][entry.offset : entry.offset + entry.length]
+    assert volume.problems == []
+    last = entries[-1]
+    pack = volumes[0] / volume.index.files[last.file].name
+    damaged = bytearray(packs[last.file])
+    damaged[last.offset + last.length - 1] ^= 0x01
+    pack.write_bytes(bytes(damaged))
+    volume = open_volume(volumes[0], None)
+    assert list(read_blobs(volume, lambda _: False)) == []
+    assert volume.problems == [
+        f"{pack.name}: the blob at offset {last.offset} does not match its digest "
+        f"{last.digest.hex()[:16]} (damaged copy?)"
+    ]

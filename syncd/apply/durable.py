@@ -17,6 +17,27 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write all of `data` at `offset` (pwrite may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def copy_range(source: int, target: int, length: int, offset: int, at: int) -> int:
+    """Copy `length` bytes of `source` from `offset` to `target` at `at` in the kernel
+    (copy_file_range: no trip through user memory); how many were copied, fewer only
+    when `source` ends first. OSError as copy_file_range raises it."""
+    copied = 0
+    while copied < length:
+        done = os.copy_file_range(source, target, length - copied, offset + copied, at + copied)
+        if done == 0:
+            break
+        copied += done
+    return copied
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace `path` with `data`: temp file, fsync, rename, directory fsync."""
     write_chunks_atomically(path, (data,))

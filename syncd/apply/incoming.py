@@ -39,8 +39,9 @@ import blake3
 from protocol.codec import pack, unpack
 from protocol.errors import ProtocolError
 from protocol.tree import Recipe, decode_recipe
-from syncd.apply.durable import fsync_dir, write_atomically
+from syncd.apply.durable import copy_range, fsync_dir, pwrite_all, write_atomically
 from syncd.apply.errors import StagingError, stage_failed
+from syncd.apply.writeback import Writeback
 
 ASSEMBLE_MIN = 1 << 20  # smaller files are built from the packs: one copy costs little
 _OPEN_FILES = 64
@@ -102,6 +103,7 @@ class Incoming:
         self._filled: dict[bytes, list[tuple[bytes, int]]] = {}  # digest -> regions holding it
         self._fds: OrderedDict[bytes, int] = OrderedDict()
         self._dirty: set[bytes] = set()
+        self._writeback = Writeback()
         self._taken: set[bytes] = set()  # pieces the current target takes from work files
 
     @classmethod
@@ -188,20 +190,40 @@ class Incoming:
             key, index = regions[0]
             yield digest, self._files[key].recipe[index][1]
 
-    def put(self, digest: bytes, data: bytes) -> None:
-        """Write a verified piece into every region of an active file waiting for it."""
+    def put(self, digest: bytes, data: bytes | memoryview) -> None:
+        """Write a verified piece into every region of an active file waiting for it:
+        the first from `data`, the others copied from the first in the kernel (the same
+        piece is often in a registry's blob file and in an archive; the kernel's copy
+        between page-cache pages costs half a write from user memory)."""
         regions = self._pending.get(digest, [])
+        written: tuple[bytes, int] | None = None  # (file, offset) of a region holding it
         while regions:
             key, index = regions[-1]
             assembly = self._files[key]
+            offset = assembly.offsets[index]
             try:
-                _pwrite_all(self._fd(key), data, assembly.offsets[index])
+                self._write_piece(key, offset, data, written)
             except OSError as exc:  # the regions not written still wait for the piece
                 raise stage_failed(digest, self.folder / assembly.name, exc) from exc
             regions.pop()
             self._mark_filled(assembly, index)
             self._dirty.add(key)
+            written = written or (key, offset)
         self._pending.pop(digest, None)
+
+    def _write_piece(
+        self, key: bytes, offset: int, data: bytes | memoryview, written: tuple[bytes, int] | None
+    ) -> None:
+        source = None if written is None else self._fd(written[0])
+        fd = self._fd(key)  # after the source's: the least recently used is closed, not it
+        length = len(data)
+        copied = 0
+        if source is not None and written is not None:
+            with contextlib.suppress(OSError):  # a file system without it: written below
+                copied = copy_range(source, fd, length, written[1], offset)
+        if copied < length:
+            pwrite_all(fd, data, offset)
+        self._writeback.wrote(key, fd, length)
 
     def _mark_filled(self, assembly: _Assembly, index: int) -> None:
         assembly.filled[index] = 1
@@ -240,6 +262,7 @@ class Incoming:
         if self._dirty:
             fsync_dir(self.folder)
         self._dirty.clear()
+        self._writeback.clear()
 
     # -- files out ------------------------------------------------------------------
 
@@ -276,12 +299,8 @@ class Incoming:
             name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dir_fd
         )
         try:
-            copied = 0
-            while copied < size:
-                done = os.copy_file_range(source, target, size - copied, copied, copied)
-                if done == 0:
-                    raise StagingError(f"{self.folder / key.hex()} shrank while being copied")
-                copied += done
+            if copy_range(source, target, size, 0, 0) < size:
+                raise StagingError(f"{self.folder / key.hex()} shrank while being copied")
         finally:
             os.close(target)
 
@@ -429,11 +448,3 @@ def _new_assembly(key: bytes, recipe: Recipe) -> _Assembly:
         offsets.append(position)
         position += length
     return _Assembly(key, recipe, offsets, bytearray(len(recipe)))
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        done = os.pwrite(fd, view, offset)
-        view = view[done:]
-        offset += done

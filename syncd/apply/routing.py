@@ -103,7 +103,7 @@ class Routing:
             self.staging.incoming.prepare(recipe)
         self._to_assemble.clear()
 
-    def put(self, digest: bytes, data: bytes) -> None:
+    def put(self, digest: bytes, data: bytes | memoryview) -> None:
         faults.reached("blob")
         incoming = self.staging.incoming
         assembled = incoming.needs(digest)

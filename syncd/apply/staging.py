@@ -39,10 +39,11 @@ from protocol.codec import pack, unpack
 from protocol.errors import ProtocolError
 from syncd import faults
 from syncd.apply import packs
-from syncd.apply.durable import fsync_dir, write_atomically
+from syncd.apply.durable import fsync_dir, pwrite_all, write_atomically
 from syncd.apply.errors import StagingError, stage_failed
 from syncd.apply.incoming import Incoming
 from syncd.apply.partials import Partials
+from syncd.apply.writeback import Writeback
 from syncd.state import StateDir
 
 PACK_LIMIT = 256 << 20  # a new pack is started once one holds this many bytes
@@ -129,6 +130,7 @@ class Staging:
         # The first bytes of blobs a dropped link cut (partials.py).
         self.partials = Partials(folder / "partial")
         self._fds: dict[int, int] = {}  # pack number -> read/write descriptor
+        self._writeback = Writeback()
         self._reset()
 
     def _reset(self) -> None:
@@ -293,7 +295,7 @@ class Staging:
 
     # -- adding -----------------------------------------------------------------------
 
-    def add_blob(self, digest: bytes, data: bytes) -> None:
+    def add_blob(self, digest: bytes, data: bytes | memoryview) -> None:
         """Keep a blob the caller has verified; a blob already staged is not added twice."""
         if self.use_blob(digest):
             return
@@ -310,13 +312,13 @@ class Staging:
         self._trees.add(key, self._append(packs.KIND_TREE, key, record))
         self.tree_bytes += len(record)
 
-    def _append(self, kind: int, digest: bytes, data: bytes) -> int:
+    def _append(self, kind: int, digest: bytes, data: bytes | memoryview) -> int:
         number = self._writable()
         fd, offset = self._fds[number], self._sizes[number]
         try:
             header = packs.encode_header(kind, digest, len(data))
-            _pwrite_all(fd, header, offset)
-            _pwrite_all(fd, data, offset + len(header))
+            pwrite_all(fd, header, offset)
+            pwrite_all(fd, data, offset + len(header))
         except OSError as exc:
             # Cut the partial record now, so that the pack stays appendable.
             with contextlib.suppress(OSError):
@@ -325,6 +327,7 @@ class Staging:
             raise stage_failed(digest, path, exc) from exc
         self._sizes[number] = offset + packs.HEADER.size + len(data)
         self._dirty.add(number)
+        self._writeback.wrote(number, fd, packs.HEADER.size + len(data))
         return number << _OFFSET_BITS | offset
 
     def _writable(self) -> int:
@@ -411,6 +414,7 @@ class Staging:
             for number in sorted(self._dirty):
                 os.fsync(self._fds[number])
             self._dirty.clear()
+            self._writeback.clear()
             sizes = [[self._name(n), size] for n, size in sorted(self._sizes.items())]
             write_atomically(self.folder / "index", pack({"format": _INDEX_FORMAT, "packs": sizes}))
         except OSError as exc:
@@ -453,10 +457,3 @@ class Staging:
 def _length_at(fd: int, loc: int) -> int:
     record = packs.read_header(fd, loc & ((1 << _OFFSET_BITS) - 1))
     return record.length if record is not None else 0
-
-
-def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written

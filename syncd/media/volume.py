@@ -5,11 +5,18 @@ index (bounded decoding, its checksum, every name and tree record), the signatur
 policy, and that each pack file is a regular file of the size the index says. Reading
 then goes through each pack once, front to back, in large reads made a little ahead on
 a worker thread, which also hashes what it read (the medium is read and hashed while the
-last group is being staged; BLAKE3 releases the GIL): the whole file against its
-checksum, and every blob against its digest, before any blob is handed over. A blob or
-file that fails is noted as a problem; the blobs that proved themselves are still handed
-over (they are named by their content, so keeping them is safe), and the caller refuses
-the volume.
+last group is being staged; BLAKE3 releases the GIL): every blob against its digest,
+wanted or not, before any blob is handed over. The index's entries tile each pack
+exactly (decoding refuses any gap or overlap, and opening checks the file's size), so
+that verifies every byte of the pack: hashing the whole file again for its checksum
+would be a second pass over the same bytes that can find nothing more (SPEC.md 9.4).
+A blob that fails is noted as a problem; the blobs that proved themselves are still
+handed over (they are named by their content, so keeping them is safe), and the caller
+refuses the volume.
+
+Blobs are handed over as views into the group's read buffer, not copies: the consumer
+writes each one where it goes before asking for the next, and a copy of every blob cost
+an import as much CPU as hashing it.
 """
 
 from __future__ import annotations
@@ -107,9 +114,11 @@ def _check_file(volume: Volume, pack: PackFile) -> None:
         )
 
 
-def read_blobs(volume: Volume, wanted: Callable[[bytes], bool]) -> Iterator[tuple[bytes, bytes]]:
+def read_blobs(
+    volume: Volume, wanted: Callable[[bytes], bool]
+) -> Iterator[tuple[bytes, memoryview]]:
     """(digest, bytes) of every wanted blob, verified, pack by pack; what fails is added
-    to `volume.problems`."""
+    to `volume.problems`. The bytes are a read-only view of the read buffer."""
     entries = volume.index.blobs
     start = 0
     for file_no, pack in enumerate(volume.index.files):
@@ -122,17 +131,15 @@ def read_blobs(volume: Volume, wanted: Callable[[bytes], bool]) -> Iterator[tupl
 
 def _read_pack(
     volume: Volume, pack: PackFile, entries: tuple[BlobEntry, ...], wanted: Callable[[bytes], bool]
-) -> Iterator[tuple[bytes, bytes]]:
+) -> Iterator[tuple[bytes, memoryview]]:
     try:
         fd = os.open(volume.path / pack.name, _FLAGS)
     except OSError as exc:
         volume.problems.append(f"{pack.name}: cannot open: {exc.strerror}")
         return
-    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    before = len(volume.problems)
     try:
         with ThreadPoolExecutor(1, "syncd-import-read") as pool:
-            for group, read in _read_ahead(pool, fd, _groups(entries), hasher):
+            for group, read in _read_ahead(pool, fd, _groups(entries)):
                 if read is None:
                     volume.problems.append(f"{pack.name} ends before offset {group[0].offset}")
                     return
@@ -144,8 +151,6 @@ def _read_pack(
         return
     finally:
         os.close(fd)
-    if hasher.digest() != pack.checksum and len(volume.problems) == before:
-        volume.problems.append(f"{pack.name} does not match its checksum")
 
 
 def _groups(entries: tuple[BlobEntry, ...]) -> Iterator[tuple[BlobEntry, ...]]:
@@ -162,7 +167,7 @@ def _groups(entries: tuple[BlobEntry, ...]) -> Iterator[tuple[BlobEntry, ...]]:
 
 @dataclass(frozen=True, slots=True)
 class _Read:
-    """A group's bytes, hashed into the pack's checksum, and which of its blobs match."""
+    """A group's bytes (read-only) and which of its blobs match their digests."""
 
     chunk: memoryview
     matches: list[bool]
@@ -172,14 +177,12 @@ def _read_ahead(
     pool: ThreadPoolExecutor,
     fd: int,
     groups: Iterator[tuple[BlobEntry, ...]],
-    hasher: blake3.blake3,
 ) -> Iterator[tuple[tuple[BlobEntry, ...], _Read | None]]:
     """Each group with its bytes, read and hashed on the pool up to READ_AHEAD groups
-    ahead, so that the medium is read and hashed while what came before is staged. The
-    pool has one worker: groups go into the pack's checksum in order."""
+    ahead, so that the medium is read and hashed while what came before is staged."""
     pending: deque[tuple[tuple[BlobEntry, ...], Future[_Read | None]]] = deque()
     for group in groups:
-        pending.append((group, pool.submit(_read_hashed, fd, group, hasher)))
+        pending.append((group, pool.submit(_read_hashed, fd, group)))
         if len(pending) > READ_AHEAD:
             first, future = pending.popleft()
             yield first, future.result()
@@ -188,12 +191,12 @@ def _read_ahead(
         yield first, future.result()
 
 
-def _read_hashed(fd: int, group: tuple[BlobEntry, ...], hasher: blake3.blake3) -> _Read | None:
+def _read_hashed(fd: int, group: tuple[BlobEntry, ...]) -> _Read | None:
     base = group[0].offset
     chunk = pread_exactly(fd, base, group[-1].offset + group[-1].length - base)
     if chunk is None:
         return None
-    hasher.update(chunk)
+    chunk = chunk.toreadonly()
     matches = [
         blake3.blake3(chunk[e.offset - base : e.offset - base + e.length]).digest() == e.digest
         for e in group
@@ -207,7 +210,7 @@ def _verified(
     group: tuple[BlobEntry, ...],
     read: _Read,
     wanted: Callable[[bytes], bool],
-) -> Iterator[tuple[bytes, bytes]]:
+) -> Iterator[tuple[bytes, memoryview]]:
     base = group[0].offset
     for entry, matches in zip(group, read.matches, strict=True):
         # Every entry is checked, wanted or not: the import records which blobs each volume
@@ -221,4 +224,4 @@ def _verified(
             )
             continue
         if wanted(entry.digest):
-            yield entry.digest, bytes(data)
+            yield entry.digest, data

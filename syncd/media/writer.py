@@ -7,7 +7,9 @@ a group of about 16 MiB at a time. Each group is then hashed as the pack now hol
 so a source file that changed since the scan is named, never exported as if it
 matched; and the whole group into the pack's checksum. The hashing of one group runs on
 a worker thread while the next group is copied (BLAKE3 and copy_file_range both release
-the GIL), and a piece counts only once its group has been verified. Where the kernel
+the GIL), and a piece counts only once its group has been verified. The disk is asked to start
+writing each group as soon as it is copied (syncd/apply/writeback.py), so the fsync
+that makes the pack durable does not wait for all of it at the end. Where the kernel
 cannot copy between the two file systems (e.g. onto FAT media), pieces are read and
 written.
 """
@@ -25,7 +27,8 @@ from pathlib import Path
 import blake3
 
 from protocol.media import BlobEntry, PackFile, Signer, VolumeHeader, index_body, seal_index
-from syncd.apply.durable import fsync_dir
+from syncd.apply.durable import copy_range, fsync_dir
+from syncd.apply.writeback import start_writeback
 from syncd.media.errors import MediaError
 from syncd.media.layout import INDEX_NAME, pack_name, volume_name
 from syncd.media.plan import PackPlan, VolumePlan
@@ -145,6 +148,7 @@ class _PackWriter:
                     for digest, length in group:
                         placed.append(self._place(fd, path, _Piece(digest, offset, length, "")))
                         offset += length
+                    start_writeback(fd)  # the disk writes this group while more are copied
                     future = pool.submit(_verify, fd, start, offset, placed, hasher)
                     if verifying is not None:
                         self._verified(file_no, *verifying)
@@ -217,12 +221,8 @@ def _groups(blobs: list[tuple[bytes, int]]) -> Iterator[list[tuple[bytes, int]]]
 
 
 def _copy_range(source: int, fd: int, offset: int, piece: _Piece) -> None:
-    at, length = piece.at, piece.length
-    while length:
-        done = os.copy_file_range(source, fd, length, offset, at)
-        if done == 0:
-            raise SourceChanged(f"{piece.source} is shorter than when it was scanned; export again")
-        offset, at, length = offset + done, at + done, length - done
+    if copy_range(source, fd, piece.length, offset, piece.at) < piece.length:
+        raise SourceChanged(f"{piece.source} is shorter than when it was scanned; export again")
 
 
 def _copy_through(source: int, fd: int, offset: int, piece: _Piece) -> None:
