@@ -96,11 +96,16 @@ def keypair(folder: Path, name: str) -> tuple[Path, Path]:
 
 
 def rewrite_index(
-    volume: Path, *, keep_signature: bool = False, signer: Signer | None = None, **pack_names: str
+    volume: Path,
+    *,
+    keep_signature: bool = False,
+    signer: Signer | None = None,
+    checksums: dict[str, bytes] | None = None,
+    **pack_names: str,
 ) -> None:
-    """Re-encode a volume's index with pack files renamed (old_name=new), its checksum
-    recomputed, and no signature, the old one, or one by `signer`: a well-formed index
-    naming what it likes."""
+    """Re-encode a volume's index with pack files renamed (old_name=new) or given other
+    `checksums` (by name), its own checksum recomputed, and no signature, the old one, or
+    one by `signer`: a well-formed index naming what it likes."""
     path = volume / "index"
     index = decode_index(path.read_bytes())
     old = index.signature
@@ -109,8 +114,11 @@ def rewrite_index(
         assert old is not None
         return old
 
+    given = checksums or {}
     files = [
-        type(f)(pack_names.get(f.name.replace("-", "_"), f.name), f.size, f.checksum)
+        type(f)(
+            pack_names.get(f.name.replace("-", "_"), f.name), f.size, given.get(f.name, f.checksum)
+        )
         for f in index.files
     ]
     records = sorted(index.trees.items(), key=lambda item: item[0] != index.header.target)

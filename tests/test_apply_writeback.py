@@ -12,23 +12,38 @@ from syncd.apply import writeback
 from syncd.apply.writeback import Writeback, start_writeback
 
 
-def test_each_file_starts_writeback_once_enough_is_written_to_it(
+def test_each_file_starts_writeback_of_what_was_written_once_it_is_enough(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    started: list[int] = []
-    monkeypatch.setattr(writeback, "start_writeback", started.append)
+    started: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(writeback, "start_writeback", lambda *span: started.append(span))
     pending = Writeback(every=100)
-    pending.wrote("a", 3, 60)
-    pending.wrote("b", 4, 60)
+    pending.wrote("a", 3, 1000, 60)
+    pending.wrote("b", 4, 0, 60)
     assert started == []
-    pending.wrote("a", 3, 40)  # "a" reaches 100; "b" is counted on its own
-    assert started == [3]
-    pending.wrote("a", 5, 99)  # counted afresh, under its new descriptor
+    pending.wrote("a", 3, 500, 40)  # "a" reaches 100 over 500..1060; "b" counts apart
+    assert started == [(3, 500, 1060)]
+    pending.wrote("a", 5, 0, 99)  # counted afresh, under its new descriptor
     pending.clear()  # made durable: nothing is owed
-    pending.wrote("b", 4, 50)
-    assert started == [3]
-    pending.wrote("a", 5, 100)
-    assert started == [3, 5]
+    pending.wrote("b", 4, 60, 50)
+    assert started == [(3, 500, 1060)]
+    pending.wrote("a", 5, 7, 100)
+    assert started == [(3, 500, 1060), (5, 7, 107)]
+
+
+def test_only_whole_pages_are_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page a write ended in is left for later: the next append writes it again."""
+    calls: list[tuple[int, int, int, int]] = []
+
+    def sync_file_range(fd: int, offset: int, length: int, flags: int) -> int:
+        calls.append((fd, offset, length, flags))
+        return 0
+
+    monkeypatch.setattr(writeback, "_SYNC_FILE_RANGE", sync_file_range)
+    page = writeback._PAGE
+    start_writeback(9, 10, page - 1)  # within one page: nothing whole to write
+    start_writeback(9, page + 1, 3 * page + 5)
+    assert calls == [(9, page, 2 * page, 2)]
 
 
 def test_starting_writeback_leaves_the_bytes_as_written(tmp_path: Path) -> None:
@@ -36,9 +51,9 @@ def test_starting_writeback_leaves_the_bytes_as_written(tmp_path: Path) -> None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         os.pwrite(fd, b"x" * 70000, 0)
-        start_writeback(fd)
+        start_writeback(fd, 0, 70000)
         os.pwrite(fd, b"y", 69999)
-        start_writeback(fd)
+        start_writeback(fd, 0, 70000)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -48,4 +63,4 @@ def test_starting_writeback_leaves_the_bytes_as_written(tmp_path: Path) -> None:
 def test_a_closed_descriptor_is_no_error() -> None:
     fd = os.open("/", os.O_RDONLY)
     os.close(fd)
-    start_writeback(fd)  # EBADF is ignored: the fsync that follows is what reports
+    start_writeback(fd, 0, 1 << 20)  # EBADF is ignored: the fsync that follows is what reports

@@ -3,7 +3,9 @@ the volume and the problem, nothing is applied, and the other volumes stay usabl
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -241,10 +243,10 @@ def test_media_inside_the_tree_are_refused(months: dict[int, Path], tmp_path: Pa
 
 
 def test_damage_in_a_blob_no_one_wants_still_refuses_the_volume(volumes: list[Path]) -> None:
-    """Every entry is checked against its digest, wanted or not, and the entries tile the
-    pack: that is what lets the import skip hashing the whole pack for its checksum. A
-    byte flipped anywhere must still be found, with the blob's offset named, and the
-    blobs that are handed over are read-only views that hold exactly their bytes."""
+    """Every entry is checked against its digest, wanted or not: a byte flipped in a blob
+    the far side does not need is found, with the blob's offset named (the pack's
+    checksum fails too, and is not reported twice). The blobs handed over are read-only
+    views of the read buffer that hold exactly their bytes."""
     volume = open_volume(volumes[0], None)
     entries = volume.index.blobs
     packs = [(volumes[0] / file.name).read_bytes() for file in volume.index.files]
@@ -263,3 +265,33 @@ def test_damage_in_a_blob_no_one_wants_still_refuses_the_volume(volumes: list[Pa
         f"{pack.name}: the blob at offset {last.offset} does not match its digest "
         f"{last.digest.hex()[:16]} (damaged copy?)"
     ]
+
+
+def test_an_index_whose_pack_checksum_disagrees_is_refused_though_every_blob_matches(
+    volumes: list[Path], keys: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
+    """Re-signed by the key holder, every blob intact: the index is still not what its
+    exporter wrote, and the import says so instead of trusting the digests alone."""
+    bad = volumes[0]
+    rewrite_index(bad, signer=load_signer(keys["ours"][0]), checksums={"pack-0001": bytes(32)})
+    ran = import_(tmp_path / "far", bad, expect=2)
+    refusals = [v for v in ran.json["volumes"] if v["status"] == "refused"]
+    assert len(refusals) == 1
+    assert "pack-0001 does not match its checksum" in refusals[0]["problem"]
+
+
+def test_a_pack_swapped_for_a_fifo_after_the_check_is_refused_without_blocking(
+    volumes: list[Path],
+) -> None:
+    volume = open_volume(volumes[0], None)
+    pack = volumes[0] / volume.index.files[0].name
+    pack.unlink()
+    os.mkfifo(pack)  # no writer: a blocking open would wait forever
+    signal.signal(signal.SIGALRM, signal.default_int_handler)
+    signal.alarm(20)
+    try:
+        handed = {digest for digest, _ in read_blobs(volume, lambda _: True)}
+    finally:
+        signal.alarm(0)
+    assert not handed & {entry.digest for entry in volume.index.blobs if entry.file == 0}
+    assert f"{pack.name} was replaced since it was checked" in volume.problems

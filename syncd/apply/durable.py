@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 
 def fsync_dir(path: Path) -> None:
@@ -64,16 +64,16 @@ def write_chunks_atomically(path: Path, chunks: Iterable[bytes]) -> None:
     fsync_dir(path.parent)
 
 
-def _libc_syncfs() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
+def libc_function(name: str) -> Any:
+    """libc's function `name` (the interpreter is linked against libc, so the process
+    itself provides it: no search, which would run ldconfig at every start), or None."""
     try:
-        function: Callable[[int], int] = ctypes.CDLL(name, use_errno=True).syncfs
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    return function
 
 
-_SYNCFS = _libc_syncfs()
+_SYNCFS: Callable[[int], int] | None = libc_function("syncfs")
 
 
 def syncfs(fd: int) -> None:

@@ -223,7 +223,7 @@ class Incoming:
                 copied = copy_range(source, fd, length, written[1], offset)
         if copied < length:
             pwrite_all(fd, data, offset)
-        self._writeback.wrote(key, fd, length)
+        self._writeback.wrote(key, fd, offset, length)
 
     def _mark_filled(self, assembly: _Assembly, index: int) -> None:
         assembly.filled[index] = 1

@@ -327,7 +327,7 @@ class Staging:
             raise stage_failed(digest, path, exc) from exc
         self._sizes[number] = offset + packs.HEADER.size + len(data)
         self._dirty.add(number)
-        self._writeback.wrote(number, fd, packs.HEADER.size + len(data))
+        self._writeback.wrote(number, fd, offset, packs.HEADER.size + len(data))
         return number << _OFFSET_BITS | offset
 
     def _writable(self) -> int:

@@ -42,7 +42,9 @@ def read_verified(
     """The bytes of the media file `path` once its signature (per `required_key`) and its
     checksum hold, with its END frame. `follow` allows `path` itself to be a symlink (a
     receipt named by the user); a volume's index never is one."""
-    flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    # O_NONBLOCK: a FIFO swapped in after the caller looked must not block the open (it
+    # is then refused as not a regular file); reads of a regular file ignore the flag.
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)
     except OSError as exc:

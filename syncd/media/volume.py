@@ -5,14 +5,14 @@ index (bounded decoding, its checksum, every name and tree record), the signatur
 policy, and that each pack file is a regular file of the size the index says. Reading
 then goes through each pack once, front to back, in large reads made a little ahead on
 a worker thread, which also hashes what it read (the medium is read and hashed while the
-last group is being staged; BLAKE3 releases the GIL): every blob against its digest,
-wanted or not, before any blob is handed over. The index's entries tile each pack
-exactly (decoding refuses any gap or overlap, and opening checks the file's size), so
-that verifies every byte of the pack: hashing the whole file again for its checksum
-would be a second pass over the same bytes that can find nothing more (SPEC.md 9.4).
-A blob that fails is noted as a problem; the blobs that proved themselves are still
-handed over (they are named by their content, so keeping them is safe), and the caller
-refuses the volume.
+last group is being staged; BLAKE3 releases the GIL): the whole file against its
+checksum, and every blob against its digest, wanted or not, before any blob is handed
+over. (The entries tile each pack, so the digests alone cover every byte; the checksum
+is still compared, because an index whose checksum disagrees with its pack is not what
+its exporter wrote, and an operator is told so, not left to import it.) A blob or file
+that fails is noted as a problem; the blobs that proved themselves are still handed
+over (they are named by their content, so keeping them is safe), and the caller refuses
+the volume.
 
 Blobs are handed over as views into the group's read buffer, not copies: the consumer
 writes each one where it goes before asking for the next, and a copy of every blob cost
@@ -49,7 +49,7 @@ MAX_INDEX_BYTES = 1 << 30
 READ_BYTES = 16 << 20
 READ_AHEAD = 2  # groups read while the current one is staged
 _PEEK_BYTES = 4096
-_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 @dataclass(slots=True)
@@ -137,9 +137,14 @@ def _read_pack(
     except OSError as exc:
         volume.problems.append(f"{pack.name}: cannot open: {exc.strerror}")
         return
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    before = len(volume.problems)
     try:
+        if not _still_the_file(fd, pack):
+            volume.problems.append(f"{pack.name} was replaced since it was checked")
+            return
         with ThreadPoolExecutor(1, "syncd-import-read") as pool:
-            for group, read in _read_ahead(pool, fd, _groups(entries)):
+            for group, read in _read_ahead(pool, fd, _groups(entries), hasher):
                 if read is None:
                     volume.problems.append(f"{pack.name} ends before offset {group[0].offset}")
                     return
@@ -151,6 +156,16 @@ def _read_pack(
         return
     finally:
         os.close(fd)
+    if hasher.digest() != pack.checksum and len(volume.problems) == before:
+        volume.problems.append(f"{pack.name} does not match its checksum")
+
+
+def _still_the_file(fd: int, pack: PackFile) -> bool:
+    """Whether what was opened is still a regular file of the listed size (one swapped
+    for a FIFO or a device after the check would otherwise be read, or block, forever;
+    it was opened with O_NONBLOCK so that opening one cannot block either)."""
+    info = os.fstat(fd)
+    return stat.S_ISREG(info.st_mode) and info.st_size == pack.size
 
 
 def _groups(entries: tuple[BlobEntry, ...]) -> Iterator[tuple[BlobEntry, ...]]:
@@ -167,7 +182,8 @@ def _groups(entries: tuple[BlobEntry, ...]) -> Iterator[tuple[BlobEntry, ...]]:
 
 @dataclass(frozen=True, slots=True)
 class _Read:
-    """A group's bytes (read-only) and which of its blobs match their digests."""
+    """A group's bytes (read-only), hashed into the pack's checksum, and which of its
+    blobs match their digests."""
 
     chunk: memoryview
     matches: list[bool]
@@ -177,12 +193,14 @@ def _read_ahead(
     pool: ThreadPoolExecutor,
     fd: int,
     groups: Iterator[tuple[BlobEntry, ...]],
+    hasher: blake3.blake3,
 ) -> Iterator[tuple[tuple[BlobEntry, ...], _Read | None]]:
     """Each group with its bytes, read and hashed on the pool up to READ_AHEAD groups
-    ahead, so that the medium is read and hashed while what came before is staged."""
+    ahead, so that the medium is read and hashed while what came before is staged. The
+    pool has one worker: groups go into the pack's checksum in order."""
     pending: deque[tuple[tuple[BlobEntry, ...], Future[_Read | None]]] = deque()
     for group in groups:
-        pending.append((group, pool.submit(_read_hashed, fd, group)))
+        pending.append((group, pool.submit(_read_hashed, fd, group, hasher)))
         if len(pending) > READ_AHEAD:
             first, future = pending.popleft()
             yield first, future.result()
@@ -191,12 +209,13 @@ def _read_ahead(
         yield first, future.result()
 
 
-def _read_hashed(fd: int, group: tuple[BlobEntry, ...]) -> _Read | None:
+def _read_hashed(fd: int, group: tuple[BlobEntry, ...], hasher: blake3.blake3) -> _Read | None:
     base = group[0].offset
     chunk = pread_exactly(fd, base, group[-1].offset + group[-1].length - base)
     if chunk is None:
         return None
     chunk = chunk.toreadonly()
+    hasher.update(chunk)
     matches = [
         blake3.blake3(chunk[e.offset - base : e.offset - base + e.length]).digest() == e.digest
         for e in group

@@ -27,7 +27,7 @@ from pathlib import Path
 import blake3
 
 from protocol.media import BlobEntry, PackFile, Signer, VolumeHeader, index_body, seal_index
-from syncd.apply.durable import copy_range, fsync_dir
+from syncd.apply.durable import copy_range, fsync_dir, pwrite_all
 from syncd.apply.writeback import start_writeback
 from syncd.media.errors import MediaError
 from syncd.media.layout import INDEX_NAME, pack_name, volume_name
@@ -148,7 +148,7 @@ class _PackWriter:
                     for digest, length in group:
                         placed.append(self._place(fd, path, _Piece(digest, offset, length, "")))
                         offset += length
-                    start_writeback(fd)  # the disk writes this group while more are copied
+                    start_writeback(fd, start, offset)  # the disk writes it while more are copied
                     future = pool.submit(_verify, fd, start, offset, placed, hasher)
                     if verifying is not None:
                         self._verified(file_no, *verifying)
@@ -229,10 +229,7 @@ def _copy_through(source: int, fd: int, offset: int, piece: _Piece) -> None:
     data = os.pread(source, piece.length, offset)
     if len(data) != piece.length:
         raise SourceChanged(f"{piece.source} is shorter than when it was scanned; export again")
-    view, at = memoryview(data), piece.at
-    while view:
-        done = os.pwrite(fd, view, at)
-        view, at = view[done:], at + done
+    pwrite_all(fd, data, piece.at)
 
 
 def _verify(fd: int, start: int, end: int, placed: list[_Piece], hasher: blake3.blake3) -> None:
