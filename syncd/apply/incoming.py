@@ -214,16 +214,15 @@ class Incoming:
     def _write_piece(
         self, key: bytes, offset: int, data: bytes | memoryview, written: tuple[bytes, int] | None
     ) -> None:
-        source = None if written is None else self._fd(written[0])
-        fd = self._fd(key)  # after the source's: the least recently used is closed, not it
-        length = len(data)
+        fd = self._fd(key)
         copied = 0
-        if source is not None and written is not None:
+        if written is not None:
+            source = self._fd(written[0])  # opening it closes the least recently used, not fd
             with contextlib.suppress(OSError):  # a file system without it: written below
-                copied = copy_range(source, fd, length, written[1], offset)
-        if copied < length:
+                copied = copy_range(source, fd, len(data), written[1], offset)
+        if copied < len(data):
             pwrite_all(fd, data, offset)
-        self._writeback.wrote(key, fd, offset, length)
+        self._writeback.wrote(key, fd, offset, len(data))
 
     def _mark_filled(self, assembly: _Assembly, index: int) -> None:
         assembly.filled[index] = 1

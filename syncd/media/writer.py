@@ -7,9 +7,9 @@ a group of about 16 MiB at a time. Each group is then hashed as the pack now hol
 so a source file that changed since the scan is named, never exported as if it
 matched; and the whole group into the pack's checksum. The hashing of one group runs on
 a worker thread while the next group is copied (BLAKE3 and copy_file_range both release
-the GIL), and a piece counts only once its group has been verified. The disk is asked to start
-writing each group as soon as it is copied (syncd/apply/writeback.py), so the fsync
-that makes the pack durable does not wait for all of it at the end. Where the kernel
+the GIL), and a piece counts only once its group has been verified. The disk is asked
+to start writing each group as soon as it is copied (syncd/apply/writeback.py), so the
+fsync that makes the pack durable does not wait for all of it at the end. Where the kernel
 cannot copy between the two file systems (e.g. onto FAT media), pieces are read and
 written.
 """
